@@ -1,0 +1,269 @@
+"""The descriptor contract.
+
+A descriptor *declares* what it needs (class attributes) and implements at least one hook; the
+fixed public methods of :class:`Descriptor` do the rest (validation, resizing, normalisation,
+batching, device placement, output checks) once, in :mod:`desc_bench.adapters.prepare`.
+
+Shapes:
+    compute_patches(patches)           patches (B, 1, P, P) float32 0..255  ->  (B, dim)
+    compute_dense(image, keypoints)    image (H, W) or (H, W, 3) uint8,
+                                       keypoints (N, 2) float xy pixels     ->  (N, dim)
+Hooks (a subclass implements at least one):
+    describe_patches(prepared)         (B, C, S, S) prepared as `input` says -> (B, dim)
+    dense_map(images)                  (B, C, H, W) prepared as `input` says -> (B, dim, H', W');
+                                       map cell (i, j) is at pixel (offset + stride*j, offset + stride*i)
+    describe_keypoints(image, frames)  uint8 image and :class:`Frames`        -> (N, dim)
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import DescriptorOutputError, InputError, UnknownNameError
+
+
+class Distance(str, enum.Enum):
+    """How two descriptors are compared."""
+
+    L2 = "l2"
+    L1 = "l1"
+    HAMMING = "hamming"
+
+
+class Normalization(str, enum.Enum):
+    """Per-input normalisation applied after scaling to the declared value range."""
+
+    NONE = "none"
+    PER_PATCH = "per-patch"  # (x - mean) / (std + eps) over each patch (HardNet, L2-Net)
+    IMAGENET = "imagenet"  # per channel ImageNet mean/std on 0..1 RGB
+
+
+class Resize(str, enum.Enum):
+    """How patches are resized to the native size."""
+
+    BILINEAR = "bilinear"  # as cv2.resize(INTER_LINEAR): half-pixel centres, no antialiasing
+    AREA = "area"  # as cv2.resize(INTER_AREA) for integer factors
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a descriptor's hooks expect. Written once per descriptor; applied by ``prepare.py``."""
+
+    channels: int = 1  # 1 (gray) or 3 (RGB, gray patches are replicated)
+    patch_size: int | None = None  # native patch size; None = any size is used as given
+    value_range: float = 255.0  # inputs are scaled from 0..255 to 0..value_range
+    normalization: Normalization = Normalization.NONE
+    resize: Resize = Resize.BILINEAR
+    eps: float = 1e-7  # for PER_PATCH normalisation: (x - mean) / (std + eps), unbiased std
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One upstream weight file: where it lives, how to verify it and how it is stored."""
+
+    urls: tuple[str, ...]
+    git_blob: str | None = None  # upstream git blob id (SHA-1 of "blob <size>\\0" + content)
+    sha256: str | None = None
+    format: str = "state_dict"  # e.g. "state_dict", "checkpoint:state_dict", "gift", "msnet"
+    licence: str = ""
+    notice: str | None = None  # printed whenever these weights are used (e.g. non-commercial)
+    trained_on: str = ""  # e.g. "liberty+aug"; records flag weights that saw the test data
+    saw_hpatches: bool = False
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Keypoint frames in pixels (pixel centres at integers)."""
+
+    xy: np.ndarray  # (N, 2) float x, y
+    scale: np.ndarray | None = None  # (N,) OpenCV keypoint size (diameter) convention
+    angle: np.ndarray | None = None  # (N,) degrees, OpenCV convention
+
+    def __post_init__(self):
+        xy = np.asarray(self.xy, dtype=np.float64)
+        if xy.ndim != 2 or xy.shape[1] != 2:
+            raise InputError(f"keypoints must be an (N, 2) array of x, y pixels; got shape {xy.shape}")
+        if not np.isfinite(xy).all():
+            raise InputError("keypoints contain NaN or infinite coordinates")
+        object.__setattr__(self, "xy", xy)
+        for name in ("scale", "angle"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, dtype=np.float64).reshape(-1)
+                if len(value) != len(xy):
+                    raise InputError(f"{name} has {len(value)} entries for {len(xy)} keypoints")
+                object.__setattr__(self, name, value)
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options of a descriptor that takes none."""
+
+
+class Kind(enum.Flag):
+    """Which hooks a descriptor implements (derived, never declared)."""
+
+    NONE = 0
+    PATCH = enum.auto()
+    DENSE = enum.auto()
+    KEYPOINTS = enum.auto()
+
+
+HOOKS = {"describe_patches": Kind.PATCH, "dense_map": Kind.DENSE, "describe_keypoints": Kind.KEYPOINTS}
+
+
+class Descriptor:
+    """Base class of every adapter. Subclasses set the class attributes and implement one hook.
+
+    A subclass that defines ``name`` in its own body is registered under that name.
+    """
+
+    name: ClassVar[str] = ""
+    dim: ClassVar[int] = 0
+    distance: ClassVar[Distance] = Distance.L2
+    input: ClassVar[InputSpec] = InputSpec()
+    Options: ClassVar[type] = NoOptions  # a frozen dataclass of the descriptor's options
+    weights: ClassVar[dict[str, WeightFile]] = {}
+    default_weights: ClassVar[str | None] = None
+    batch_size: ClassVar[int] = 1024  # patches per forward pass in compute_patches
+    dense_stride: ClassVar[float] = 1.0
+    dense_offset: ClassVar[float] = 0.0
+    summary: ClassVar[str] = ""  # one line for `desc-bench list`
+
+    _registry: ClassVar[dict[str, type["Descriptor"]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and cls.name:
+            if cls.kind() == Kind.NONE:
+                raise TypeError(f"descriptor {cls.name!r} implements none of {', '.join(HOOKS)}")
+            Descriptor._registry[cls.name] = cls
+
+    # ---- construction -------------------------------------------------------------------------
+    def __init__(self, device: str | torch.device = "cpu", weights: str | None = None, **options: Any):
+        self.device = torch.device(device)
+        self.options = self.parse_options(options)
+        self.weights_name = weights if weights is not None else self.default_weights
+        self.setup()
+
+    def setup(self) -> None:
+        """Build models or buffers; called once by ``__init__`` after options are parsed."""
+
+    @classmethod
+    def kind(cls) -> Kind:
+        kind = Kind.NONE
+        for hook, flag in HOOKS.items():
+            if getattr(cls, hook) is not getattr(Descriptor, hook):
+                kind |= flag
+        return kind
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls.Options)]
+
+    @classmethod
+    def parse_options(cls, options: dict[str, Any]) -> Any:
+        """Build the Options dataclass; strings (from the CLI) are converted to the field's type."""
+        fields = {f.name: f for f in dataclasses.fields(cls.Options)}
+        values = {}
+        for key, value in options.items():
+            if key not in fields:
+                raise UnknownNameError(f"option of {cls.name}", key, list(fields))
+            values[key] = _convert(cls.name, key, value, fields[key].default)
+        return cls.Options(**values)
+
+    @classmethod
+    def availability(cls) -> str | None:
+        """None when the descriptor can run here, else what is missing and how to fix it."""
+        return None
+
+    def describe(self) -> str:
+        """The descriptor with its options, as the CLI spells it (``name:key=value``)."""
+        parts = [self.name]
+        for f in dataclasses.fields(self.options):
+            value = getattr(self.options, f.name)
+            if value != f.default:
+                parts.append(f"{f.name}={value}")
+        return ":".join(parts)
+
+    @property
+    def weights_label(self) -> str:
+        return self.weights_name or "none"
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def describe_patches(self, prepared: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def dense_map(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe_keypoints(self, image: np.ndarray, frames: Frames) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ---- fixed public methods ---------------------------------------------------------------
+    def compute_patches(self, patches: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Describe patches ``(B, 1, P, P)`` with values 0..255; returns ``(B, dim)``."""
+        from . import prepare
+
+        return prepare.compute_patches(self, patches)
+
+    def compute_dense(
+        self,
+        image: np.ndarray,
+        keypoints: np.ndarray | Frames,
+        scale: np.ndarray | None = None,
+        angle: np.ndarray | None = None,
+    ) -> torch.Tensor:
+        """Describe an image at keypoints ``(N, 2)`` xy pixels; returns ``(N, dim)``."""
+        from . import prepare
+
+        frames = keypoints if isinstance(keypoints, Frames) else Frames(keypoints, scale, angle)
+        return prepare.compute_dense(self, image, frames)
+
+    def check_output(self, out: torch.Tensor, count: int) -> torch.Tensor:
+        """Raise a clear error unless ``out`` is ``(count, dim)``, finite, and of the right dtype."""
+        if not isinstance(out, torch.Tensor):
+            raise DescriptorOutputError(f"descriptor {self.name!r} returned {type(out).__name__}, expected a tensor")
+        if tuple(out.shape) != (count, self.dim):
+            raise DescriptorOutputError(
+                f"descriptor {self.name!r} returned shape {tuple(out.shape)}, expected ({count}, {self.dim})"
+            )
+        if self.distance is Distance.HAMMING:
+            if out.dtype != torch.uint8:
+                raise DescriptorOutputError(f"binary descriptor {self.name!r} returned {out.dtype}, expected uint8")
+            return out
+        out = out.float()
+        if not torch.isfinite(out).all():
+            bad = int((~torch.isfinite(out)).any(dim=1).sum())
+            raise DescriptorOutputError(f"descriptor {self.name!r} returned NaN or infinite values for {bad} of {count} inputs")
+        return out
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()} on {self.device}>"
+
+
+def _convert(descriptor: str, key: str, value: Any, default: Any) -> Any:
+    """Convert a CLI string to the type of the option's default."""
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        return type(default)(value)
+    except ValueError:
+        raise InputError(
+            f"option {key}={value!r} of {descriptor} is not a valid {type(default).__name__}"
+        ) from None

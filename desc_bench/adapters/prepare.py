@@ -1,0 +1,207 @@
+"""Input preparation, written once for every descriptor: the template behind the public methods.
+
+- ``prepare_patches``: (B,1,P,P) 0..255 -> resized, channel-replicated, scaled and normalised as the
+  descriptor's :class:`InputSpec` declares.
+- ``compute_patches`` / ``compute_dense``: validation, batching under ``torch.inference_mode``,
+  and the fallbacks that let every descriptor run on every benchmark:
+  a dense-only descriptor describes a patch as a small image at its centre; a patch-only
+  descriptor describes an image at keypoints by sampling patches around the frames.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from .base import Descriptor, Frames, InputSpec, Kind, Normalization, Resize
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Patches sampled around keypoint frames for patch descriptors are PATCH_SIZE px wide and span
+# MAGNIFICATION keypoint sizes (OpenCV's diameter convention): the HPatches convention, in which a
+# 65 px patch holds a frame of size 2 * 32.5 / 5.303.
+PATCH_SIZE = 65
+MAGNIFICATION = 5.303
+
+
+def as_patch_tensor(patches: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    """Validate ``(B, 1, P, P)`` (or ``(B, P, P)``) patches and return float32."""
+    if isinstance(patches, np.ndarray):
+        patches = torch.from_numpy(np.ascontiguousarray(patches))
+    if not isinstance(patches, torch.Tensor):
+        raise InputError(f"{name}: patches must be a tensor or numpy array, got {type(patches).__name__}")
+    if patches.ndim == 3:
+        patches = patches.unsqueeze(1)
+    if patches.ndim != 4 or patches.shape[1] != 1 or patches.shape[2] != patches.shape[3]:
+        raise InputError(
+            f"{name}: expected gray square patches of shape (B, 1, P, P), got {tuple(patches.shape)}"
+        )
+    if patches.shape[2] < 8:
+        raise InputError(f"{name}: patch size {patches.shape[2]} is too small (at least 8 px)")
+    return patches.float()
+
+
+def resize(batch: torch.Tensor, size: int, method: Resize) -> torch.Tensor:
+    if batch.shape[-1] == size:
+        return batch
+    if method is Resize.AREA:
+        return F.interpolate(batch, size=(size, size), mode="area")
+    return F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+
+
+def normalise(batch: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """Scale 0..255 input to the declared range, set channels, apply the declared normalisation."""
+    if spec.channels == 3 and batch.shape[1] == 1:
+        batch = batch.expand(-1, 3, -1, -1)
+    elif spec.channels == 1 and batch.shape[1] == 3:
+        weights = batch.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        batch = (batch * weights).sum(1, keepdim=True)
+    if spec.value_range != 255.0:
+        batch = batch * (spec.value_range / 255.0)
+    if spec.normalization is Normalization.PER_PATCH:
+        flat = batch.reshape(batch.shape[0], -1)
+        mean = flat.mean(dim=1).view(-1, 1, 1, 1)
+        std = flat.std(dim=1).view(-1, 1, 1, 1)
+        batch = (batch - mean) / (std + spec.eps)
+    elif spec.normalization is Normalization.IMAGENET:
+        mean = batch.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * (spec.value_range / 1.0)
+        std = batch.new_tensor(IMAGENET_STD).view(1, 3, 1, 1) * (spec.value_range / 1.0)
+        batch = (batch - mean) / std
+    return batch.contiguous()
+
+
+def prepare_patches(desc: Descriptor, batch: torch.Tensor) -> torch.Tensor:
+    spec = desc.input
+    batch = batch.to(desc.device, non_blocking=True)
+    if spec.patch_size is not None:
+        batch = resize(batch, spec.patch_size, spec.resize)
+    return normalise(batch, spec)
+
+
+def compute_patches(desc: Descriptor, patches: torch.Tensor | np.ndarray) -> torch.Tensor:
+    patches = as_patch_tensor(patches, desc.name)
+    count = patches.shape[0]
+    if count == 0:
+        empty = torch.empty(0, desc.dim, device=desc.device)
+        return empty.to(torch.uint8) if desc.distance.value == "hamming" else empty
+    kind = desc.kind()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, count, desc.batch_size):
+            chunk = patches[start : start + desc.batch_size]
+            if Kind.PATCH in kind:
+                out = desc.describe_patches(prepare_patches(desc, chunk))
+            elif Kind.DENSE in kind:
+                out = _dense_at_centre(desc, chunk)
+            else:
+                out = _keypoints_at_centre(desc, chunk)
+            outputs.append(out)
+    return desc.check_output(torch.cat(outputs), count)
+
+
+def _dense_at_centre(desc: Descriptor, chunk: torch.Tensor) -> torch.Tensor:
+    """Describe each patch as a small image, sampled at its centre."""
+    batch = normalise(chunk.to(desc.device), desc.input)
+    maps = desc.dense_map(batch)
+    size = chunk.shape[-1]
+    centre = (size - 1) / 2.0
+    xy = torch.full((chunk.shape[0], 1, 2), centre, device=maps.device, dtype=maps.dtype)
+    return sample_map(maps, xy, desc.dense_stride, desc.dense_offset)[:, 0]
+
+
+def _keypoints_at_centre(desc: Descriptor, chunk: torch.Tensor) -> torch.Tensor:
+    """Describe each patch with a keypoint-based descriptor at the patch centre."""
+    size = chunk.shape[-1]
+    frames = Frames(np.array([[(size - 1) / 2.0, (size - 1) / 2.0]]))
+    images = chunk[:, 0].round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    return torch.cat([desc.describe_keypoints(image, frames) for image in images])
+
+
+def sample_map(maps: torch.Tensor, xy: torch.Tensor, stride: float, offset: float) -> torch.Tensor:
+    """Bilinearly sample dense maps ``(B, D, H', W')`` at pixel positions ``xy`` ``(B, N, 2)``.
+
+    Returns ``(B, N, D)``. Map cell (i, j) sits at pixel ``(offset + stride*j, offset + stride*i)``.
+    """
+    height, width = maps.shape[-2:]
+    grid = (xy - offset) / stride  # map coordinates
+    gx = 2.0 * grid[..., 0] / max(width - 1, 1) - 1.0
+    gy = 2.0 * grid[..., 1] / max(height - 1, 1) - 1.0
+    norm = torch.stack([gx, gy], dim=-1).unsqueeze(1).to(maps.dtype)  # (B, 1, N, 2)
+    out = F.grid_sample(maps, norm, mode="bilinear", padding_mode="border", align_corners=True)
+    return out[:, :, 0].transpose(1, 2)
+
+
+def image_tensor(image: np.ndarray, spec: InputSpec) -> torch.Tensor:
+    """uint8 (H, W) or (H, W, 3) RGB -> (1, C, H, W) float 0..255 with the declared channels."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise InputError(f"expected an image of shape (H, W) or (H, W, 3), got {image.shape}")
+    if spec.channels == 1 and image.ndim == 3:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).float()
+    if tensor.ndim == 2:
+        tensor = tensor.unsqueeze(-1)
+    if spec.channels == 3 and tensor.shape[-1] == 1:
+        tensor = tensor.expand(-1, -1, 3)
+    return tensor.permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def extract_patches(image: np.ndarray, frames: Frames, size: int = PATCH_SIZE) -> torch.Tensor:
+    """Sample gray ``size`` x ``size`` patches around keypoint frames; returns ``(N, 1, size, size)``.
+
+    With a scale (OpenCV keypoint size, a diameter), the patch side spans ``MAGNIFICATION * scale``
+    image pixels; without one it is a plain ``size`` px crop. With an angle (degrees), the patch
+    axes are rotated by it, so the frame's orientation points along the patch's +x axis.
+    """
+    gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    tensor = torch.from_numpy(np.ascontiguousarray(gray)).float()[None, None]
+    height, width = gray.shape
+    count = len(frames)
+    if count == 0:
+        return torch.empty(0, 1, size, size)
+    span = torch.ones(count, dtype=torch.float64) * size
+    if frames.scale is not None:
+        span = torch.from_numpy(frames.scale) * MAGNIFICATION
+    angle = torch.zeros(count, dtype=torch.float64)
+    if frames.angle is not None:
+        angle = torch.from_numpy(np.deg2rad(frames.angle))
+    # Pixel offsets of the patch samples relative to the centre, in units of the patch span.
+    steps = (torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0) / size
+    v, u = torch.meshgrid(steps, steps, indexing="ij")
+    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+    s = span[:, None, None]
+    xy = torch.from_numpy(frames.xy)
+    px = xy[:, 0, None, None] + s * (cos * u - sin * v)
+    py = xy[:, 1, None, None] + s * (sin * u + cos * v)
+    gx = 2.0 * px / max(width - 1, 1) - 1.0
+    gy = 2.0 * py / max(height - 1, 1) - 1.0
+    grid = torch.stack([gx, gy], dim=-1).float()
+    out = []
+    for start in range(0, count, 512):
+        g = grid[start : start + 512]
+        sampled = F.grid_sample(tensor.expand(len(g), -1, -1, -1), g, mode="bilinear", padding_mode="border", align_corners=True)
+        out.append(sampled)
+    return torch.cat(out)
+
+
+def compute_dense(desc: Descriptor, image: np.ndarray, frames: Frames) -> torch.Tensor:
+    kind = desc.kind()
+    count = len(frames)
+    with torch.inference_mode():
+        if Kind.KEYPOINTS in kind:
+            out = desc.describe_keypoints(np.asarray(image), frames)
+        elif Kind.DENSE in kind:
+            batch = normalise(image_tensor(image, desc.input).to(desc.device), desc.input)
+            maps = desc.dense_map(batch)
+            xy = torch.from_numpy(frames.xy).to(maps.device, maps.dtype)[None]
+            out = sample_map(maps, xy, desc.dense_stride, desc.dense_offset)[0] if count else maps.new_zeros(0, desc.dim)
+        else:
+            return compute_patches(desc, extract_patches(np.asarray(image), frames))
+    return desc.check_output(out, count)

@@ -1,0 +1,95 @@
+"""Descriptor registry: subclass registration plus lazy discovery of the adapter modules.
+
+Adapters register themselves when their module is imported (``Descriptor.__init_subclass__``).
+The first lookup imports every module of this package once; there is no central list of names.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..errors import DescriptorUnavailableError, InputError, UnknownNameError
+from .base import Descriptor
+
+_INFRASTRUCTURE = {"base", "registry", "prepare", "weights"}
+
+
+@lru_cache(maxsize=1)
+def _discover() -> None:
+    package = importlib.import_module(__package__)
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name not in _INFRASTRUCTURE and not module.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{module.name}")
+
+
+def registered() -> dict[str, type[Descriptor]]:
+    """Every registered descriptor class by name."""
+    _discover()
+    return dict(sorted(Descriptor._registry.items()))
+
+
+def descriptor_class(name: str) -> type[Descriptor]:
+    classes = registered()
+    if name not in classes:
+        raise UnknownNameError("descriptor", name, list(classes))
+    return classes[name]
+
+
+@dataclass(frozen=True)
+class DescriptorInfo:
+    """One row of ``desc-bench list``."""
+
+    name: str
+    dim: int
+    distance: str
+    kind: str
+    available: bool
+    status: str  # "ok" or what is missing and how to fix it
+    summary: str
+
+
+def descriptors() -> list[DescriptorInfo]:
+    """Every registered descriptor with its availability."""
+    rows = []
+    for name, cls in registered().items():
+        problem = cls.availability()
+        rows.append(
+            DescriptorInfo(
+                name=name,
+                dim=cls.dim,
+                distance=cls.distance.value,
+                kind="+".join(flag.name.lower() for flag in type(cls.kind()) if flag in cls.kind()),
+                available=problem is None,
+                status=problem or "ok",
+                summary=cls.summary,
+            )
+        )
+    return rows
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """Parse the CLI spelling ``name:key=value:key=value`` into a name and string options."""
+    name, *parts = spec.strip().split(":")
+    options = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise InputError(f"bad option {part!r} in {spec!r}; write options as name:key=value:key=value")
+        options[key.strip()] = value.strip()
+    return name.strip(), options
+
+
+def descriptor(name: str, device: str = "cpu", weights: str | None = None, **options) -> Descriptor:
+    """Build a descriptor by registry name (or ``name:key=value`` spec).
+
+    Raises UnknownNameError (listing valid names or options) or DescriptorUnavailableError
+    (saying what is missing and how to fix it).
+    """
+    base, spec_options = parse_spec(name)
+    cls = descriptor_class(base)
+    problem = cls.availability()
+    if problem is not None and weights is None:
+        raise DescriptorUnavailableError(f"{base}: {problem}")
+    return cls(device=device, weights=weights, **{**spec_options, **options})

@@ -1,0 +1,74 @@
+"""Atomic writes: a file is either absent or complete, never half-written."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import RecordError
+from .schema import Record
+
+
+@contextmanager
+def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it over ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: Path | str, data: Any) -> Path:
+    return write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
+
+
+def write_npz(path: Path | str, arrays: dict[str, np.ndarray]) -> Path:
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+    return Path(path)
+
+
+def write_record(path: Path | str, record: Record) -> Path:
+    data = record.to_json()
+    Record.from_json(data, str(path))  # validate before anything is written
+    return write_json(path, data)
+
+
+def read_record(path: Path | str) -> Record:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecordError(f"cannot read record {path}: {exc}") from None
+    return Record.from_json(raw, str(path))
+
+
+def find_records(paths: list[Path | str]) -> list[Path]:
+    """Record files named directly or found (recursively, ``*.json``) under the given folders."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*.json") if not q.name.startswith(".")))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise RecordError(f"no record or folder at {p}")
+    return found
