@@ -103,3 +103,33 @@ class PatchSet:
         if image is None:
             raise DatasetError(f"missing or unreadable patch file {path}")
         return image.shape[0] // PATCH
+
+
+class DatasetSource:
+    """A named dataset. Subclasses that set ``name`` register themselves (no central list).
+
+    ``open(data_dir)`` returns the dataset object (a :class:`PatchSet` for patch datasets, a pair
+    set for image-pair datasets); ``availability(data_dir)`` returns None when it can be opened, else
+    what is missing and how to get it (e.g. "run `desc-bench data download hpatches`").
+    """
+
+    name: str = ""
+    kind: str = "patches"  # "patches" or "pairs"
+    summary: str = ""
+    embedded: bool = False  # generated locally, no download needed
+
+    _registry: dict[str, type["DatasetSource"]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and cls.name:
+            DatasetSource._registry[cls.name] = cls
+
+    def open(self, data_dir: Path):
+        raise NotImplementedError
+
+    def availability(self, data_dir: Path) -> str | None:
+        return None
+
+    def download(self, data_dir: Path, progress: bool = True) -> Path:
+        raise NotImplementedError(f"dataset {self.name!r} has no download")
