@@ -72,3 +72,16 @@ def find_records(paths: list[Path | str]) -> list[Path]:
         else:
             raise RecordError(f"no record or folder at {p}")
     return found
+
+
+def write_run(folder: Path | str, prefix: str, record: Record, markdown: str) -> tuple[Path, Path]:
+    """Write a run's record and its markdown under a new, unique, timestamped name."""
+    import datetime as _dt
+
+    folder = Path(folder)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base, n = folder / f"{prefix}-{stamp}", 1
+    while base.with_suffix(".json").exists():
+        n += 1
+        base = folder / f"{prefix}-{stamp}-{n}"
+    return write_record(base.with_suffix(".json"), record), write_text(base.with_suffix(".md"), markdown)

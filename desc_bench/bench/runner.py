@@ -1,0 +1,241 @@
+"""Extract -> cache -> evaluate -> record: the job behind ``desc-bench run``.
+
+Patch datasets (HPatches layout): every sequence of the split is described once per descriptor
+(cached per sequence, resumable), then the HPatches tasks are evaluated (scores cached too, so
+``--re-eval`` recomputes only the metrics and ``--overwrite`` recomputes the descriptors).
+Image-pair datasets: each descriptor is evaluated with the named pair protocol.
+
+A descriptor that cannot run (missing weights or library) or fails becomes rows with an error
+string, and the run goes on with the others.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..adapters.base import Descriptor, Distance
+from ..adapters.registry import descriptor as build_descriptor
+from ..adapters.registry import parse_spec, descriptor_class
+from ..datasets.base import PATCH_TYPES, PatchSet
+from ..errors import DescBenchError, InputError
+from ..results.schema import Record, ResultRow, TimingRow, machine_metadata
+from ..results.store import write_run
+from .cache import DescriptorCache, stable_hash
+
+PATCH_TASKS = ("verification", "matching", "retrieval")
+EXTRACTION_VERSION = "1"  # bump when extraction changes in a way that changes descriptors
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``desc-bench run`` was asked to do; its hash is part of the cache keys."""
+
+    descriptors: tuple[str, ...]
+    dataset: str = "hpatches-synth"
+    data_dir: Path | None = None
+    output: Path | None = Path("runs")
+    split: str = "full"
+    tasks: tuple[str, ...] = PATCH_TASKS
+    protocol: str = "python"  # HPatches: "python" (default) or "matlab"; pairs: "mma", "pck-gift", ...
+    distance: str | None = None  # None: each descriptor's own distance
+    device: str = "cpu"
+    weights: str | None = None
+    overwrite: bool = False
+    re_eval: bool = False
+    progress: bool = True
+    time_batch: int = 256  # per-patch time recorded at this batch size; 0 disables
+    detector: str | None = None  # pair protocols: keypoint detector name
+    budget: int | None = None  # pair protocols: keypoint budget
+
+    def extraction_key(self) -> str:
+        return stable_hash(EXTRACTION_VERSION, self.device == "cpu")
+
+
+@dataclass
+class RunOutput:
+    record: Record
+    markdown: str
+    record_path: Path | None = None
+    markdown_path: Path | None = None
+
+
+def _cache_root() -> Path:
+    from ..datasets.registry import cache_root
+
+    return cache_root()
+
+
+def _open_dataset(config: RunConfig):
+    from ..datasets.registry import dataset
+
+    return dataset(config.dataset, data_dir=config.data_dir)
+
+
+def _weights_id(desc: Descriptor) -> str:
+    """The weights checksum for cache keys (file hash when a file is used, else the variant name)."""
+    checksum = getattr(desc, "weights_checksum", None)
+    return checksum or desc.weights_label
+
+
+def _error_rows(spec: str, config: RunConfig, message: str, weights: str = "none") -> list[ResultRow]:
+    return [
+        ResultRow(descriptor=spec, weights=weights, dataset=config.dataset, split=config.split,
+                  protocol=config.protocol, task=task, metric="skipped", value=None, error=message)
+        for task in config.tasks
+    ]
+
+
+def _distance(desc: Descriptor, config: RunConfig) -> Distance:
+    if config.distance is None:
+        return desc.distance
+    wanted = Distance(config.distance)
+    if (wanted is Distance.HAMMING) != (desc.distance is Distance.HAMMING):
+        raise InputError(f"{desc.name} is compared with {desc.distance.value}; it cannot use {wanted.value}")
+    return wanted
+
+
+def extract_sequences(desc: Descriptor, patchset: PatchSet, sequences: tuple[str, ...], cache: DescriptorCache,
+                      overwrite: bool = False, progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Describe every patch type of the sequences, resuming from the per-sequence cache."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    bar = tqdm(sequences, desc=f"extract {desc.describe()}", unit="seq", disable=not progress, leave=False)
+    for seq in bar:
+        if not overwrite and cache.has(seq):
+            out[seq] = cache.load(seq)
+            continue
+        patches = patchset.load(seq)
+        count = len(patches["ref"])
+        stacked = np.concatenate([patches[t] for t in PATCH_TYPES])[:, None]
+        described = desc.compute_patches(torch.from_numpy(stacked)).cpu().numpy()
+        arrays = {t: described[i * count:(i + 1) * count] for i, t in enumerate(PATCH_TYPES)}
+        cache.save(seq, arrays)
+        out[seq] = arrays
+    return out
+
+
+def _mode(desc: Descriptor) -> str:
+    from ..adapters.base import Kind
+
+    kind = desc.kind()
+    if Kind.PATCH in kind:
+        return "patches"
+    if Kind.DENSE in kind:
+        return "dense-at-centre"
+    return "keypoint-at-centre"
+
+
+def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConfig) -> list[ResultRow]:
+    from ..datasets.tasks import TaskFiles
+    from .hpatches_tasks import evaluate_all
+
+    split = patchset.split(config.split)
+    distance = _distance(desc, config)
+    cache = DescriptorCache(_cache_root(), patchset.name, patchset.version, spec,
+                            stable_hash(_weights_id(desc), config.extraction_key()))
+    eval_key = stable_hash(config.split, sorted(config.tasks), config.protocol, distance.value, patchset.version)
+    cached = None if (config.re_eval or config.overwrite) else cache.load_scores(eval_key)
+    if cached is None:
+        descs = extract_sequences(desc, patchset, split.test, cache, config.overwrite, config.progress)
+        tasks = TaskFiles(patchset.tasks_dir)
+        scores = evaluate_all(descs, tasks, split, distance, which=tuple(config.tasks),
+                              protocol=config.protocol, progress=config.progress)
+        cached = [dataclasses.asdict(s) for s in scores]
+        cache.save_scores(eval_key, cached)
+    notes = _weight_notes(desc)
+    return [
+        ResultRow(descriptor=spec, weights=desc.weights_label, dataset=patchset.name, split=config.split,
+                  protocol=config.protocol, mode=_mode(desc), notes=notes, **score)
+        for score in cached
+    ]
+
+
+def _weight_notes(desc: Descriptor) -> str:
+    info = type(desc).weights.get(desc.weights_name or "", None)
+    if info is not None and info.saw_hpatches:
+        return "weights trained on HPatches: not comparable on HPatches"
+    return ""
+
+
+def _pair_rows(desc: Descriptor, spec: str, pairset, config: RunConfig) -> list[ResultRow]:
+    from .pairs import evaluate_pairs
+
+    options = {k: v for k, v in (("detector", config.detector), ("budget", config.budget)) if v is not None}
+    rows = evaluate_pairs(desc, pairset, config.protocol, progress=config.progress, **options)
+    return [dataclasses.replace(r, descriptor=spec, weights=desc.weights_label) for r in rows]
+
+
+def _timing_row(desc: Descriptor, spec: str, config: RunConfig) -> TimingRow | None:
+    if config.time_batch <= 0:
+        return None
+    from .timing import time_patches
+
+    try:
+        row = time_patches(desc, config.time_batch)
+        return dataclasses.replace(row, descriptor=spec)
+    except DescBenchError as exc:
+        return TimingRow(descriptor=spec, weights=desc.weights_label, device=config.device, batch=config.time_batch,
+                         input_size="65", unit="patch", median_ms=None, iqr_ms=None, per_second=None,
+                         peak_memory_mb=None, error=str(exc))
+
+
+def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOutput:
+    """Run every descriptor of the config on its dataset; write and return the record."""
+    data = _open_dataset(config)
+    is_patches = isinstance(data, PatchSet)
+    if is_patches:
+        data.split(config.split)  # fail early on an unknown split
+        unknown = set(config.tasks) - set(PATCH_TASKS)
+        if unknown:
+            raise InputError(f"unknown task(s) {sorted(unknown)}; valid tasks: {', '.join(PATCH_TASKS)}")
+    else:
+        config = dataclasses.replace(config, split="all", tasks=(config.protocol,),
+                                     protocol=config.protocol if config.protocol != "python" else "mma")
+    for spec in config.descriptors:  # fail early on unknown names before any work
+        descriptor_class(parse_spec(spec)[0])
+
+    results: list[ResultRow] = []
+    timings: list[TimingRow] = []
+    for spec in config.descriptors:
+        try:
+            desc = build_descriptor(spec, device=config.device, weights=config.weights)
+        except DescBenchError as exc:
+            log(f"skipping {spec}: {exc}")
+            results.extend(_error_rows(spec, config, f"skipped: {exc}"))
+            continue
+        notice = getattr(desc, "notice", None)
+        if notice:
+            log(notice)
+        label = desc.describe()
+        try:
+            rows = _patch_rows(desc, label, data, config) if is_patches else _pair_rows(desc, label, data, config)
+            results.extend(rows)
+        except DescBenchError as exc:
+            log(f"{label} failed: {exc}")
+            results.extend(_error_rows(label, config, str(exc), desc.weights_label))
+            continue
+        if is_patches:
+            timing = _timing_row(desc, label, config)
+            if timing is not None:
+                timings.append(timing)
+
+    meta = machine_metadata(config.device, command="run", config=_config_json(config),
+                            dataset_version=getattr(data, "version", ""))
+    record = Record(metadata=meta, results=results, timings=timings)
+    from ..results.tables import run_report
+
+    markdown = run_report(record)
+    output = RunOutput(record, markdown)
+    if config.output is not None:
+        output.record_path, output.markdown_path = write_run(config.output, config.dataset, record, markdown)
+    return output
+
+
+def _config_json(config: RunConfig) -> dict:
+    raw = dataclasses.asdict(config)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in raw.items()}

@@ -1,0 +1,227 @@
+"""``desc-bench``: the command-line entry point (click).
+
+Descriptors are named as in ``desc-bench list``; options follow the name, separated by colons:
+``sift-torch-mp:patch_size=32:rootsift=true``. Several descriptors are comma-separated.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import DescBenchError
+
+
+def _friendly(func):
+    """Print user errors as one clear line (exit status 2) instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except DescBenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished work is cached; rerun the same command to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _split_list(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _ints(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in _split_list(value))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="DESC_BENCH_DATA",
+    help="Dataset folder (env DESC_BENCH_DATA; default: the user cache dir).")
+device_option = click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1 ...")
+weights_option = click.option("--weights", default=None,
+                              help="Weight variant name or path to a weight file (learned descriptors).")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="desc-bench")
+def main():
+    """Benchmark local image descriptors: accuracy (HPatches, image pairs) and speed."""
+
+
+@main.command("list")
+@data_dir_option
+@_friendly
+def list_command(data_dir):
+    """List descriptors and datasets with their availability."""
+    from tabulate import tabulate
+
+    from .adapters.registry import descriptors
+    from .datasets.registry import datasets
+
+    rows = [[d.name, d.dim, d.distance, d.kind, d.status, d.summary] for d in descriptors()]
+    click.echo("Descriptors (options: NAME:key=value:key=value)\n")
+    click.echo(tabulate(rows, headers=["name", "dim", "distance", "hooks", "status", "about"], tablefmt="github"))
+    rows = [[d.name, d.kind, d.status, d.summary] for d in datasets(data_dir)]
+    click.echo("\nDatasets\n")
+    click.echo(tabulate(rows, headers=["name", "kind", "status", "about"], tablefmt="github"))
+
+
+@main.command()
+@click.option("--descriptors", "-d", required=True, help="Comma-separated descriptors, e.g. sift-opencv,rootsift-opencv.")
+@click.option("--dataset", default="hpatches-synth", show_default=True, help="Dataset name (see `desc-bench list`).")
+@data_dir_option
+@click.option("--split", default="full", show_default=True, help="HPatches split: a, b, c, illum, view, full.")
+@click.option("--tasks", default="verification,matching,retrieval", show_default=True, help="HPatches tasks.")
+@click.option("--protocol", default=None,
+              help="HPatches: python (default) or matlab; image pairs: mma (default), pck-gift, pck-msnet, oxford-ms.")
+@click.option("--distance", type=click.Choice(["l2", "l1", "hamming"]), default=None,
+              help="Override the descriptor's distance (float descriptors: l2 or l1).")
+@click.option("--detector", default=None, help="Image pairs: keypoint detector (dog, harris, superpoint).")
+@click.option("--budget", type=int, default=None, help="Image pairs: keypoint budget per image.")
+@device_option
+@weights_option
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Folder for the JSON record and the markdown tables.")
+@click.option("--time-batch", type=int, default=256, show_default=True,
+              help="Record per-patch time at this batch size (0: do not time).")
+@click.option("--overwrite", is_flag=True, help="Recompute descriptors (and metrics) even if cached.")
+@click.option("--re-eval", is_flag=True, help="Recompute only the metrics from cached descriptors.")
+@quiet_option
+@_friendly
+def run(descriptors, dataset, data_dir, split, tasks, protocol, distance, detector, budget, device, weights, output,
+        time_batch, overwrite, re_eval, quiet):
+    """Describe a dataset with each descriptor, evaluate, print tables and write a JSON record."""
+    from .bench.runner import RunConfig, run as run_job
+
+    config = RunConfig(descriptors=_split_list(descriptors), dataset=dataset, data_dir=data_dir, split=split,
+                       tasks=_split_list(tasks), protocol=protocol or "python", distance=distance, device=device,
+                       weights=weights, output=output, overwrite=overwrite, re_eval=re_eval, progress=not quiet,
+                       time_batch=time_batch, detector=detector, budget=budget)
+    result = run_job(config, log=lambda msg: click.echo(msg, err=True))
+    click.echo(result.markdown)
+    if result.record_path:
+        click.echo(f"record: {result.record_path}\ntables: {result.markdown_path}", err=True)
+
+
+@main.command()
+@click.option("--descriptor-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Precomputed descriptors: DIR/<seq>/<type>.csv (official hpatches-benchmark layout).")
+@click.option("--name", required=True, help="Name of the descriptor in the record and tables.")
+@click.option("--tasks-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Task files (official tasks/ layout); default: those of --dataset.")
+@click.option("--dataset", default="hpatches", show_default=True, help="Dataset whose task files are used.")
+@data_dir_option
+@click.option("--split", default="full", show_default=True)
+@click.option("--tasks", default="verification,matching,retrieval", show_default=True)
+@click.option("--protocol", default="python", show_default=True)
+@click.option("--distance", type=click.Choice(["l2", "l1", "hamming"]), default="l2", show_default=True)
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
+@quiet_option
+@_friendly
+def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, protocol, distance, output, quiet):
+    """Score precomputed descriptors (bring your own) on the HPatches tasks."""
+    from .bench.evaluate import EvaluateConfig, evaluate_dir
+
+    config = EvaluateConfig(descriptor_dir=descriptor_dir, name=name, tasks_dir=tasks_dir, dataset=dataset,
+                            data_dir=data_dir, split=split, tasks=_split_list(tasks), protocol=protocol,
+                            distance=distance, output=output, progress=not quiet)
+    result = evaluate_dir(config)
+    click.echo(result.markdown)
+    if result.record_path:
+        click.echo(f"record: {result.record_path}", err=True)
+
+
+@main.command()
+@click.option("--descriptor", "-d", "name", required=True, help="Descriptor (NAME:key=value ...).")
+@click.option("--dataset", default="hpatches-synth", show_default=True)
+@data_dir_option
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write <seq>/<type>.csv into.")
+@device_option
+@weights_option
+@click.option("--overwrite", is_flag=True, help="Rewrite sequences that are already exported.")
+@quiet_option
+@_friendly
+def export(name, dataset, data_dir, output, device, weights, overwrite, quiet):
+    """Write descriptors in the official hpatches-benchmark layout (DIR/<seq>/<type>.csv)."""
+    from .adapters.registry import descriptor
+    from .bench.export import export_descriptors
+    from .datasets.base import PatchSet
+    from .datasets.registry import dataset as open_dataset
+    from .errors import DatasetError
+
+    data = open_dataset(dataset, data_dir=data_dir)
+    if not isinstance(data, PatchSet):
+        raise DatasetError(f"export needs a patch dataset; {dataset!r} is an image-pair dataset")
+    desc = descriptor(name, device=device, weights=weights)
+    out = export_descriptors(desc, data, output, overwrite=overwrite, progress=not quiet)
+    click.echo(f"wrote {out}")
+
+
+@main.group()
+def data():
+    """Dataset downloads."""
+
+
+@data.command("download")
+@click.argument("name")
+@data_dir_option
+@quiet_option
+@_friendly
+def data_download(name, data_dir, quiet):
+    """Download (and verify, and safely extract) a dataset, e.g. `hpatches`."""
+    from .datasets.registry import data_root, dataset_sources
+    from .errors import UnknownNameError
+
+    sources = dataset_sources()
+    if name not in sources:
+        raise UnknownNameError("dataset", name, list(sources))
+    path = sources[name]().download(data_root(data_dir), progress=not quiet)
+    click.echo(f"{name}: ready at {path}")
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for report.md and the PNG figures.")
+@_friendly
+def report(runs, output):
+    """Rebuild tables and figures from JSON records (files or folders of them)."""
+    from .results.report import build_report
+
+    written = build_report(list(runs), output)
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--baseline", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Baseline record (JSON) or folder of records.")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--accuracy-tolerance", type=float, default=0.005, show_default=True,
+              help="Largest allowed drop of any accuracy metric (fraction: 0.005 = 0.5 points).")
+@click.option("--speed-tolerance", type=float, default=0.25, show_default=True,
+              help="Largest allowed slow-down of normalised speed (0.25 = 25 %).")
+@click.option("--show-ok", is_flag=True, help="List unchanged rows too.")
+@_friendly
+def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok):
+    """Compare runs with a baseline; exit 1 with a markdown diff when accuracy or speed regressed."""
+    from .results.regression import compare
+    from .results.store import find_records, read_record
+
+    base = [read_record(p) for p in find_records([baseline])]
+    current = [read_record(p) for p in find_records(list(runs))]
+    comparison = compare(base, current, accuracy_tolerance, speed_tolerance)
+    click.echo(comparison.markdown(show_ok=show_ok))
+    sys.exit(1 if comparison.failed else 0)

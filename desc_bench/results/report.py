@@ -1,0 +1,41 @@
+"""``desc-bench report``: rebuild the markdown report and PNG figures from JSON records alone."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import RecordError
+from .store import find_records, read_record, write_text
+from .tables import HPATCHES_TASKS, records_report
+
+
+def build_report(paths: list[Path], output: Path) -> list[Path]:
+    """Read every record under ``paths``; write ``report.md`` and the figures into ``output``."""
+    from . import plots
+
+    files = find_records(paths)
+    if not files:
+        raise RecordError(f"no JSON records found in {', '.join(map(str, paths))}")
+    records = [read_record(p) for p in files]
+    output = Path(output)
+    written: list[Path] = []
+    figures: list[str] = []
+    rows = [r for rec in records for r in rec.results if r.error is None]
+    if any(r.task in HPATCHES_TASKS for r in rows):
+        written.append(plots.plot_hpatches(rows, output / "hpatches.png"))
+        figures.append("![HPatches: verification, matching and retrieval](hpatches.png)")
+    pair_rows = [r for r in rows if r.task not in HPATCHES_TASKS]
+    if any(r.metric.startswith("mma@") for r in pair_rows):
+        from ..bench.pairs import plot_mma
+
+        written.append(plot_mma(pair_rows, output / "mma.png"))
+        figures.append("![MMA over thresholds](mma.png)")
+    timings = [t for rec in records for t in rec.timings if t.error is None]
+    if len({t.batch for t in timings}) > 1:
+        written.append(plots.plot_throughput(timings, output / "throughput.png"))
+        figures.append("![Throughput against batch size](throughput.png)")
+    markdown = records_report(records)
+    if figures:
+        markdown += "\n" + "\n\n".join(figures) + "\n"
+    markdown += "\nSources: " + ", ".join(f"`{p}`" for p in files) + "\n"
+    written.insert(0, write_text(output / "report.md", markdown))
+    return written

@@ -1,0 +1,152 @@
+"""Markdown tables made from records only (so ``desc-bench report`` can rebuild them from past runs).
+
+HPatches values are printed as percentages (mAP x 100), the way the field reports them.
+- ``task_tables``: per descriptor and task, rows = metric/variant/subset, columns Easy, Hard, Tough, mean.
+- ``summary_table``: one row per descriptor: the headline of each task (noise "mean", subset "all",
+  headline variant), plus the per-patch time when the record has it.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable
+
+from tabulate import tabulate
+
+from .schema import Record, ResultRow, TimingRow
+
+NOISE_COLUMNS = ("easy", "hard", "tough", "mean")
+HPATCHES_TASKS = ("verification", "matching", "retrieval")
+
+
+def _fmt(value: float | None, percent: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 100:.2f}" if percent else f"{value:.4g}"
+
+
+def is_headline(row: ResultRow) -> bool:
+    """The single number quoted for a task (see METRICS.md): mean over noise levels, all sequences."""
+    return row.noise == "mean" and row.subset == "all" and row.variant == "" and row.error is None
+
+
+def _descriptor_label(row: ResultRow) -> str:
+    label = row.descriptor if row.weights in ("none", "", None) else f"{row.descriptor} [{row.weights}]"
+    return label + (" *" if row.notes else "")
+
+
+def task_tables(rows: Iterable[ResultRow]) -> str:
+    """Easy/Hard/Tough/mean tables, one per descriptor and HPatches task."""
+    groups: dict[tuple, dict[tuple, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if r.error is None and r.noise in NOISE_COLUMNS and r.task in HPATCHES_TASKS:
+            groups[(_descriptor_label(r), r.dataset, r.split, r.protocol, r.task)][(r.metric, r.variant, r.subset)][r.noise] = r.value
+    parts = []
+    for (label, dataset, split, protocol, task), table in groups.items():
+        body = [[metric, variant or "-", subset] + [_fmt(cols.get(n)) for n in NOISE_COLUMNS]
+                for (metric, variant, subset), cols in sorted(table.items(), key=_row_order)]
+        parts.append(f"#### {label}: {task} ({dataset}, split {split}, {protocol} protocol, %)\n\n"
+                     + tabulate(body, headers=["metric", "variant", "subset", "Easy", "Hard", "Tough", "mean"],
+                                tablefmt="github", disable_numparse=True))
+    return "\n\n".join(parts)
+
+
+def _row_order(item: tuple) -> tuple:
+    (metric, variant, subset), _ = item
+    pool = int(variant.split("=")[1]) if variant.startswith("pool=") and variant[5:].isdigit() else -1
+    return (metric, variant != "", pool, variant, {"all": 0, "i": 1, "v": 2}.get(subset, 3), subset)
+
+
+def _timing_by_descriptor(timings: Iterable[TimingRow]) -> dict[str, TimingRow]:
+    out = {}
+    for t in timings:
+        if t.error is None and t.unit == "patch":
+            out.setdefault(t.descriptor, t)
+    return out
+
+
+def summary_table(records: Iterable[Record]) -> str:
+    """One row per descriptor (and dataset): headline verification, matching, retrieval, time."""
+    records = list(records)
+    headline: dict[tuple, dict[str, float]] = defaultdict(dict)
+    notes: dict[tuple, str] = {}
+    timing: dict[str, TimingRow] = {}
+    for record in records:
+        timing.update(_timing_by_descriptor(record.timings))
+        for r in record.results:
+            if is_headline(r) and r.task in HPATCHES_TASKS:
+                key = (r.descriptor, r.weights, r.dataset, r.split)
+                headline[key][r.task] = r.value
+                notes[key] = r.notes
+    if not headline:
+        return ""
+    body = []
+    for key, values in sorted(headline.items(), key=lambda kv: -kv[1].get("matching", 0.0)):
+        descriptor, weights, dataset, split = key
+        t = timing.get(descriptor)
+        label = descriptor if weights in ("none", "") else f"{descriptor} [{weights}]"
+        body.append([label + (" *" if notes.get(key) else ""), dataset, split]
+                    + [_fmt(values.get(task)) for task in HPATCHES_TASKS]
+                    + [f"{t.median_ms:.3f}" if t and t.median_ms is not None else "-"])
+    table = tabulate(body, headers=["descriptor", "dataset", "split", "verification mAP", "matching mAP",
+                                    "retrieval mAP", "ms/patch"], tablefmt="github", disable_numparse=True)
+    if any(notes.values()):
+        table += "\n\n\\* " + "; ".join(sorted({n for n in notes.values() if n}))
+    return table
+
+
+def error_table(records: Iterable[Record]) -> str:
+    seen, body = set(), []
+    for record in records:
+        for r in record.results:
+            if r.error is not None and (r.descriptor, r.error) not in seen:
+                seen.add((r.descriptor, r.error))
+                body.append([r.descriptor, r.dataset, r.error])
+    if not body:
+        return ""
+    return tabulate(body, headers=["descriptor", "dataset", "skipped or failed"], tablefmt="github", disable_numparse=True)
+
+
+def timing_section(records: Iterable[Record]) -> str:
+    rows = [t for record in records for t in record.timings]
+    if not rows:
+        return ""
+    from ..bench.timing import timing_table
+
+    return timing_table(rows)
+
+
+def pair_section(records: Iterable[Record]) -> str:
+    rows = [r for record in records for r in record.results if r.error is None and r.task not in HPATCHES_TASKS]
+    if not rows:
+        return ""
+    from ..bench.pairs import pair_tables
+
+    return pair_tables(rows)
+
+
+def run_report(record: Record) -> str:
+    """The markdown printed after ``desc-bench run`` and written next to its record."""
+    return records_report([record], title=f"desc-bench run ({record.metadata.get('time', '')})")
+
+
+def records_report(records: list[Record], title: str = "desc-bench report") -> str:
+    sections = [f"# {title}"]
+    summary = summary_table(records)
+    if summary:
+        sections.append("## Summary\n\n" + summary)
+    pairs = pair_section(records)
+    if pairs:
+        sections.append("## Image pairs\n\n" + pairs)
+    errors = error_table(records)
+    if errors:
+        sections.append("## Skipped or failed\n\n" + errors)
+    details = "\n\n".join(task_tables(r for record in records for r in record.results))
+    if details:
+        sections.append("## Per task (Easy / Hard / Tough)\n\n" + details)
+    timing = timing_section(records)
+    if timing:
+        sections.append("## Timing\n\n" + timing)
+    machines = sorted({f"{r.metadata.get('platform')}, torch {r.metadata.get('torch')}, "
+                       f"{r.metadata.get('threads')} threads, device {r.metadata.get('device')}" for r in records})
+    sections.append("Machine: " + "; ".join(machines))
+    return "\n\n".join(sections) + "\n"
