@@ -1,0 +1,334 @@
+"""desc_bench.datasets.download against a local HTTP server (127.0.0.1, no internet).
+
+The server supports ``Range`` requests (206 / 416), can cut a transfer short once, can ignore
+ranges, and can stall to trigger the client timeout.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from desc_bench.datasets.download import fetch, fetch_any, git_blob_sha1, safe_extract, sha256_file
+from desc_bench.errors import DownloadError
+
+
+class Server:
+    """Serves ``files`` (path -> bytes); records requests; ``cut``: path -> bytes sent before a drop (once)."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.cut: dict[str, int] = {}
+        self.ranges = True
+        self.stall_s = 0.0
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                rng = self.headers.get("Range")
+                server.requests.append((self.path, rng))
+                if server.stall_s:
+                    time.sleep(server.stall_s)
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404, "Not Found")
+                    return
+                start = 0
+                match = re.fullmatch(r"bytes=(\d+)-", rng or "")
+                if server.ranges and match:
+                    start = int(match.group(1))
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes" if server.ranges else "none")
+                self.end_headers()
+                cut = server.cut.pop(self.path, None)
+                if cut is not None:
+                    self.wfile.write(body[:cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(body)
+
+        class Quiet(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # a client that timed out or resumed: broken pipes are expected
+
+        self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+def _payload(n: int, seed: int = 0) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# ------------------------------------------------------------------------------------------ fetch
+
+
+def test_fetch_downloads_verifies_and_skips_a_verified_copy(server, tmp_path):
+    data = _payload(3_000_000)
+    server.files["/a.bin"] = data
+    dest = fetch(server.url("/a.bin"), tmp_path / "d" / "a.bin", sha256=hashlib.sha256(data).hexdigest(),
+                 md5=hashlib.md5(data).hexdigest(), size=len(data), progress=False)
+    assert dest.read_bytes() == data
+    assert _leftovers(tmp_path / "d") == ["a.bin"]  # no .part left
+    n = len(server.requests)
+    fetch(server.url("/a.bin"), dest, sha256=hashlib.sha256(data).hexdigest(), progress=False)
+    assert len(server.requests) == n  # verified copy: no request
+
+
+def test_resume_after_interrupted_transfer_uses_a_range_request(server, tmp_path):
+    data = _payload(2_500_000, seed=1)
+    server.files["/big.bin"] = data
+    server.cut["/big.bin"] = 1_000_000
+    dest = tmp_path / "big.bin"
+    sha = hashlib.sha256(data).hexdigest()
+    with pytest.raises(DownloadError, match="resume"):
+        fetch(server.url("/big.bin"), dest, sha256=sha, progress=False)
+    part = tmp_path / "big.bin.part"
+    assert not dest.exists()
+    assert part.stat().st_size == 1_000_000
+    fetch(server.url("/big.bin"), dest, sha256=sha, progress=False)
+    assert server.requests[-1] == ("/big.bin", "bytes=1000000-")
+    assert dest.read_bytes() == data and not part.exists()
+
+
+def test_resume_restarts_when_the_server_ignores_ranges(server, tmp_path):
+    data = _payload(300_000, seed=2)
+    server.files["/x.bin"] = data
+    server.ranges = False
+    (tmp_path / "x.bin.part").write_bytes(b"stale bytes from somewhere else")
+    dest = fetch(server.url("/x.bin"), tmp_path / "x.bin", sha256=hashlib.sha256(data).hexdigest(),
+                 progress=False)
+    assert server.requests[-1][1] is not None  # it asked for a range, got 200, rewrote from the start
+    assert dest.read_bytes() == data
+
+
+def test_resume_of_a_complete_part_file_416(server, tmp_path):
+    data = _payload(100_000, seed=3)
+    server.files["/c.bin"] = data
+    (tmp_path / "c.bin.part").write_bytes(data)
+    dest = fetch(server.url("/c.bin"), tmp_path / "c.bin", sha256=hashlib.sha256(data).hexdigest(),
+                 progress=False)
+    assert dest.read_bytes() == data
+    assert server.requests == [("/c.bin", "bytes=100000-")]
+
+
+def test_checksum_mismatch_is_refused_and_nothing_is_left(server, tmp_path):
+    data = _payload(200_000, seed=4)
+    server.files["/m.bin"] = data
+    with pytest.raises(DownloadError, match="sha256 mismatch") as info:
+        fetch(server.url("/m.bin"), tmp_path / "m.bin", sha256="0" * 64, progress=False)
+    assert hashlib.sha256(data).hexdigest() in str(info.value)  # says what it found
+    with pytest.raises(DownloadError, match="md5 mismatch"):
+        fetch(server.url("/m.bin"), tmp_path / "m.bin", md5="0" * 32, progress=False)
+    with pytest.raises(DownloadError, match="expected 5 bytes"):
+        fetch(server.url("/m.bin"), tmp_path / "m.bin", size=5, progress=False)
+    assert _leftovers(tmp_path) == []
+
+
+def test_http_error_and_unreachable_host_and_timeout(server, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        fetch(server.url("/missing"), tmp_path / "a", progress=False)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(DownloadError, match="cannot download"):
+        fetch(f"http://127.0.0.1:{port}/x", tmp_path / "b", progress=False, timeout=2)
+    server.files["/slow"] = b"x"
+    server.stall_s = 1.5
+    t0 = time.perf_counter()
+    with pytest.raises(DownloadError, match="timed out"):
+        fetch(server.url("/slow"), tmp_path / "c", progress=False, timeout=0.3)
+    assert time.perf_counter() - t0 < 1.4
+    assert _leftovers(tmp_path) == []
+
+
+def test_fetch_any_tries_mirrors_in_order(server, tmp_path):
+    data = b"mirror two"
+    server.files["/two"] = data
+    sha = hashlib.sha256(data).hexdigest()
+    dest = fetch_any([server.url("/one"), server.url("/two")], tmp_path / "f", sha256=sha, progress=False)
+    assert dest.read_bytes() == data
+    assert [p for p, _ in server.requests] == ["/one", "/two"]
+    server.files["/bad"] = b"corrupt"
+    with pytest.raises(DownloadError) as info:
+        fetch_any([server.url("/bad"), server.url("/gone")], tmp_path / "g", sha256=sha, progress=False)
+    assert "sha256 mismatch" in str(info.value) and "HTTP 404" in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+# ------------------------------------------------------------------------------------- extraction
+
+
+def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w:gz") -> Path:
+    with tarfile.open(path, mode) as tar:
+        for info, content in members:
+            if content is not None:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+            else:
+                tar.addfile(info)
+    return path
+
+
+def _info(name: str, kind=tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, 0o644
+    return info
+
+
+def test_safe_extract_tar_gz_and_zip(tmp_path):
+    archive = _tar(tmp_path / "ok.tar.gz", [
+        (_info("rel/", tarfile.DIRTYPE), None),
+        (_info("rel/seq/ref.png"), b"png bytes"),
+        (_info("rel/seq/alias.png", tarfile.SYMTYPE, "ref.png"), None),
+        (_info("rel/seq/copy.png", tarfile.LNKTYPE, "rel/seq/ref.png"), None),
+    ])
+    out = safe_extract(archive, tmp_path / "out")
+    assert (out / "rel/seq/ref.png").read_bytes() == b"png bytes"
+    assert (out / "rel/seq/alias.png").is_symlink() and (out / "rel/seq/alias.png").read_bytes() == b"png bytes"
+    assert (out / "rel/seq/copy.png").read_bytes() == b"png bytes"
+    with zipfile.ZipFile(tmp_path / "ok.zip", "w") as zf:
+        zf.writestr("z/a.txt", "alpha")
+        zf.writestr("z/sub/", "")
+    out = safe_extract(tmp_path / "ok.zip", tmp_path / "zout")
+    assert (out / "z/a.txt").read_text() == "alpha" and (out / "z/sub").is_dir()
+    plain = _tar(tmp_path / "plain.tar", [(_info("p.txt"), b"p")], mode="w")
+    assert (safe_extract(plain, tmp_path / "pout") / "p.txt").read_bytes() == b"p"
+
+
+def test_existing_target_needs_overwrite(tmp_path):
+    archive = _tar(tmp_path / "a.tar.gz", [(_info("new.txt"), b"new")])
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "old.txt").write_text("old")
+    with pytest.raises(DownloadError, match="already exists"):
+        safe_extract(archive, tmp_path / "t")
+    safe_extract(archive, tmp_path / "t", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "t"]
+
+
+UNSAFE_TARS = {
+    "dotdot": [(_info("ok.txt"), b"fine"), (_info("../evil.txt"), b"evil")],
+    "nested-dotdot": [(_info("a/b/../../../evil.txt"), b"evil")],
+    "absolute": [(_info("/tmp/desc-bench-evil.txt"), b"evil")],
+    "symlink-out": [(_info("link", tarfile.SYMTYPE, "../.."), None)],
+    "symlink-absolute": [(_info("link", tarfile.SYMTYPE, "/etc"), None)],
+    "write-through-symlink": [(_info("d", tarfile.SYMTYPE, "sub"), None), (_info("d", tarfile.REGTYPE), b"x")],
+    "symlink-retargeted": [(_info("a", tarfile.SYMTYPE, "b/../evil"), None), (_info("b", tarfile.SYMTYPE, "."), None)],
+    "hardlink-out": [(_info("h", tarfile.LNKTYPE, "../../etc/passwd"), None)],
+    "device": [(_info("dev", tarfile.CHRTYPE), None)],
+    "fifo": [(_info("fifo", tarfile.FIFOTYPE), None)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE_TARS))
+def test_unsafe_tar_is_refused_and_leaves_nothing(tmp_path, case):
+    work = tmp_path / "work"
+    work.mkdir()
+    archive = _tar(tmp_path / "bad.tar.gz", UNSAFE_TARS[case])
+    with pytest.raises(DownloadError, match="unsafe archive"):
+        safe_extract(archive, work / "target")
+    assert _leftovers(work) == []  # no target, no staging folder
+    assert not (tmp_path / "evil.txt").exists() and not Path("/tmp/desc-bench-evil.txt").exists()
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "..\\evil.txt"])
+def test_unsafe_zip_is_refused(tmp_path, name):
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
+        zf.writestr("ok.txt", "fine")
+        zf.writestr(name, "evil")
+    with pytest.raises(DownloadError, match="unsafe archive"):
+        safe_extract(tmp_path / "bad.zip", tmp_path / "work" / "target")
+    assert _leftovers(tmp_path / "work") == []
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_zip_symlink_escape_is_refused(tmp_path):
+    info = zipfile.ZipInfo("link")
+    info.external_attr = (0o120777 << 16)
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
+        zf.writestr(info, "../../outside")
+    with pytest.raises(DownloadError, match="symlink"):
+        safe_extract(tmp_path / "bad.zip", tmp_path / "target")
+    assert not (tmp_path / "target").exists()
+
+
+def test_truncated_or_foreign_archive(tmp_path):
+    archive = _tar(tmp_path / "a.tar.gz", [(_info("big.bin"), _payload(400_000, seed=5))])
+    data = archive.read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DownloadError):
+        safe_extract(tmp_path / "cut.tar.gz", tmp_path / "w" / "t")
+    assert _leftovers(tmp_path / "w") == []
+    (tmp_path / "page.html").write_text("<html>not an archive</html>")
+    with pytest.raises(DownloadError, match="not a tar or zip"):
+        safe_extract(tmp_path / "page.html", tmp_path / "w" / "t")
+
+
+# ---------------------------------------------------------------------------------------- hashing
+
+
+def test_git_blob_sha1_matches_git(tmp_path):
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "hello").write_bytes(b"hello\n")
+    assert git_blob_sha1(tmp_path / "empty") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    assert git_blob_sha1(tmp_path / "hello") == "ce013625030ba8dba906f756967f9e9ca394464a"
+    big = tmp_path / "big"
+    big.write_bytes(_payload(3_000_000, seed=6))  # several read blocks
+    if shutil.which("git"):
+        out = subprocess.run(["git", "hash-object", "--no-filters", str(big)], capture_output=True, text=True,
+                             check=True, cwd=tmp_path, env={**os.environ, "GIT_DIR": str(tmp_path / "none")})
+        assert git_blob_sha1(big) == out.stdout.strip()
+    assert sha256_file(big) == hashlib.sha256(big.read_bytes()).hexdigest()
