@@ -137,6 +137,7 @@ class Descriptor:
     dense_stride: ClassVar[float] = 1.0
     dense_offset: ClassVar[float] = 0.0
     summary: ClassVar[str] = ""  # one line for `desc-bench list`
+    supports_fp16: ClassVar[bool] = False  # may run under float16 autocast (`desc-bench time --fp16`)
 
     _registry: ClassVar[dict[str, type["Descriptor"]]] = {}
 

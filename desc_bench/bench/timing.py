@@ -1,0 +1,618 @@
+"""Timing harness: per-patch and per-image speed of descriptors, with calibration (issue 4).
+
+Shapes:
+    patch descriptors   ``compute_patches`` on random (B, 1, P, P) float32 inputs, integer values
+                        0..255; time per *patch*.
+    dense descriptors   with an image size, ``dense_map`` on random images prepared as the
+                        descriptor's ``input`` declares, (B, C, H, W); time per *image*.
+
+Method (docs/timing.md says it in full): the first call (allocation, compilation, caches) is timed
+and reported apart; ``warmup - 1`` more untimed calls follow; then ``repeats`` timed calls give the
+median and IQR. On CPU the clock is ``time.perf_counter_ns`` around the call; on CUDA, events
+recorded on the stream before and after the upload, the call and the download give the time
+without and with the host transfers. Threads are pinned (torch and OpenCV) and TF32 is off unless
+asked; both are restored afterwards. Peak memory is the growth of the process RSS over the calls
+on CPU (``/proc/self/status`` VmHWM, reset through ``/proc/self/clear_refs``) and
+``torch.cuda.max_memory_allocated`` on CUDA.
+
+Every record also carries a :class:`Calibration`: a fixed torch conv + matmul workload timed in the
+same process, so speeds from different machines or noisy runs compare as ratios.
+
+Reference figures (METRICS.md section 4): pytorch-sift, 65 px, batch 256: 0.74 ms/patch CPU;
+SIFT Flow (Liu et al., TPAMI 2011), 1024x436, batch 1: 19 ms GPU without transfer, 128 ms with.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..adapters.base import Descriptor, Kind
+from ..adapters.prepare import image_tensor, normalise
+from ..errors import DescBenchError, InputError
+from ..results.schema import Calibration, Record, TimingRow, machine_metadata
+
+RANDOM_WEIGHTS = "random"  # weights name passed to descriptors built with --random-weights
+CALIBRATION_NAME = "conv3x3(4x32x64x64->64)+matmul768 x3, v1"
+DEFAULT_BATCH_SIZES = (1, 16, 256, 1024)
+
+
+# ---- configuration --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageSize:
+    """Width and height of the random images that dense descriptors are timed on."""
+
+    width: int
+    height: int
+
+    @classmethod
+    def parse(cls, text: "str | ImageSize | Sequence[int]") -> "ImageSize":
+        """``"1024x436"`` (width x height), an ImageSize or a (width, height) pair."""
+        if isinstance(text, ImageSize):
+            return text
+        if isinstance(text, str):
+            parts = text.lower().replace("*", "x").split("x")
+        else:
+            parts = list(text)
+        try:
+            width, height = (int(p) for p in parts)
+        except (TypeError, ValueError):
+            raise InputError(f"image size must be WIDTHxHEIGHT such as 1024x436, got {text!r}") from None
+        if width < 8 or height < 8:
+            raise InputError(f"image size {width}x{height} is too small (at least 8x8)")
+        return cls(width, height)
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+def parse_batch_sizes(text: "str | Sequence[int]") -> tuple[int, ...]:
+    """``"1,16,256"`` or a sequence of ints -> a tuple of positive batch sizes."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        sizes = tuple(int(str(s).strip()) for s in items if str(s).strip())
+    except ValueError:
+        raise InputError(f"batch sizes must be comma-separated positive integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise InputError(f"batch sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """What ``desc-bench time`` measures. Lists are turned into tuples, strings are parsed."""
+
+    descriptors: tuple[str, ...]
+    device: str = "cpu"
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+    patch_size: int = 65
+    image_size: ImageSize | None = None  # dense descriptors are timed per image when set
+    threads: int = 0  # 0 = keep the current torch/OpenCV thread counts
+    fp16: bool = False
+    repeats: int = 10
+    warmup: int = 2  # untimed calls, the first (reported apart) included; at least 1 is made
+    random_weights: bool = False
+    seed: int = 0
+    tf32: bool = False
+    calibrate: bool = True
+
+    def __post_init__(self):
+        names = (self.descriptors,) if isinstance(self.descriptors, str) else tuple(self.descriptors)
+        names = tuple(n.strip() for name in names for n in name.split(",") if n.strip())
+        if not names:
+            raise InputError("no descriptors to time; name at least one, e.g. --descriptors sift-opencv")
+        object.__setattr__(self, "descriptors", names)
+        object.__setattr__(self, "batch_sizes", parse_batch_sizes(self.batch_sizes))
+        if self.image_size is not None:
+            object.__setattr__(self, "image_size", ImageSize.parse(self.image_size))
+        if self.patch_size < 8:
+            raise InputError(f"patch size {self.patch_size} is too small (at least 8 px)")
+        if self.repeats < 1:
+            raise InputError(f"repeats must be at least 1, got {self.repeats}")
+        if self.warmup < 0 or self.threads < 0:
+            raise InputError("warmup and threads must not be negative")
+        check_device(self.device)
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device, or an InputError saying why it cannot be used here."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}; use cpu or cuda (cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"device {device!r} is not supported for timing; use cpu or cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but this torch ({torch.__version__}) sees no CUDA device")
+    return dev
+
+
+# ---- statistics -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stats:
+    """Summary of repeated timings (same unit as the samples)."""
+
+    median: float
+    q25: float
+    q75: float
+    count: int
+
+    @property
+    def iqr(self) -> float:
+        return self.q75 - self.q25
+
+
+def summarize(samples: Sequence[float]) -> Stats:
+    """Median and quartiles (linear interpolation, as numpy's default percentile)."""
+    values = np.asarray(list(samples), dtype=np.float64)
+    if values.size == 0:
+        raise InputError("no timing samples to summarise")
+    if not np.isfinite(values).all():
+        raise InputError("timing samples contain NaN or infinite values")
+    q25, q50, q75 = np.percentile(values, [25.0, 50.0, 75.0])
+    return Stats(float(q50), float(q25), float(q75), int(values.size))
+
+
+def median(samples: Sequence[float]) -> float:
+    return summarize(samples).median
+
+
+def iqr(samples: Sequence[float]) -> float:
+    return summarize(samples).iqr
+
+
+# ---- process environment: threads, TF32 -----------------------------------------------------
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[int]:
+    """Pin torch's and OpenCV's thread counts (0 keeps them); restore them afterwards."""
+    import cv2
+
+    old_torch, old_cv = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        if threads > 0:
+            torch.set_num_threads(threads)
+            cv2.setNumThreads(threads)
+        yield torch.get_num_threads()
+    finally:
+        if threads > 0:
+            torch.set_num_threads(old_torch)
+            cv2.setNumThreads(old_cv)
+
+
+@contextlib.contextmanager
+def tf32_mode(enabled: bool) -> Iterator[None]:
+    """Set TF32 for CUDA matmul and cuDNN (the legacy flags), restoring them afterwards.
+
+    If the caller already used torch's new ``fp32_precision`` API in a mixed way that the legacy
+    flags cannot read, the settings are left untouched.
+    """
+    backends = torch.backends
+    try:
+        old = (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
+    except RuntimeError:
+        yield
+        return
+    try:
+        backends.cuda.matmul.allow_tf32 = enabled
+        backends.cudnn.allow_tf32 = enabled
+        yield
+    finally:
+        backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = old
+
+
+# ---- memory ---------------------------------------------------------------------------------
+def _proc_status_kb(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class PeakMemory:
+    """Peak memory growth over a block of calls, in MB (10^6 bytes).
+
+    CPU: growth of the process peak RSS above the RSS at :meth:`start`. The peak (VmHWM) is reset
+    through ``/proc/self/clear_refs`` (Linux >= 4.0); where that is refused the growth of VmHWM
+    above its value at ``start`` is used, which is a lower bound (0 when an earlier, larger
+    allocation set the peak). Without ``/proc`` (not Linux) the result is None.
+    CUDA: ``torch.cuda.max_memory_allocated`` since :meth:`start` (every live tensor on the device,
+    model weights and inputs included).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._base_kb: int | None = None
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        reset = False
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            reset = True
+        except OSError:
+            pass
+        self._base_kb = _proc_status_kb("VmRSS") if reset else _proc_status_kb("VmHWM")
+
+    def peak_mb(self) -> float | None:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 1e6
+        peak = _proc_status_kb("VmHWM")
+        if peak is None or self._base_kb is None:
+            return None
+        return max(peak - self._base_kb, 0) * 1024 / 1e6
+
+
+# ---- the measurement loop -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Measurement:
+    """Raw timings of one call repeated: whole-call milliseconds."""
+
+    first_ms: float
+    samples_ms: tuple[float, ...]  # without host transfers
+    transfer_samples_ms: tuple[float, ...] | None  # CUDA: upload + call + download
+    peak_memory_mb: float | None
+    threads: int
+
+
+def measure(
+    call: Callable[[torch.Tensor], torch.Tensor],
+    host_input: torch.Tensor,
+    device: torch.device | str,
+    repeats: int,
+    warmup: int,
+) -> Measurement:
+    """Time ``call(input_on_device)``: the first call apart, ``warmup - 1`` untimed, ``repeats`` timed."""
+    device = torch.device(device)
+    memory = PeakMemory(device)
+    if device.type == "cuda":
+        return _measure_cuda(call, host_input, device, repeats, warmup, memory)
+    x = host_input.to(device)
+    memory.start()
+    start = time.perf_counter_ns()
+    call(x)
+    first = (time.perf_counter_ns() - start) / 1e6
+    for _ in range(max(warmup, 1) - 1):
+        call(x)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        call(x)
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+    return Measurement(first, tuple(samples), None, memory.peak_mb(), torch.get_num_threads())
+
+
+def _measure_cuda(call, host_input, device, repeats, warmup, memory) -> Measurement:
+    torch.cuda.synchronize(device)
+    memory.start()
+    start = time.perf_counter_ns()
+    call(host_input.to(device)).to("cpu")
+    torch.cuda.synchronize(device)
+    first = (time.perf_counter_ns() - start) / 1e6
+    x = host_input.to(device)
+    for _ in range(max(warmup, 1) - 1):
+        call(x)
+    torch.cuda.synchronize(device)
+    compute, total = [], []
+    for _ in range(repeats):
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        events[0].record()
+        x = host_input.to(device)
+        events[1].record()
+        out = call(x)
+        events[2].record()
+        out.to("cpu")
+        events[3].record()
+        events[3].synchronize()
+        compute.append(events[1].elapsed_time(events[2]))
+        total.append(events[0].elapsed_time(events[3]))
+    return Measurement(first, tuple(compute), tuple(total), memory.peak_mb(), torch.get_num_threads())
+
+
+# ---- inputs and calls -----------------------------------------------------------------------
+def random_patches(batch: int, patch_size: int = 65, seed: int = 0) -> torch.Tensor:
+    """Fixed random patches ``(batch, 1, P, P)`` float32 with integer values 0..255."""
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 256, (batch, 1, patch_size, patch_size), dtype=np.uint8)).float()
+
+
+def random_images(descriptor: Descriptor, batch: int, size: ImageSize, seed: int = 0) -> torch.Tensor:
+    """Fixed random uint8 images prepared as the descriptor declares: ``(batch, C, H, W)`` on the host."""
+    rng = np.random.default_rng(seed)
+    shape = (size.height, size.width) if descriptor.input.channels == 1 else (size.height, size.width, 3)
+    images = [image_tensor(rng.integers(0, 256, shape, dtype=np.uint8), descriptor.input) for _ in range(batch)]
+    return normalise(torch.cat(images), descriptor.input)
+
+
+def _autocast(device: torch.device, fp16: bool):
+    if not fp16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.float16)
+
+
+def _fp16_problem(descriptor: Descriptor, fp16: bool) -> str | None:
+    if fp16 and not getattr(descriptor, "supports_fp16", False):
+        return f"{descriptor.name} does not support fp16 (it does not declare supports_fp16 = True)"
+    return None
+
+
+def _row(descriptor: Descriptor | str, weights: str, device: torch.device, batch: int, input_size: str,
+         unit: str, fp16: bool, repeats: int, random_weights: bool, m: Measurement | None = None,
+         error: str | None = None, threads: int | None = None) -> TimingRow:
+    name = descriptor if isinstance(descriptor, str) else descriptor.describe()
+    common = dict(descriptor=name, weights=weights, device=str(device), batch=batch, input_size=input_size,
+                  unit=unit, fp16=fp16, repeats=repeats, random_weights=random_weights)
+    if m is None:
+        return TimingRow(median_ms=None, iqr_ms=None, per_second=None, peak_memory_mb=None,
+                         threads=threads if threads is not None else torch.get_num_threads(),
+                         error=error or "not measured", **common)
+    stats = summarize(m.samples_ms)
+    with_transfer = summarize(m.transfer_samples_ms).median / batch if m.transfer_samples_ms else None
+    return TimingRow(
+        median_ms=stats.median / batch,
+        iqr_ms=stats.iqr / batch,
+        per_second=batch * 1000.0 / stats.median if stats.median > 0 else None,
+        peak_memory_mb=m.peak_memory_mb,
+        first_call_ms=m.first_ms,
+        median_ms_with_transfer=with_transfer,
+        threads=m.threads,
+        **common,
+    )
+
+
+def _is_random(descriptor: Descriptor) -> bool:
+    return descriptor.weights_name == RANDOM_WEIGHTS
+
+
+def time_patches(descriptor: Descriptor, batch_size: int, patch_size: int = 65, repeats: int = 10,
+                 warmup: int = 2, fp16: bool = False, seed: int = 0, threads: int = 0,
+                 tf32: bool = False) -> TimingRow:
+    """Time ``compute_patches`` on a batch of random patches; one :class:`TimingRow` per patch.
+
+    The runner calls this to add a speed column to accuracy tables. Errors in the descriptor
+    propagate (``time_descriptors`` turns them into error rows).
+    """
+    device = descriptor.device
+    problem = _fp16_problem(descriptor, fp16)
+    if problem:
+        raise InputError(problem)
+    patches = random_patches(batch_size, patch_size, seed)
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        with _autocast(device, fp16):
+            return descriptor.compute_patches(x)
+
+    with pinned_threads(threads), tf32_mode(tf32):
+        m = measure(call, patches, device, repeats, warmup)
+    return _row(descriptor, descriptor.weights_label, device, batch_size, str(patch_size), "patch", fp16,
+                repeats, _is_random(descriptor), m)
+
+
+def time_images(descriptor: Descriptor, batch_size: int, image_size: ImageSize | str, repeats: int = 10,
+                warmup: int = 2, fp16: bool = False, seed: int = 0, threads: int = 0,
+                tf32: bool = False) -> TimingRow:
+    """Time ``dense_map`` on a batch of random prepared images; one :class:`TimingRow` per image."""
+    size = ImageSize.parse(image_size)
+    if Kind.DENSE not in descriptor.kind():
+        raise InputError(f"{descriptor.name} has no dense_map hook; time it per patch (without --image-size)")
+    problem = _fp16_problem(descriptor, fp16)
+    if problem:
+        raise InputError(problem)
+    device = descriptor.device
+    images = random_images(descriptor, batch_size, size, seed)
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), _autocast(device, fp16):
+            return descriptor.dense_map(x)
+
+    with pinned_threads(threads), tf32_mode(tf32):
+        m = measure(call, images, device, repeats, warmup)
+    return _row(descriptor, descriptor.weights_label, device, batch_size, str(size), "image", fp16,
+                repeats, _is_random(descriptor), m)
+
+
+# ---- calibration ----------------------------------------------------------------------------
+def calibrate(device: str | torch.device = "cpu", repeats: int = 9) -> Calibration:
+    """Time the fixed reference workload (3 x [3x3 conv 4x32x64x64 -> 64 channels + 768^2 matmul]).
+
+    About 0.1-0.5 s on a current CPU. Uses the current thread count; the name records the device
+    and the thread count so that only like calibrations are compared.
+    """
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(1234)
+    image = torch.rand(4, 32, 64, 64, generator=gen).to(dev)
+    kernel = torch.rand(64, 32, 3, 3, generator=gen).to(dev)
+    left = torch.rand(768, 768, generator=gen).to(dev)
+    right = torch.rand(768, 768, generator=gen).to(dev)
+
+    def workload(_: torch.Tensor) -> torch.Tensor:
+        out = image.new_zeros(())
+        with torch.inference_mode():
+            for _ in range(3):
+                out = out + F.conv2d(image, kernel, padding=1).sum() + (left @ right).sum()
+        return out
+
+    m = measure(workload, image.new_zeros(1).cpu(), dev, repeats, warmup=1)
+    threads = f", threads={m.threads}" if dev.type == "cpu" else ""
+    return Calibration(name=f"{CALIBRATION_NAME} on {dev.type}{threads}", median_ms=summarize(m.samples_ms).median)
+
+
+# ---- the `desc-bench time` command ----------------------------------------------------------
+def _build(name: str, config: TimingConfig) -> Descriptor:
+    from ..adapters.registry import descriptor, descriptor_class, parse_spec
+
+    cls = descriptor_class(parse_spec(name)[0])
+    weights = RANDOM_WEIGHTS if config.random_weights and cls.weights else None
+    return descriptor(name, device=config.device, weights=weights)
+
+
+def _error_text(exc: BaseException) -> str:
+    """Our own errors already say what to do; others get their type name in front."""
+    text = str(exc).strip()
+    return text if isinstance(exc, DescBenchError) and text else f"{type(exc).__name__}: {text}"
+
+
+def time_descriptors(config: TimingConfig, progress: bool = True) -> Record:
+    """Time every descriptor at every batch size; failures become rows with an error string."""
+    from tqdm import tqdm
+
+    device = check_device(config.device)
+    unit_size = str(config.image_size) if config.image_size else str(config.patch_size)
+    rows: list[TimingRow] = []
+    with pinned_threads(config.threads) as threads, tf32_mode(config.tf32):
+        metadata = machine_metadata(
+            str(device), command="time", tf32=config.tf32, timing_config=_config_json(config)
+        )
+        steps = tqdm(total=len(config.descriptors) * len(config.batch_sizes), disable=not progress,
+                     file=sys.stderr, unit="step", desc="timing")
+        with steps:
+            for name in config.descriptors:
+                try:
+                    desc = _build(name, config)
+                except Exception as exc:  # noqa: BLE001 - a row says what went wrong; the run goes on
+                    unit = "image" if config.image_size else "patch"
+                    for batch in config.batch_sizes:
+                        rows.append(_row(name, RANDOM_WEIGHTS if config.random_weights else "none", device,
+                                         batch, unit_size, unit, config.fp16, config.repeats,
+                                         config.random_weights, error=f"cannot build: {_error_text(exc)}",
+                                         threads=threads))
+                        steps.update()
+                    continue
+                dense = config.image_size is not None and Kind.DENSE in desc.kind()
+                for batch in config.batch_sizes:
+                    steps.set_postfix_str(f"{name} batch {batch}")
+                    rows.append(_time_one(desc, batch, config, dense, threads))
+                    steps.update()
+                del desc
+                _free(device)
+        calibration = calibrate(device) if config.calibrate else None
+    return Record(metadata=metadata, timings=rows, calibration=calibration)
+
+
+def _time_one(desc: Descriptor, batch: int, config: TimingConfig, dense: bool, threads: int) -> TimingRow:
+    try:
+        if config.image_size is not None and not dense:
+            raise InputError(f"{desc.name} has no dense_map hook; time it per patch (without --image-size)")
+        if dense:
+            return time_images(desc, batch, config.image_size, config.repeats, config.warmup, config.fp16,
+                               config.seed)
+        return time_patches(desc, batch, config.patch_size, config.repeats, config.warmup, config.fp16,
+                            config.seed)
+    except Exception as exc:  # noqa: BLE001 - an out-of-memory batch must not end the run
+        _free(desc.device)
+        unit = "image" if config.image_size else "patch"
+        size = str(config.image_size) if config.image_size else str(config.patch_size)
+        return _row(desc, desc.weights_label, desc.device, batch, size, unit, config.fp16, config.repeats,
+                    _is_random(desc), error=_error_text(exc), threads=threads)
+
+
+def _free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _config_json(config: TimingConfig) -> dict:
+    return {
+        "descriptors": list(config.descriptors), "device": config.device,
+        "batch_sizes": list(config.batch_sizes), "patch_size": config.patch_size,
+        "image_size": str(config.image_size) if config.image_size else None, "threads": config.threads,
+        "fp16": config.fp16, "repeats": config.repeats, "warmup": config.warmup,
+        "random_weights": config.random_weights, "seed": config.seed, "tf32": config.tf32,
+    }
+
+
+# ---- tables and output ----------------------------------------------------------------------
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if value == 0 or abs(value) >= 100:
+        return f"{value:.0f}" if abs(value) < 1e6 else f"{value:.3g}"
+    return f"{value:.{digits}g}"
+
+
+def timing_table(rows: Sequence[TimingRow]) -> str:
+    """Markdown table: one line per descriptor and batch size (times per patch or image)."""
+    from tabulate import tabulate
+
+    header = ["descriptor", "weights", "device", "size", "batch", "fp16", "threads", "ms/unit median",
+              "IQR", "units/s", "peak MB", "first call ms (batch)", "ms/unit with transfer", "error"]
+    lines = [
+        [r.descriptor, r.weights, r.device, f"{r.input_size} {r.unit}", r.batch, "yes" if r.fp16 else "no",
+         r.threads, _fmt(r.median_ms), _fmt(r.iqr_ms), _fmt(r.per_second), _fmt(r.peak_memory_mb),
+         _fmt(r.first_call_ms), _fmt(r.median_ms_with_transfer), r.error or ""]
+        for r in rows
+    ]
+    return tabulate(lines, headers=header, tablefmt="github", disable_numparse=True)
+
+
+def dense_table(rows: Sequence[TimingRow]) -> str:
+    """The SIFT Flow GPU benchmark layout from per-image rows of a CUDA and a CPU run.
+
+    Columns: descriptor, image size, batch, FP16, GPU memory (MB), GPU ms/image without and with
+    transfer, CPU ms/image. Rows of any records may be mixed; missing cells are "-".
+    """
+    from tabulate import tabulate
+
+    cells: dict[tuple, dict[str, TimingRow]] = {}
+    for r in rows:
+        if r.unit != "image" or r.error:
+            continue
+        key = (r.descriptor, r.input_size, r.batch, r.fp16)
+        cells.setdefault(key, {})["cuda" if r.device.startswith("cuda") else "cpu"] = r
+    lines = []
+    for (name, size, batch, fp16), by_device in sorted(cells.items()):
+        gpu, cpu = by_device.get("cuda"), by_device.get("cpu")
+        lines.append([name, size, batch, "yes" if fp16 else "no",
+                      _fmt(gpu.peak_memory_mb) if gpu else "-", _fmt(gpu.median_ms) if gpu else "-",
+                      _fmt(gpu.median_ms_with_transfer) if gpu else "-", _fmt(cpu.median_ms) if cpu else "-"])
+    header = ["descriptor", "image", "batch", "FP16", "GPU memory MB", "GPU ms", "GPU ms with transfer", "CPU ms"]
+    return tabulate(lines, headers=header, tablefmt="github", disable_numparse=True)
+
+
+@dataclass(frozen=True)
+class TimingOutputs:
+    """Files written by :func:`save_timing`."""
+
+    record: Path
+    table: Path
+    plot: Path | None = None
+
+
+def save_timing(record: Record, output: Path | str, stem: str = "timing") -> TimingOutputs:
+    """Write ``<stem>.json`` (the record), ``<stem>.md`` (the table) and ``<stem>.png`` (throughput)."""
+    from ..results.plots import plot_throughput
+    from ..results.store import write_record, write_text
+
+    output = Path(output)
+    record_path = write_record(output / f"{stem}.json", record)
+    text = timing_table(record.timings) + "\n"
+    if any(r.unit == "image" for r in record.timings):
+        text += "\n" + dense_table(record.timings) + "\n"
+    if record.calibration:
+        text += f"\nCalibration: {record.calibration.name}: {record.calibration.median_ms:.2f} ms\n"
+    table_path = write_text(output / f"{stem}.md", text)
+    plot_path = None
+    if any(r.error is None for r in record.timings):
+        plot_path = plot_throughput(list(record.timings), output / f"{stem}.png")
+    return TimingOutputs(record_path, table_path, plot_path)
+
+
+def normalised_time(row: TimingRow, calibration: Calibration) -> float | None:
+    """Per-unit time in units of the calibration workload (compare across machines and runs)."""
+    if row.median_ms is None or calibration.median_ms <= 0:
+        return None
+    return row.median_ms / calibration.median_ms
