@@ -184,6 +184,15 @@ def _timing_row(desc: Descriptor, spec: str, config: RunConfig) -> TimingRow | N
                          peak_memory_mb=None, error=str(exc))
 
 
+def _calibration(timings: list[TimingRow], config: RunConfig):
+    """The reference workload, timed in the same process, so speeds can be compared across runs."""
+    if not timings:
+        return None
+    from .timing import calibrate
+
+    return calibrate(config.device)
+
+
 def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOutput:
     """Run every descriptor of the config on its dataset; write and return the record."""
     data = _open_dataset(config)
@@ -226,7 +235,7 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
 
     meta = machine_metadata(config.device, command="run", config=_config_json(config),
                             dataset_version=getattr(data, "version", ""))
-    record = Record(metadata=meta, results=results, timings=timings)
+    record = Record(metadata=meta, results=results, timings=timings, calibration=_calibration(timings, config))
     from ..results.tables import run_report
 
     markdown = run_report(record)

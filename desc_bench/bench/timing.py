@@ -593,21 +593,22 @@ class TimingOutputs:
 
 
 def save_timing(record: Record, output: Path | str, stem: str = "timing") -> TimingOutputs:
-    """Write ``<stem>.json`` (the record), ``<stem>.md`` (the table) and ``<stem>.png`` (throughput)."""
-    from ..results.plots import plot_throughput
-    from ..results.store import write_record, write_text
+    """Write ``<stem>-<time>.json`` (the record), ``.md`` (the tables) and ``.png`` (throughput).
 
-    output = Path(output)
-    record_path = write_record(output / f"{stem}.json", record)
+    Names are new for each run, so earlier records in the same folder are never overwritten.
+    """
+    from ..results.plots import plot_throughput
+    from ..results.store import write_run
+
     text = timing_table(record.timings) + "\n"
     if any(r.unit == "image" for r in record.timings):
         text += "\n" + dense_table(record.timings) + "\n"
     if record.calibration:
         text += f"\nCalibration: {record.calibration.name}: {record.calibration.median_ms:.2f} ms\n"
-    table_path = write_text(output / f"{stem}.md", text)
+    record_path, table_path = write_run(output, stem, record, text)
     plot_path = None
     if any(r.error is None for r in record.timings):
-        plot_path = plot_throughput(list(record.timings), output / f"{stem}.png")
+        plot_path = plot_throughput(list(record.timings), record_path.with_suffix(".png"))
     return TimingOutputs(record_path, table_path, plot_path)
 
 
