@@ -84,7 +84,8 @@ def list_command(data_dir):
 @click.option("--split", default="full", show_default=True, help="HPatches split: a, b, c, illum, view, full.")
 @click.option("--tasks", default="verification,matching,retrieval", show_default=True, help="HPatches tasks.")
 @click.option("--protocol", default=None,
-              help="HPatches: python (default) or matlab; image pairs: mma (default), pck-gift, pck-msnet, oxford-ms.")
+              help="HPatches: python (default) or matlab; image pairs: mma, pck-gift, pck-msnet, oxford-ms "
+                   "(default: mma, oxford-ms on oxford-affine).")
 @click.option("--distance", type=click.Choice(["l2", "l1", "hamming"]), default=None,
               help="Override the descriptor's distance (float descriptors: l2 or l1).")
 @click.option("--detector", default=None, help="Image pairs: keypoint detector (dog, harris, superpoint).")

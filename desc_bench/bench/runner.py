@@ -203,8 +203,8 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
         if unknown:
             raise InputError(f"unknown task(s) {sorted(unknown)}; valid tasks: {', '.join(PATCH_TASKS)}")
     else:
-        config = dataclasses.replace(config, split="all", tasks=(config.protocol,),
-                                     protocol=config.protocol if config.protocol != "python" else "mma")
+        protocol = config.protocol if config.protocol != "python" else data.default_protocol
+        config = dataclasses.replace(config, split="all", tasks=(protocol,), protocol=protocol)
     for spec in config.descriptors:  # fail early on unknown names before any work
         descriptor_class(parse_spec(spec)[0])
 

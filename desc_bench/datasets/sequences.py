@@ -128,6 +128,7 @@ class PairSet:
     sequences: tuple[Sequence, ...]
     version: str = ""  # part of the cache key
     kind: str = "pairs"
+    default_protocol: str = "mma"  # used by `desc-bench run` when no --protocol is given
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -261,7 +262,7 @@ def open_hpatches_sequences(root: Path, names=None, *, name: str = "hpatches-seq
 def open_oxford(root: Path, names=OXFORD_SEQUENCES, *, name: str = "oxford-affine") -> PairSet:
     root = Path(root)
     sequences = tuple(load_oxford_sequence(root / n) for n in names)
-    return PairSet(name, sequences, version=_version(sequences))
+    return PairSet(name, sequences, version=_version(sequences), default_protocol="oxford-ms")
 
 
 def _version(sequences) -> str:

@@ -24,9 +24,15 @@ def _fmt(value: float | None, percent: bool = True) -> str:
     return f"{value * 100:.2f}" if percent else f"{value:.4g}"
 
 
+# (metric, variant) of the runner's headline rows (bench/hpatches_tasks.headline) where variant is not "".
+_RUNNER_HEADLINES = {"verification": {("ap", "mean")}, "retrieval": {("map", "pool=mean"), ("map", "pool=all")}}
+
+
 def is_headline(row: ResultRow) -> bool:
     """The single number quoted for a task (see METRICS.md): mean over noise levels, all sequences."""
-    return row.noise == "mean" and row.subset == "all" and row.variant == "" and row.error is None
+    if row.noise != "mean" or row.subset != "all" or row.error is not None:
+        return False
+    return row.variant == "" or (row.metric, row.variant) in _RUNNER_HEADLINES.get(row.task, set())
 
 
 def _descriptor_label(row: ResultRow) -> str:
@@ -116,12 +122,19 @@ def timing_section(records: Iterable[Record]) -> str:
 
 
 def pair_section(records: Iterable[Record]) -> str:
-    rows = [r for record in records for r in record.results if r.error is None and r.task not in HPATCHES_TASKS]
-    if not rows:
-        return ""
-    from ..bench.pairs import pair_tables
+    """Image-pair tables: MMA at 3 px, PCK (GIFT layout), Oxford matching score per sequence."""
+    from ..bench.pairs import mma_table, oxford_table, pck_table
 
-    return pair_tables(rows)
+    rows = [r for record in records for r in record.results if r.error is None and r.task not in HPATCHES_TASKS]
+    protocols = {r.protocol for r in rows}
+    parts = []
+    if "mma" in protocols:
+        parts.append("### MMA (D2-Net protocol, mutual nearest neighbours)\n\n" + mma_table(rows))
+    if protocols & {"pck-gift", "pck-msnet"}:
+        parts.append("### PCK\n\n" + pck_table(rows))
+    if "oxford-ms" in protocols:
+        parts.append("### Oxford matching score\n\n" + oxford_table(rows))
+    return "\n\n".join(parts)
 
 
 def run_report(record: Record) -> str:
@@ -140,7 +153,7 @@ def records_report(records: list[Record], title: str = "desc-bench report") -> s
     errors = error_table(records)
     if errors:
         sections.append("## Skipped or failed\n\n" + errors)
-    details = "\n\n".join(task_tables(r for record in records for r in record.results))
+    details = task_tables(r for record in records for r in record.results)
     if details:
         sections.append("## Per task (Easy / Hard / Tough)\n\n" + details)
     timing = timing_section(records)
