@@ -1,5 +1,9 @@
 """PNG plots made from result records only (matplotlib, Agg canvas, no global backend switch).
 
+``plot_hpatches(rows, path)``: the HPatches paper's three panels (Patch Verification, Image Matching,
+Patch Retrieval; Balntas et al., CVPR 2017): one horizontal bar per descriptor at the headline mAP
+(mean of Easy / Hard / Tough), markers at the Easy, Hard and Tough values, best on top.
+
 ``plot_throughput(rows, path)``: throughput (patches/s or images/s, log scale) against batch size
 (log2 scale), one line per descriptor, device and precision, with the interquartile range shaded.
 Each function builds its own ``matplotlib.figure.Figure`` and writes the file atomically.
@@ -108,11 +112,12 @@ def _headline_rank(row: ResultRow) -> int | None:
 
 
 def _hpatches_bars(rows: Sequence[ResultRow]) -> dict[str, list[_Bar]]:
-    """Per task, one bar per (descriptor, weights, dataset, split, protocol), sorted best first."""
+    """Per task, one bar per (descriptor, weights, dataset, split, protocol), in ascending order
+    (``barh`` draws the first at the bottom, so the best ends on top)."""
     good = [r for r in rows if r.error is None and r.value is not None]
     chosen: dict[tuple, tuple[int, ResultRow]] = {}
     for r in good:
-        rank = _headline_rank(r)
+        rank = _headline_rank(r) if r.task in _HEADLINE_PREFERENCE else None
         key = (r.task, r.descriptor, r.weights, r.dataset, r.split, r.protocol)
         if rank is not None and (key not in chosen or rank <= chosen[key][0]):
             chosen[key] = (rank, r)
@@ -131,9 +136,9 @@ def _hpatches_bars(rows: Sequence[ResultRow]) -> dict[str, list[_Bar]]:
             label += f"\n({', '.join(extra)})"  # second line: keeps the panels wide enough at README width
         marks = tuple((noise, noise_values[key + (r.metric, r.variant, r.subset, noise)])
                       for noise, *_ in _MARKERS if key + (r.metric, r.variant, r.subset, noise) in noise_values)
-        bars.setdefault(r.task, []).append(_Bar(label, r.value, marks))
+        bars[r.task].append(_Bar(label, r.value, marks))
     for task in bars:
-        bars[task].sort(key=lambda b: (b.mean, b.label))  # barh draws bottom-up: best ends on top
+        bars[task].sort(key=lambda b: (b.mean, b.label))
     return bars
 
 
@@ -186,7 +191,7 @@ def plot_hpatches(rows: Sequence[ResultRow], path: Path | str,
         for b, y in zip(group, ys):
             end = max([b.mean] + [v for _, v in b.noise]) * 100
             ax.text(end + right * 0.06, y, f"{b.mean * 100:.2f}", va="center", ha="left", fontsize=9, zorder=4)
-        ax.set_xlim(0, max(right * 1.22, 1.0))
+        ax.set_xlim(0, max(right * 1.3, 1.0))  # room for the value text
         ax.set_ylim(-0.6, n - 0.4)
         ax.set_yticks(ys, [b.label for b in group])
         ax.grid(True, axis="x", alpha=0.3, zorder=0)

@@ -80,7 +80,7 @@ def _num(value: float | None, kind: str, signed: bool = False) -> str:
         return "-"
     if kind == "accuracy":
         return f"{value * 100:+.2f}" if signed else f"{value * 100:.2f}"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
+    return f"{value:+.4g}" if signed else f"{value:.4g}"  # speed: median / calibration median
 
 
 def _describe(row: ResultRow) -> str:
