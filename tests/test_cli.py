@@ -1,0 +1,110 @@
+"""End to end through the command line, on a tiny synthetic set in the real HPatches layout.
+
+The tiny set is made by the embedded generator and laid out as `desc-bench data download hpatches`
+lays out the real release, so the same loader, tasks and CLI paths run as on real data.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from desc_bench.cli import main
+from desc_bench.datasets.synthetic import generate_tiny
+
+
+@pytest.fixture(scope="module")
+def tiny_hpatches(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    release = root / "hpatches" / "hpatches-release"
+    generate_tiny(release, sequences=4, patches=40)
+    shutil.move(str(release / "tasks"), str(root / "hpatches" / "tasks"))
+    return root
+
+
+def invoke(args, env):
+    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    return result
+
+
+@pytest.fixture()
+def env(tmp_path):
+    return {"DESC_BENCH_CACHE": str(tmp_path / "cache")}
+
+
+def test_run_evaluate_export_report_check(tiny_hpatches, tmp_path, env):
+    runs = tmp_path / "runs"
+    result = invoke(["run", "-d", "sift-opencv,rootsift-opencv", "--dataset", "hpatches", "--data-dir",
+                     str(tiny_hpatches), "-o", str(runs), "-q", "--time-batch", "16"], env)
+    assert result.exit_code == 0, result.output
+    assert "## Summary" in result.output and "Easy" in result.output and "rootsift-opencv" in result.output
+    records = sorted(runs.glob("*.json"))
+    assert len(records) == 1 and records[0].with_suffix(".md").is_file()
+    record = json.loads(records[0].read_text())
+    assert record["calibration"] is not None and record["timings"][0]["batch"] == 16
+    matching = {(r["descriptor"], r["noise"]): r["value"] for r in record["results"]
+                if r["task"] == "matching" and r["subset"] == "all" and r["variant"] == ""}
+    assert 0.0 < matching[("sift-opencv", "easy")] <= 1.0
+
+    # export, then evaluate the exported files: the same numbers as the run
+    exported = tmp_path / "exported"
+    result = invoke(["export", "-d", "sift-opencv", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches),
+                     "-o", str(exported), "-q"], env)
+    assert result.exit_code == 0, result.output
+    assert (exported / sorted(p.name for p in exported.iterdir())[0] / "t5.csv").is_file()
+    evaluated = tmp_path / "evaluated"
+    result = invoke(["evaluate", "--descriptor-dir", str(exported), "--name", "sift-opencv",
+                     "--tasks-dir", str(tiny_hpatches / "hpatches" / "tasks"), "-o", str(evaluated), "-q"], env)
+    assert result.exit_code == 0, result.output
+    ours = json.loads(next(evaluated.glob("*.json")).read_text())["results"]
+    theirs = {(r["task"], r["metric"], r["noise"], r["subset"], r["variant"]): r["value"]
+              for r in record["results"] if r["descriptor"] == "sift-opencv"}
+    assert len(ours) == len(theirs)
+    for r in ours:
+        assert r["value"] == pytest.approx(theirs[(r["task"], r["metric"], r["noise"], r["subset"], r["variant"])], abs=1e-6)
+
+    # report and check from records alone
+    result = invoke(["report", str(runs), "-o", str(tmp_path / "report")], env)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "hpatches.png").is_file()
+    result = invoke(["check", "--baseline", str(records[0]), str(runs), "--speed-tolerance", "100"], env)
+    assert result.exit_code == 0, result.output
+
+    # a second run resumes from the cache and gives the same numbers
+    result = invoke(["run", "-d", "sift-opencv", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches),
+                     "-o", str(tmp_path / "runs2"), "-q", "--time-batch", "0"], env)
+    assert result.exit_code == 0
+    again = json.loads(next((tmp_path / "runs2").glob("*.json")).read_text())["results"]
+    assert [r["value"] for r in again] == [r["value"] for r in record["results"] if r["descriptor"] == "sift-opencv"]
+
+
+def test_clear_errors(tiny_hpatches, tmp_path, env):
+    result = invoke(["run", "-d", "no-such-descriptor", "--data-dir", str(tiny_hpatches)], env)
+    assert result.exit_code == 2 and "unknown descriptor" in result.output and "sift-opencv" in result.output
+    result = invoke(["run", "-d", "sift-opencv", "--dataset", "nope", "--data-dir", str(tiny_hpatches)], env)
+    assert result.exit_code == 2 and "hpatches-synth" in result.output
+    result = invoke(["run", "-d", "sift-opencv", "--dataset", "hpatches", "--data-dir", str(tmp_path / "empty")], env)
+    assert result.exit_code == 2 and "desc-bench data download hpatches" in result.output
+    result = invoke(["run", "-d", "sift-opencv", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches),
+                     "--split", "zzz"], env)
+    assert result.exit_code == 2 and "full" in result.output
+
+
+def test_list(tiny_hpatches, env):
+    result = invoke(["list", "--data-dir", str(tiny_hpatches)], env)
+    assert result.exit_code == 0
+    for name in ("sift-opencv", "rootsift-opencv", "hpatches", "hpatches-synth"):
+        assert name in result.output
+
+
+def test_time_command(tmp_path, env):
+    result = invoke(["time", "-d", "sift-opencv", "--batch-sizes", "1,8", "--repeats", "2", "-o", str(tmp_path / "t"),
+                     "-q"], env)
+    assert result.exit_code == 0, result.output
+    record = json.loads(next((tmp_path / "t").glob("*.json")).read_text())
+    assert [t["batch"] for t in record["timings"]] == [1, 8]
+    assert all(t["median_ms"] > 0 for t in record["timings"]) and record["calibration"]["median_ms"] > 0
+    assert np.isfinite([t["per_second"] for t in record["timings"]]).all()
