@@ -136,6 +136,7 @@ class Descriptor:
     batch_size: ClassVar[int] = 1024  # patches per forward pass in compute_patches
     dense_stride: ClassVar[float] = 1.0
     dense_offset: ClassVar[float] = 0.0
+    normalize_samples: ClassVar[bool] = False  # L2-normalise descriptors sampled from dense_map (SuperPoint, MSNet)
     summary: ClassVar[str] = ""  # one line for `desc-bench list`
     supports_fp16: ClassVar[bool] = False  # may run under float16 autocast (`desc-bench time --fp16`)
 

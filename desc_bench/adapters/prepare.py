@@ -111,7 +111,8 @@ def _dense_at_centre(desc: Descriptor, chunk: torch.Tensor) -> torch.Tensor:
     size = chunk.shape[-1]
     centre = (size - 1) / 2.0
     xy = torch.full((chunk.shape[0], 1, 2), centre, device=maps.device, dtype=maps.dtype)
-    return sample_map(maps, xy, desc.dense_stride, desc.dense_offset)[:, 0]
+    out = sample_map(maps, xy, desc.dense_stride, desc.dense_offset)[:, 0]
+    return F.normalize(out, dim=-1) if desc.normalize_samples else out
 
 
 def _keypoints_at_centre(desc: Descriptor, chunk: torch.Tensor) -> torch.Tensor:
@@ -202,6 +203,8 @@ def compute_dense(desc: Descriptor, image: np.ndarray, frames: Frames) -> torch.
             maps = desc.dense_map(batch)
             xy = torch.from_numpy(frames.xy).to(maps.device, maps.dtype)[None]
             out = sample_map(maps, xy, desc.dense_stride, desc.dense_offset)[0] if count else maps.new_zeros(0, desc.dim)
+            if desc.normalize_samples and count:
+                out = F.normalize(out, dim=-1)
         else:
             return compute_patches(desc, extract_patches(np.asarray(image), frames))
     return desc.check_output(out, count)

@@ -1,0 +1,460 @@
+"""Weight files of the learned descriptors: mirrors, verification, cache and safe loading.
+
+Each learned descriptor declares ``weights = {variant: WeightFile(...)}`` (see
+:class:`~desc_bench.adapters.base.WeightFile`): upstream URLs, the upstream git blob id (the SHA-1
+git computes over ``"blob <size>\\0" + content``, published by every repository for every file),
+the format, the licence and an optional notice. This module
+
+- fetches a file from its mirrors into the cache (``$DESC_BENCH_CACHE`` or ``~/.cache/desc-bench``,
+  under ``weights/<descriptor>/<variant>/``), verifying the git blob id and recording the sha256;
+- imports a file the user already has (``desc-bench weights add``), after the same verification;
+- resolves the ``weights`` argument of a descriptor: ``None`` (default variant), a variant name, a
+  file path (``--weights PATH``), or ``"random"`` (seeded random weights, timing only);
+- loads a state dict without executing code from the file (``torch.load(weights_only=True)``) and
+  checks its keys and shapes against what the architecture expects.
+
+The formats (``WeightFile.format``):
+    "checkpoint:state_dict"  ``{"state_dict": {...}, "epoch": ...}`` (HardNet training checkpoints)
+    "state_dict"             a bare state dict (HardNetPS, SuperPoint)
+    "gift"                   ``{"extractor": {...}, "embedder": {...}, "step": ...}``
+    "msnet"                  ``{"model": {...}, ...}``, keys possibly prefixed by ``module.``
+:func:`load_state_dict` recognises all of them from the file's structure.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..errors import WeightsError
+from .base import Descriptor, WeightFile
+
+RANDOM = "random"  # the weights name of seeded random weights (timing only)
+RANDOM_NOTE = "random weights, timing only"
+HPATCHES_NOTE = "weights saw HPatches in training"
+_IGNORED_SUFFIXES = ("num_batches_tracked",)  # absent from old checkpoints, unused at inference
+_NOTICES_SHOWN: set[str] = set()
+
+
+# ------------------------------------------------------------------------------------ locations
+
+
+def cache_root() -> Path:
+    """The user cache folder: ``$DESC_BENCH_CACHE``, else ``~/.cache/desc-bench``."""
+    env = os.environ.get("DESC_BENCH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "desc-bench"
+
+
+def _file_name(weight: WeightFile, variant: str) -> str:
+    if weight.urls:
+        name = weight.urls[0].rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        if name:
+            return name
+    return f"{variant}.pth"
+
+
+def cached_path(descriptor_name: str, variant: str, weight: WeightFile) -> Path:
+    """Where the file of ``descriptor_name``'s ``variant`` lives in the cache (it may be absent)."""
+    return cache_root() / "weights" / descriptor_name / variant / _file_name(weight, variant)
+
+
+# -------------------------------------------------------------------------------------- lookups
+
+
+def _descriptor_class(name: str) -> type[Descriptor]:
+    from .registry import descriptor_class
+
+    return descriptor_class(name)
+
+
+def _variant(cls: type[Descriptor], variant: str | None) -> tuple[str, WeightFile]:
+    if not cls.weights:
+        raise WeightsError(f"descriptor {cls.name!r} uses no weight files")
+    name = variant or cls.default_weights or next(iter(cls.weights))
+    if name not in cls.weights:
+        raise WeightsError(
+            f"unknown weights {name!r} for {cls.name}; valid variants: {', '.join(sorted(cls.weights))}"
+        )
+    return name, cls.weights[name]
+
+
+def fetch_command(cls: type[Descriptor], variant: str | None = None) -> str:
+    """The command that makes ``variant`` of ``cls`` available (fetch, or add for unpublished files)."""
+    name, weight = _variant(cls, variant)
+    option = "" if name == cls.default_weights else f" --variant {name}"
+    if weight.urls:
+        return f"desc-bench weights fetch {cls.name}{option}"
+    return f"desc-bench weights add {cls.name} PATH{option}"
+
+
+def weights_availability(cls: type[Descriptor], variant: str | None = None) -> str | None:
+    """None when ``variant`` (default: the default variant) is in the cache, else how to get it."""
+    name, weight = _variant(cls, variant)
+    if cached_path(cls.name, name, weight).is_file():
+        return None
+    if weight.urls:
+        return f"needs weights: run `{fetch_command(cls, name)}`"
+    source = f" ({weight.trained_on})" if weight.trained_on else ""
+    return (
+        f"needs weights: the {cls.name} weights{source} were never published at a stable URL; "
+        f"get the file from the authors and run `{fetch_command(cls, name)}`"
+    )
+
+
+# ------------------------------------------------------------------------------- verification
+
+
+def _git_blob_sha1(path: Path) -> str:
+    from ..datasets.download import git_blob_sha1
+
+    return git_blob_sha1(path)
+
+
+def sha256_of(path: Path | str) -> str:
+    """Hex sha256 of a file (recorded with every weight file; part of the cache keys)."""
+    from ..datasets.download import sha256_file
+
+    return sha256_file(path)
+
+
+def verify(path: Path | str, weight: WeightFile, label: str) -> str:
+    """Check ``path`` against the git blob id and/or sha256 of ``weight``; return its sha256.
+
+    Raises WeightsError naming the file, what was expected and what was found.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{label}: no file at {path}")
+    if weight.git_blob is not None:
+        found = _git_blob_sha1(path)
+        if found != weight.git_blob.lower():
+            raise WeightsError(
+                f"{label}: {path} does not verify: its git blob id is {found}, expected "
+                f"{weight.git_blob} (the upstream file). The file is corrupt, truncated or a "
+                "different file"
+            )
+    digest = sha256_of(path)
+    if weight.sha256 is not None and digest != weight.sha256.lower():
+        raise WeightsError(f"{label}: {path} does not verify: sha256 {digest}, expected {weight.sha256}")
+    return digest
+
+
+def show_notice(weight: WeightFile, label: str) -> None:
+    """Print a weight file's licence notice (e.g. SuperPoint's non-commercial licence), once per process."""
+    if weight.notice and label not in _NOTICES_SHOWN:
+        _NOTICES_SHOWN.add(label)
+        print(f"note ({label}): {weight.notice}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------- CLI actions
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """One row of ``desc-bench weights list``."""
+
+    descriptor: str
+    variant: str
+    default: bool
+    format: str
+    licence: str
+    trained_on: str
+    saw_hpatches: bool
+    git_blob: str | None
+    cached: bool
+    path: str
+    urls: tuple[str, ...]
+    command: str  # how to get it when it is not cached
+
+
+def weights_table() -> list[WeightsInfo]:
+    """Every weight file of every registered descriptor, with its cache state."""
+    from .registry import registered
+
+    rows = []
+    for name, cls in registered().items():
+        for variant, weight in cls.weights.items():
+            path = cached_path(name, variant, weight)
+            rows.append(
+                WeightsInfo(
+                    descriptor=name, variant=variant, default=variant == cls.default_weights,
+                    format=weight.format, licence=weight.licence, trained_on=weight.trained_on,
+                    saw_hpatches=weight.saw_hpatches, git_blob=weight.git_blob, cached=path.is_file(),
+                    path=str(path), urls=weight.urls, command=fetch_command(cls, variant),
+                )
+            )
+    return rows
+
+
+def fetch_weights(descriptor_name: str, variant: str | None = None, progress: bool = True) -> Path:
+    """Download (or find in the cache) and verify a weight file; returns its cached path."""
+    from ..datasets.download import fetch_any
+    from ..errors import DownloadError
+
+    cls = _descriptor_class(descriptor_name)
+    name, weight = _variant(cls, variant)
+    label = f"{cls.name} weights {name!r}"
+    dest = cached_path(cls.name, name, weight)
+    if not weight.urls:
+        raise WeightsError(f"{label} have no download address. {weights_availability(cls, name)}")
+    if dest.is_file():
+        try:
+            verify(dest, weight, label)
+            show_notice(weight, label)
+            return dest
+        except WeightsError:
+            dest.unlink()  # stale or corrupt copy: fetch again
+    try:
+        fetch_any(weight.urls, dest, sha256=weight.sha256, progress=progress)
+    except DownloadError as exc:
+        raise WeightsError(f"{label}: {exc}") from None
+    try:
+        verify(dest, weight, label)
+    except WeightsError:
+        dest.unlink(missing_ok=True)
+        raise
+    show_notice(weight, label)
+    return dest
+
+
+def add_weights(descriptor_name: str, path: Path | str, variant: str | None = None) -> Path:
+    """Import a weight file the user already has into the cache, after verification.
+
+    The file must match the variant's git blob id (when upstream published one) and load with the
+    descriptor's expected keys and shapes. Returns the cached path.
+    """
+    cls = _descriptor_class(descriptor_name)
+    name, weight = _variant(cls, variant)
+    label = f"{cls.name} weights {name!r}"
+    source = Path(path).expanduser()
+    verify(source, weight, label)
+    expected = _expected_of(cls, name)
+    if expected is not None:
+        load_state_dict(source, expected)
+    dest = cached_path(cls.name, name, weight)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    shutil.copyfile(source, part)
+    os.replace(part, dest)
+    show_notice(weight, label)
+    return dest
+
+
+def _expected_of(cls: type[Descriptor], variant: str) -> dict[str, tuple[int, ...]] | None:
+    expected = getattr(cls, "expected_shapes", None)
+    return expected(variant) if callable(expected) else None
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """What a descriptor's ``weights`` argument resolved to."""
+
+    path: Path | None  # None: random weights
+    variant: str | None  # the registered variant, None for a user file or random weights
+    weight: WeightFile | None
+
+
+def resolve(cls: type[Descriptor], weights: str | None) -> ResolvedWeights:
+    """Resolve ``weights`` (None, a variant name, a file path or "random") for ``cls``."""
+    if weights == RANDOM:
+        return ResolvedWeights(None, None, None)
+    if weights is not None and weights not in cls.weights:
+        path = Path(weights).expanduser()
+        if path.is_file():
+            return ResolvedWeights(path, None, None)
+        raise WeightsError(
+            f"weights {weights!r} for {cls.name} are neither a variant "
+            f"({', '.join(sorted(cls.weights)) or 'none'}), nor {RANDOM!r}, nor an existing file"
+        )
+    name, weight = _variant(cls, weights)
+    path = cached_path(cls.name, name, weight)
+    if not path.is_file():
+        raise WeightsError(f"{cls.name}: {weights_availability(cls, name)}")
+    show_notice(weight, f"{cls.name} weights {name!r}")
+    return ResolvedWeights(path, name, weight)
+
+
+def resolve_weights(descriptor_cls: type[Descriptor], weights: str | None) -> Path | None:
+    """The weight file for ``weights`` (None: default variant; a variant; a path), None for "random"."""
+    return resolve(descriptor_cls, weights).path
+
+
+# -------------------------------------------------------------------------------- safe loading
+
+
+def _read(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"refused to load {path}: it contains objects other than tensors and plain containers, "
+            f"which could run code when unpickled ({str(exc).splitlines()[0]}). Only state dicts "
+            "and checkpoints made of tensors are accepted"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+        raise WeightsError(f"cannot read {path} as a PyTorch weight file: {exc}") from None
+
+
+def _is_tensor_dict(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _candidates(raw: Any) -> list[dict[str, Any]]:
+    """The state dicts a file may hold, in the upstream formats described in the module docstring."""
+    found = []
+    if isinstance(raw, dict):
+        found.append(raw)
+        for key in ("state_dict", "model", "net", "params"):
+            if isinstance(raw.get(key), dict):
+                found.append(raw[key])
+        if isinstance(raw.get("extractor"), dict) or isinstance(raw.get("embedder"), dict):
+            merged = {}
+            for key in ("extractor", "embedder"):
+                if isinstance(raw.get(key), dict):
+                    merged.update(raw[key])
+            found.append(merged)
+    out = []
+    for state in found:
+        out.append(state)
+        if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
+            out.append({k[len("module."):]: v for k, v in state.items()})
+    return out
+
+
+def load_state_dict(path: Path | str, expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Load a state dict safely and check it against ``expected`` keys and shapes.
+
+    Never executes code from the file. Keys ending in ``num_batches_tracked`` are optional and
+    dropped. Raises WeightsError saying which keys are missing or unexpected and which shapes
+    differ from what was expected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"no weight file at {path}")
+    raw = _read(path)
+    required = {k: tuple(v) for k, v in expected.items() if not k.endswith(_IGNORED_SUFFIXES)}
+    best, best_overlap = None, -1
+    for state in _candidates(raw):
+        overlap = len(required.keys() & state.keys())
+        if overlap > best_overlap:
+            best, best_overlap = state, overlap
+    if best is None or best_overlap <= 0:
+        top = sorted(map(str, raw.keys()))[:8] if isinstance(raw, dict) else type(raw).__name__
+        raise WeightsError(
+            f"{path} holds no state dict with the expected keys (e.g. {next(iter(required), '?')!r}); "
+            f"found {top}. Is it a weight file of another descriptor?"
+        )
+    state = {k: v for k, v in best.items() if not str(k).endswith(_IGNORED_SUFFIXES)}
+    missing = sorted(required.keys() - state.keys())
+    unexpected = sorted(map(str, state.keys() - required.keys()))
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_short(unexpected)}")
+    for key in sorted(required.keys() & state.keys()):
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            problems.append(f"{key} is a {type(value).__name__}, expected a tensor of shape {required[key]}")
+        elif tuple(value.shape) != required[key]:
+            problems.append(f"{key} has shape {tuple(value.shape)}, expected {required[key]}")
+    if problems:
+        raise WeightsError(f"{path} does not fit the architecture: " + "; ".join(problems))
+    return {k: state[k].float() for k in required}
+
+
+def _short(keys: list[str], limit: int = 6) -> str:
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+# --------------------------------------------------------------------- base of learned adapters
+
+
+def random_state(expected: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded random weights with sane statistics (He-scaled kernels, unit BN variances)."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in expected.items():
+        if key.endswith(_IGNORED_SUFFIXES):
+            continue
+        if key.endswith("running_var"):
+            state[key] = torch.ones(shape)
+        elif key.endswith(("running_mean", "bias")):
+            state[key] = torch.zeros(shape)
+        elif len(shape) == 1:  # affine batch-norm scale
+            state[key] = torch.ones(shape)
+        else:
+            fan_in = max(1, int(torch.tensor(shape[1:]).prod()))
+            state[key] = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
+    return state
+
+
+class LearnedDescriptor(Descriptor):
+    """Base of the adapters with weight files: resolves, verifies and loads them in ``setup``.
+
+    Subclasses implement ``expected_shapes(variant)`` (keys and shapes of the state dict, in the
+    upstream naming) and ``build(state)`` (set up the model from a loaded state dict).
+    ``weights="random"`` gives seeded random weights, for timing only.
+    """
+
+    weights_notes_random: ClassVar[str] = RANDOM_NOTE
+
+    @classmethod
+    def availability(cls) -> str | None:
+        return weights_availability(cls)
+
+    @classmethod
+    def expected_shapes(cls, variant: str | None = None) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def build(self, state: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        resolved = resolve(type(self), self.weights_name)
+        self.weights_path = resolved.path
+        self.weights_file = resolved.weight
+        self.random_weights = resolved.path is None
+        variant = resolved.variant or self.default_weights
+        expected = self.expected_shapes(variant)
+        if resolved.path is None:
+            state = random_state(expected)
+            self.weights_checksum = RANDOM
+        else:
+            try:
+                state = load_state_dict(resolved.path, expected)
+            except WeightsError as exc:
+                raise WeightsError(f"{self.name}: {exc}") from None
+            self.weights_checksum = sha256_of(resolved.path)
+        self.build(state)
+
+    @property
+    def weights_label(self) -> str:
+        if self.weights_path is not None and self.weights_file is None:
+            return f"file:{self.weights_path.name}"
+        return self.weights_name or "none"
+
+    @property
+    def notes(self) -> str:
+        """What a record should say about these weights ("" when nothing)."""
+        if self.random_weights:
+            return RANDOM_NOTE
+        if self.weights_file is not None and self.weights_file.saw_hpatches:
+            return HPATCHES_NOTE
+        return ""
+
+
+__all__ = [
+    "RANDOM", "RANDOM_NOTE", "HPATCHES_NOTE", "WeightsInfo", "ResolvedWeights", "LearnedDescriptor",
+    "cache_root", "cached_path", "fetch_command", "weights_availability", "verify", "sha256_of",
+    "weights_table", "fetch_weights", "add_weights", "resolve", "resolve_weights", "load_state_dict",
+    "random_state", "show_notice",
+]

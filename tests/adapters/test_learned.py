@@ -1,0 +1,189 @@
+"""Learned descriptors through the contract, each with a checkpoint built by the test in the upstream
+format (no real weights exist here), plus OpenCV's built-in learned descriptors for real.
+
+HardNet is checked against kornia's HardNet loaded with the same state dict.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import desc_bench
+from desc_bench.adapters import hardnet as H
+from desc_bench.adapters import opencv_learned as CV
+from desc_bench.adapters import superpoint as SP
+from desc_bench.adapters.base import Distance, Frames
+
+from test_weights import write_upstream
+
+NETWORKS = ("hardnet", "hardnet++", "hardnet-ps", "superpoint", "gift", "msnet-v0")
+OPENCV = ("vgg-opencv", "boostdesc-opencv", "beblid-opencv", "teblid-opencv")
+
+
+@pytest.fixture(scope="module")
+def patches() -> torch.Tensor:
+    rng = np.random.default_rng(1)
+    base = torch.from_numpy(rng.integers(0, 256, size=(6, 1, 65, 65)).astype(np.float32))
+    return F.avg_pool2d(base, 3, 1, 1).round()
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    rng = np.random.default_rng(2)
+    return cv2.GaussianBlur(rng.integers(0, 256, size=(72, 96), dtype=np.uint8), (5, 5), 1.0)
+
+
+def build(name: str, tmp_path) -> desc_bench.adapters.base.Descriptor:
+    if name in OPENCV:
+        return desc_bench.descriptor(name)
+    path = write_upstream(name, tmp_path / f"{name}.pth")
+    return desc_bench.descriptor(name, weights=str(path))
+
+
+@pytest.mark.parametrize("name", NETWORKS + OPENCV)
+def test_contract(name, tmp_path, patches, image):
+    desc = build(name, tmp_path)
+    if name == "gift":  # 25 warped copies per input: keep it small (any patch size is allowed)
+        patches, image = patches[:4, :, 20:45, 20:45], image[:40, :56]
+    out = desc.compute_patches(patches)
+    binary = desc.distance is Distance.HAMMING
+    assert out.shape == (len(patches), desc.dim)
+    assert out.dtype == (torch.uint8 if binary else torch.float32)
+    assert torch.equal(out, desc.compute_patches(patches))  # deterministic
+    assert torch.allclose(out[:2].float(), desc.compute_patches(patches[:2]).float(), atol=1e-5)  # batching
+    assert len(torch.unique(out.float(), dim=0)) == len(patches)  # distinct patches, distinct descriptors
+    if not binary and name != "vgg-opencv":
+        assert torch.allclose(out.norm(dim=1), torch.ones(len(out)), atol=1e-3)
+    keypoints = np.array([[10.0, 12.0], [48.0, 36.0], [image.shape[1] - 6.0, image.shape[0] - 2.0]])
+    dense = desc.compute_dense(image, keypoints)
+    assert dense.shape == (3, desc.dim) and dense.dtype == out.dtype
+    rgb = np.repeat(image[:, :, None], 3, axis=2)
+    assert torch.allclose(desc.compute_dense(rgb, keypoints).float(), dense.float(), atol=1e-4)
+
+
+def test_hardnet_equals_kornia(tmp_path):
+    kornia = pytest.importorskip("kornia.feature")
+    path = write_upstream("hardnet", tmp_path / "checkpoint_liberty_with_aug.pth", seed=3)
+    ours = desc_bench.descriptor("hardnet", weights=str(path))
+    reference = kornia.HardNet(pretrained=False)
+    reference.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
+    reference.eval()
+    patches = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (64, 1, 65, 65)).astype(np.float32))
+    got = ours.compute_patches(patches)
+    resized = F.interpolate(patches / 255.0, size=(32, 32), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        expected = reference(resized)
+    assert (got - expected).abs().max() < 1e-4
+
+
+def test_hardnet_ps_fused_equals_unfused(tmp_path):
+    """The folded network equals the upstream layer stack (biased convs, affine BN, no final BN)."""
+    path = write_upstream("hardnet-ps", tmp_path / "HardNetPS.pth", seed=5)
+    ours = desc_bench.descriptor("hardnet-ps", weights=str(path))
+    features = H.hardnet_features(ps=True)
+    features.load_state_dict({k[len("features."):]: v for k, v in torch.load(path, weights_only=True).items()}, strict=False)
+    features.eval()
+    patches = torch.from_numpy(np.random.default_rng(6).integers(0, 256, (16, 1, 32, 32)).astype(np.float32))
+    flat = patches.reshape(16, -1)
+    x = (patches - flat.mean(1).view(-1, 1, 1, 1)) / (flat.std(1).view(-1, 1, 1, 1) + 1e-7)
+    with torch.no_grad():
+        expected = F.normalize(features(x).flatten(1), dim=1)
+    assert (ours.compute_patches(patches) - expected).abs().max() < 1e-4
+
+
+def test_superpoint_dense_map_geometry(tmp_path):
+    desc = build("superpoint", tmp_path)
+    maps = desc.dense_map(torch.rand(1, 1, 64, 80))
+    assert maps.shape == (1, 256, 8, 10)
+    assert torch.allclose(maps.norm(dim=1), torch.ones(1, 8, 10), atol=1e-4)
+    # a keypoint at a cell centre (8j + 3.5) gets exactly that cell's descriptor
+    image = (np.random.default_rng(7).random((64, 80)) * 255).astype(np.uint8)
+    with torch.inference_mode():
+        cells = desc.dense_map(torch.from_numpy(image).float()[None, None] / 255.0)[0]
+    got = desc.compute_dense(image, np.array([[8 * 3 + 3.5, 8 * 5 + 3.5]]))
+    assert torch.allclose(got[0], cells[:, 5, 3], atol=1e-5)
+
+
+def test_nms_keeps_the_strongest_and_suppresses_neighbours():
+    xy = np.array([[10, 10], [12, 11], [20, 10], [14, 10], [10, 15]], dtype=float)
+    conf = np.array([0.5, 0.9, 0.3, 0.2, 0.4])
+    keep = SP.nms(xy, conf, 30, 30, 4)
+    # 1 (0.9) suppresses 0 (|dx|=2) and 3 (|dx|=2); 4 is 4 px below 1? |dy|=4 -> suppressed; 2 is 8 px away
+    assert keep.tolist() == [1, 2]
+    assert SP.nms(xy, conf, 30, 30, 0).tolist() == [1, 0, 4, 2, 3]
+
+
+def test_superpoint_detect_follows_the_settings(tmp_path):
+    desc = build("superpoint", tmp_path)
+    image = cv2.GaussianBlur((np.random.default_rng(8).random((96, 128)) * 255).astype(np.uint8), (3, 3), 0)
+    frames = desc.detect(image)
+    assert isinstance(frames, Frames) and len(frames) > 0
+    xy = frames.xy
+    assert (xy[:, 0] >= 4).all() and (xy[:, 0] < 128 - 4).all() and (xy[:, 1] >= 4).all() and (xy[:, 1] < 96 - 4).all()
+    scores = desc.last_scores
+    assert (scores >= 0.015).all() and (np.diff(scores) <= 0).all()
+    gaps = np.abs(xy[:, None] - xy[None]).max(-1) + np.eye(len(xy)) * 1e9
+    assert gaps.min() > 4  # NMS radius 4
+    few = desc_bench.descriptor("superpoint", weights=desc.weights_path.as_posix(), max_keypoints=5).detect(image)
+    assert np.array_equal(few.xy, xy[:5])
+
+
+def test_gift_patch_and_keypoint_paths_agree(tmp_path, patches):
+    desc = build("gift", tmp_path)
+    small = patches[2:3, :, 20:45, 20:45]
+    image = small[0, 0].to(torch.uint8).numpy()
+    centre = (25 - 1) / 2.0
+    a = desc.compute_patches(small)
+    b = desc.compute_dense(image, np.array([[centre, centre]]))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_msnet_map_stride(tmp_path):
+    desc = build("msnet-v0", tmp_path)
+    maps = desc.dense_map(torch.rand(2, 3, 64, 96))
+    assert maps.shape == (2, 128, 16, 24) and desc.dense_stride == 4
+
+
+@pytest.mark.parametrize("name", OPENCV)
+def test_opencv_patch_equals_keypoint_at_the_centre(name, patches):
+    """On patches the descriptor is the one of a keypoint at (P/2, P/2) of size P/5.303."""
+    desc = desc_bench.descriptor(name)
+    patch = patches[0, 0].to(torch.uint8).numpy()
+    frames = Frames(np.array([[32.5, 32.5]]), scale=np.array([65 / 5.303]), angle=np.array([0.0]))
+    assert torch.equal(desc.compute_patches(patches[:1]), desc.compute_dense(patch, frames))
+
+
+@pytest.mark.parametrize("name", OPENCV)
+def test_opencv_scale_factor_option(name):
+    assert desc_bench.descriptor(name).options.scale_factor == CV.SIFT_SCALE_FACTOR == 6.75
+    assert desc_bench.descriptor(f"{name}:scale_factor=5.0").options.scale_factor == 5.0
+
+
+def _hamming_or_l2(a: torch.Tensor, b: torch.Tensor, binary: bool) -> torch.Tensor:
+    if binary:
+        bits = torch.from_numpy(np.unpackbits(a.numpy(), axis=1)).float()
+        other = torch.from_numpy(np.unpackbits(b.numpy(), axis=1)).float()
+        return torch.cdist(bits, other, p=1)
+    return torch.cdist(a, b)
+
+
+@pytest.mark.parametrize("name", OPENCV)
+def test_opencv_learned_match_real_patches(name, shared):
+    """Real HPatches patches (v_graffiti ref) against a noisy, slightly blurred copy: nearest-neighbour
+    accuracy well above chance (1/300)."""
+    from desc_bench.datasets.base import read_patch_file
+
+    ref = read_patch_file(shared / "data" / "hpatches-patches-sample" / "likely_v_graffiti" / "ref.png")[:300]
+    rng = np.random.default_rng(9)
+    noisy = np.stack([cv2.GaussianBlur(p, (3, 3), 0.7) for p in ref]).astype(np.float32)
+    noisy = np.clip(noisy + rng.normal(0, 8, noisy.shape), 0, 255).round()
+    desc = desc_bench.descriptor(name)
+    a = desc.compute_patches(torch.from_numpy(ref[:, None].astype(np.float32)))
+    b = desc.compute_patches(torch.from_numpy(noisy[:, None].astype(np.float32)))
+    distances = _hamming_or_l2(a, b, desc.distance is Distance.HAMMING)
+    accuracy = (distances.argmin(1) == torch.arange(len(ref))).float().mean().item()
+    print(f"{name}: nearest-neighbour accuracy {accuracy:.3f}")
+    assert accuracy > 0.6

@@ -1,0 +1,289 @@
+"""Weight files: upstream formats, verification by git blob id, the cache, and safe loading.
+
+Every checkpoint here is built by the test in the upstream format (keys and shapes as in
+shared/weights/MANIFEST.md, seeded random values): no real weights exist on the development machines.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import desc_bench
+from desc_bench.adapters import weights as W
+from desc_bench.adapters.registry import descriptor_class
+from desc_bench.errors import DescriptorUnavailableError, WeightsError
+
+LEARNED = ("hardnet", "hardnet++", "hardnet-ps", "superpoint", "gift", "msnet-v0")
+
+
+def random_state(expected: dict[str, tuple[int, ...]], seed: int = 0) -> "collections.OrderedDict[str, torch.Tensor]":
+    g = torch.Generator().manual_seed(seed)
+    state = collections.OrderedDict()
+    for key, shape in expected.items():
+        if key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=g) + 0.5
+        elif key.endswith("running_mean"):
+            state[key] = torch.randn(shape, generator=g) * 0.1
+        elif len(shape) == 1:
+            state[key] = torch.randn(shape, generator=g) * 0.1 + (1.0 if key.endswith("weight") else 0.0)
+        else:
+            fan_in = int(torch.tensor(shape[1:]).prod())
+            state[key] = torch.randn(shape, generator=g) * (2.0 / fan_in) ** 0.5
+    return state
+
+
+def write_upstream(name: str, path: Path, seed: int = 0) -> Path:
+    """Checkpoint built by the test in the upstream format of descriptor ``name``."""
+    state = random_state(descriptor_class(name).expected_shapes(), seed)
+    if name in ("hardnet", "hardnet++"):  # torch.save({'epoch': ..., 'state_dict': model.state_dict()})
+        obj = {"epoch": 10, "state_dict": state}
+    elif name in ("hardnet-ps", "superpoint"):  # a bare state dict
+        obj = state
+    elif name == "gift":  # {'extractor': ExtractorWrapper sd, 'embedder': EmbedderWrapper sd, 'step'}
+        obj = {
+            "extractor": collections.OrderedDict((k, v) for k, v in state.items() if k.startswith("extractor.")),
+            "embedder": collections.OrderedDict((k, v) for k, v in state.items() if k.startswith("embedder.")),
+            "step": 20001,
+        }
+    elif name == "msnet-v0":  # trainer checkpoint; DataParallel adds 'module.'; BN counters present
+        model = collections.OrderedDict((f"module.{k}", v) for k, v in state.items())
+        for key in [k for k in state if k.endswith("running_var")]:
+            model[f"module.{key[: -len('running_var')]}num_batches_tracked"] = torch.tensor(7)
+        obj = {"model": model, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-3}]}, "iteration": 5}
+    else:
+        raise KeyError(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+    return path
+
+
+def git_blob(path: Path) -> str:
+    data = Path(path).read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def pin(monkeypatch, name: str, variant: str, path: Path, **changes) -> None:
+    """Make the registered WeightFile of ``name``/``variant`` expect the git blob of ``path``."""
+    cls = descriptor_class(name)
+    table = dict(cls.weights)
+    table[variant] = dataclasses.replace(table[variant], git_blob=git_blob(path), **changes)
+    monkeypatch.setattr(cls, "weights", table)
+
+
+# ------------------------------------------------------------------------------ upstream formats
+
+
+def test_upstream_layouts_match_the_manifest():
+    """Tensor counts and sizes of the architectures equal the MANIFEST's description of the files."""
+    def count(name):
+        shapes = descriptor_class(name).expected_shapes()
+        return len(shapes), sum(int(torch.tensor(s).prod()) for s in shapes.values())
+
+    assert count("hardnet") == (21, 1_335_712)
+    assert count("hardnet++") == (21, 1_335_712)
+    assert count("hardnet-ps")[0] == 38
+    assert "features.18.weight" in descriptor_class("hardnet-ps").expected_shapes()
+    assert count("superpoint") == (24, 1_300_865)
+    gift = descriptor_class("gift").expected_shapes()
+    size = lambda prefix: sum(int(torch.tensor(s).prod()) for k, s in gift.items() if k.startswith(prefix))
+    assert size("extractor.") == 65_200 and size("embedder.") == 358_808
+    assert "extractor.conv0.0.weight" in gift and "embedder.network1_embed1.0.weight" in gift
+    msnet = descriptor_class("msnet-v0").expected_shapes()
+    assert msnet["desc_extractor.backbone.model.0.weight"] == (64, 3, 7, 7)
+    assert msnet["desc_extractor.backbone.model.5.0.downsample.0.weight"] == (128, 64, 1, 1)
+    assert msnet["desc_extractor.regress.4.weight"] == (128, 128, 1, 1)
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_upstream_format_loads(name, tmp_path):
+    path = write_upstream(name, tmp_path / f"{name}.pth")
+    expected = descriptor_class(name).expected_shapes()
+    state = W.load_state_dict(path, expected)
+    assert set(state) == set(expected)
+    reference = random_state(expected)
+    for key, value in state.items():
+        assert tuple(value.shape) == expected[key]
+        assert torch.equal(value, reference[key])
+
+
+# ---------------------------------------------------------------------------------- refusals
+
+
+def test_wrong_shapes_are_refused_with_the_expected_shape(tmp_path):
+    expected = descriptor_class("hardnet").expected_shapes()
+    state = random_state(expected)
+    state["features.3.weight"] = torch.zeros(32, 32, 5, 5)
+    del state["features.20.running_var"]
+    state["features.99.weight"] = torch.zeros(1)
+    torch.save({"state_dict": state}, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError) as err:
+        W.load_state_dict(tmp_path / "bad.pth", expected)
+    message = str(err.value)
+    assert "features.3.weight has shape (32, 32, 5, 5), expected (32, 32, 3, 3)" in message
+    assert "missing keys features.20.running_var" in message
+    assert "unexpected keys features.99.weight" in message
+
+
+def test_a_file_of_another_descriptor_is_refused(tmp_path):
+    path = write_upstream("superpoint", tmp_path / "sp.pth")
+    with pytest.raises(WeightsError, match="no state dict with the expected keys"):
+        W.load_state_dict(path, descriptor_class("hardnet").expected_shapes())
+
+
+class _Payload:
+    """Unpickling this object would create a folder: a stand-in for arbitrary code."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_code_in_a_pickle_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    state = random_state(descriptor_class("hardnet").expected_shapes())
+    path = tmp_path / "evil.pth"
+    torch.save({"epoch": 1, "state_dict": state, "hook": _Payload(marker)}, path)
+    with pytest.raises(WeightsError, match="refused to load"):
+        W.load_state_dict(path, descriptor_class("hardnet").expected_shapes())
+    assert not marker.exists()
+
+
+def test_garbage_file_is_refused(tmp_path):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(WeightsError):
+        W.load_state_dict(path, descriptor_class("hardnet").expected_shapes())
+
+
+def test_tampered_file_fails_verification_and_is_not_cached(data_dir, tmp_path, monkeypatch):
+    good = write_upstream("hardnet", tmp_path / "ck.pth")
+    pin(monkeypatch, "hardnet", "liberty-aug", good)
+    tampered = tmp_path / "tampered.pth"
+    tampered.write_bytes(good.read_bytes() + b"\0")
+    with pytest.raises(WeightsError) as err:
+        W.add_weights("hardnet", tampered)
+    assert git_blob(good) in str(err.value) and git_blob(tampered) in str(err.value)
+    assert not [p for p in (W.cache_root() / "weights").rglob("*") if p.is_file()]
+    assert descriptor_class("hardnet").availability().startswith("needs weights")
+
+
+def test_real_upstream_ids_refuse_a_test_checkpoint(data_dir, tmp_path):
+    path = write_upstream("hardnet", tmp_path / "ck.pth")
+    with pytest.raises(WeightsError, match="c1b2a5f4e79a5f3e50ec9a1ac98a428965cef37b"):
+        W.add_weights("hardnet", path)
+
+
+# ------------------------------------------------------------------------- cache and CLI actions
+
+
+def test_add_then_use_then_tamper(data_dir, tmp_path, monkeypatch):
+    source = write_upstream("hardnet", tmp_path / "ck.pth")
+    pin(monkeypatch, "hardnet", "liberty-aug", source)
+    cls = descriptor_class("hardnet")
+    assert "desc-bench weights fetch hardnet" in cls.availability()
+    with pytest.raises(DescriptorUnavailableError, match="desc-bench weights fetch hardnet"):
+        desc_bench.descriptor("hardnet")
+    cached = W.add_weights("hardnet", source)
+    assert cached.is_file() and str(cached).startswith(str(tmp_path / "cache"))
+    assert cls.availability() is None
+    assert W.resolve_weights(cls, None) == cached
+    desc = desc_bench.descriptor("hardnet")
+    assert desc.weights_label == "liberty-aug" and desc.notes == ""
+    assert desc.weights_checksum == hashlib.sha256(source.read_bytes()).hexdigest()
+    row = {(r.descriptor, r.variant): r for r in W.weights_table()}[("hardnet", "liberty-aug")]
+    assert row.cached and row.default and row.path == str(cached)
+
+
+def test_fetch_verifies_and_caches(data_dir, tmp_path, monkeypatch):
+    source = write_upstream("superpoint", tmp_path / "superpoint_v1.pth")
+    pin(monkeypatch, "superpoint", "v1", source, urls=(source.as_uri(),))
+    path = W.fetch_weights("superpoint", progress=False)
+    assert path.read_bytes() == source.read_bytes()
+    assert descriptor_class("superpoint").availability() is None
+    # a mirror serving a different file: refused, nothing left in the cache
+    path.unlink()
+    source.write_bytes(source.read_bytes() + b"x")
+    with pytest.raises(WeightsError, match="does not verify"):
+        W.fetch_weights("superpoint", progress=False)
+    assert not path.exists()
+
+
+def test_unpublished_weights_say_how_to_add_them(data_dir):
+    for name in ("gift", "msnet-v0"):
+        message = descriptor_class(name).availability()
+        assert f"desc-bench weights add {name} PATH" in message and "never published" in message
+        with pytest.raises(WeightsError, match="no download address"):
+            W.fetch_weights(name, progress=False)
+
+
+def test_add_unpublished_weights_checks_structure(data_dir, tmp_path):
+    good = write_upstream("msnet-v0", tmp_path / "msnet.pth")
+    cached = W.add_weights("msnet-v0", good)
+    assert descriptor_class("msnet-v0").availability() is None
+    assert desc_bench.descriptor("msnet-v0").weights_path == cached
+    wrong = write_upstream("gift", tmp_path / "gift.pth")
+    with pytest.raises(WeightsError, match="expected keys"):
+        W.add_weights("msnet-v0", wrong)
+
+
+def test_weights_table_lists_every_variant_and_flags_hpatches(data_dir):
+    rows = {(r.descriptor, r.variant): r for r in W.weights_table()}
+    for variant in ("liberty-aug", "liberty", "notredame-aug", "yosemite-aug", "6brown"):
+        assert ("hardnet", variant) in rows
+    assert rows[("hardnet++", "brown+hpatches")].saw_hpatches
+    assert not rows[("hardnet", "liberty-aug")].saw_hpatches
+    assert rows[("hardnet-ps", "ps")].format == "state_dict"
+    assert rows[("superpoint", "v1")].git_blob == "107a444ca318d487390137d619d49f2f0a3b1ad8"
+    assert "non-commercial" in rows[("superpoint", "v1")].licence
+    assert rows[("hardnet", "liberty")].command == "desc-bench weights fetch hardnet --variant liberty"
+    assert not any(r.cached for r in rows.values())
+
+
+def test_hpatches_trained_weights_are_flagged(data_dir, tmp_path, monkeypatch):
+    source = write_upstream("hardnet++", tmp_path / "HardNet++.pth")
+    pin(monkeypatch, "hardnet++", "brown+hpatches", source)
+    W.add_weights("hardnet++", source)
+    assert desc_bench.descriptor("hardnet++").notes == W.HPATCHES_NOTE
+
+
+def test_superpoint_notice_is_printed(data_dir, tmp_path, monkeypatch, capsys):
+    source = write_upstream("superpoint", tmp_path / "superpoint_v1.pth")
+    pin(monkeypatch, "superpoint", "v1", source)
+    monkeypatch.setattr(W, "_NOTICES_SHOWN", set())
+    W.add_weights("superpoint", source)
+    desc_bench.descriptor("superpoint")
+    assert "non-commercial" in capsys.readouterr().err
+
+
+def test_resolve_random_path_and_errors(data_dir, tmp_path):
+    cls = descriptor_class("hardnet")
+    assert W.resolve_weights(cls, "random") is None
+    path = write_upstream("hardnet", tmp_path / "mine.pth")
+    assert W.resolve_weights(cls, str(path)) == path
+    with pytest.raises(WeightsError, match="neither a variant"):
+        W.resolve_weights(cls, "no-such-thing")
+    with pytest.raises(WeightsError, match="desc-bench weights fetch hardnet --variant notredame-aug"):
+        W.resolve_weights(cls, "notredame-aug")
+
+
+def test_user_file_and_random_weights(data_dir, tmp_path):
+    path = write_upstream("hardnet", tmp_path / "mine.pth")
+    desc = desc_bench.descriptor("hardnet", weights=str(path))
+    assert desc.weights_label == "file:mine.pth" and desc.notes == ""
+    a = desc_bench.descriptor("hardnet", weights="random")
+    b = desc_bench.descriptor("hardnet", weights="random")
+    assert a.notes == W.RANDOM_NOTE and a.random_weights and a.weights_label == "random"
+    patches = torch.rand(4, 1, 65, 65) * 255
+    assert torch.equal(a.compute_patches(patches), b.compute_patches(patches))
+    bad = tmp_path / "bad.pth"
+    torch.save({"state_dict": {"features.0.weight": torch.zeros(1)}}, bad)
+    with pytest.raises(WeightsError, match="hardnet: .*features.0.weight has shape"):
+        desc_bench.descriptor("hardnet", weights=str(bad))
