@@ -47,9 +47,10 @@ _NOTICES_SHOWN: set[str] = set()
 
 
 def cache_root() -> Path:
-    """The user cache folder: ``$DESC_BENCH_CACHE``, else ``~/.cache/desc-bench``."""
-    env = os.environ.get("DESC_BENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "desc-bench"
+    """The user cache folder (``$DESC_BENCH_CACHE``, else the user cache dir): see datasets.registry."""
+    from ..datasets.registry import cache_root as root
+
+    return root()
 
 
 def _file_name(weight: WeightFile, variant: str) -> str:
@@ -111,10 +112,10 @@ def weights_availability(cls: type[Descriptor], variant: str | None = None) -> s
 # ------------------------------------------------------------------------------- verification
 
 
-def _git_blob_sha1(path: Path) -> str:
-    from ..datasets.download import git_blob_sha1
+def git_blob_sha1(path: Path | str) -> str:
+    from ..datasets.download import git_blob_sha1 as blob
 
-    return git_blob_sha1(path)
+    return blob(path)
 
 
 def sha256_of(path: Path | str) -> str:
@@ -133,7 +134,7 @@ def verify(path: Path | str, weight: WeightFile, label: str) -> str:
     if not path.is_file():
         raise WeightsError(f"{label}: no file at {path}")
     if weight.git_blob is not None:
-        found = _git_blob_sha1(path)
+        found = git_blob_sha1(path)
         if found != weight.git_blob.lower():
             raise WeightsError(
                 f"{label}: {path} does not verify: its git blob id is {found}, expected "

@@ -1,0 +1,173 @@
+"""sift-flow: oracle equality with the upstream port (align_corners=True), shapes, batching, buffers,
+the patch and keypoint paths of the contract, FP16, CUDA."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import desc_bench
+from desc_bench.adapters.prepare import image_tensor, normalise
+from desc_bench.adapters.sift_flow import SiftFlow, SiftFlowDescriptor, cell_filter_taps
+from desc_bench.errors import InputError, UnknownNameError
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+ORACLE = "oracles/sift-flow-gpu/oracle_sift_flow_sintel_crop.npz"
+
+
+@pytest.fixture(scope="module")
+def oracle(shared):
+    return np.load(shared / ORACLE)
+
+
+def upstream_input(crops: list[np.ndarray]) -> torch.Tensor:
+    """What the port does to its list of HxWxC 0..255 images: stack, float32, divide by 255."""
+    images = torch.from_numpy(np.stack(crops).transpose(0, 3, 1, 2).copy()).float()
+    images /= 255.0
+    return images
+
+
+def smooth_image(seed: int, height: int, width: int, channels: int = 1) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.rand(1, channels, height, width, generator=gen)
+    return torch.nn.functional.avg_pool2d(noise, 3, 1, 1)
+
+
+@pytest.mark.parametrize("step, boundary", [(1, 1), (2, 0)])
+def test_matches_the_port_with_align_corners_true(oracle, step, boundary):
+    images = upstream_input([oracle["crop_frame1_bgr_uint8"], oracle["crop_frame2_bgr_uint8"]])
+    out = SiftFlow(cell_size=2, step=step, boundary=bool(boundary))(images).numpy()
+    expected = oracle[f"desc_aligncornersTrue_step{step}_boundary{boundary}"]
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
+
+
+def test_matches_the_gray_oracle(oracle):
+    import cv2
+
+    gray = cv2.cvtColor(oracle["crop_frame1_bgr_uint8"], cv2.COLOR_BGR2GRAY)[:, :, None]
+    out = SiftFlow(cell_size=2, step=1, boundary=True)(upstream_input([gray])).numpy()
+    expected = oracle["desc_gray_aligncornersTrue_step1_boundary1"]
+    assert out.shape == expected.shape == (1, 128, 48, 64)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
+
+
+def test_differs_from_the_ports_misaligned_sampling(oracle):
+    """The port's default (align_corners=False) reads neighbouring pixels; we do not reproduce that."""
+    images = upstream_input([oracle["crop_frame1_bgr_uint8"], oracle["crop_frame2_bgr_uint8"]])
+    out = SiftFlow()(images).numpy()
+    buggy = oracle["desc_torchdefault_aligncornersFalse_step1_boundary1"]
+    wrong = np.abs(out - buggy).max(axis=1) > 1e-3  # per descriptor
+    assert 0.05 < wrong.mean() < 0.5
+
+
+def test_cell_filter_taps_follow_the_cpp_code():
+    assert cell_filter_taps(1) == [0.25, 0.0, 1.0]
+    assert cell_filter_taps(2) == [0.25, 0.0, 1.0, 1.0, 0.0]
+    assert cell_filter_taps(3) == [0.25, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "cell, step, boundary, expected",
+    [(2, 1, True, (40, 52)), (2, 2, False, (16, 22)), (3, 1, False, (28, 40)), (3, 3, True, (13, 17)), (1, 4, False, (9, 12))],
+)
+def test_output_shapes(cell, step, boundary, expected):
+    out = SiftFlow(cell, step, boundary)(smooth_image(0, 40, 52))
+    assert out.shape == (1, 128) + expected
+    assert torch.isfinite(out).all()
+    norms = out.norm(dim=1)
+    assert (norms < 1).all() and (norms > 0.5).all()  # divided by (norm + 0.01)
+
+
+def test_num_bins_sets_the_dimension():
+    out = SiftFlow(num_bins=4)(smooth_image(1, 20, 24))
+    assert out.shape == (1, 64, 20, 24)
+
+
+def test_batching_and_buffer_reuse():
+    a, b = smooth_image(2, 30, 34, 3), smooth_image(3, 30, 34, 3)
+    sift = SiftFlow(cell_size=2, step=2, boundary=False)
+    single_a = sift(a)
+    single_b = sift(b)  # same shape: buffers reused; a fresh output each time
+    assert not torch.equal(single_a, single_b)
+    both = sift(torch.cat([a, b]))
+    torch.testing.assert_close(both, torch.cat([single_a, single_b]), rtol=0, atol=0)
+    torch.testing.assert_close(sift(a), single_a, rtol=0, atol=0)
+
+    reusing = SiftFlow(cell_size=2, step=2, boundary=False, reuse_output=True)
+    first = reusing(a)
+    torch.testing.assert_close(first, single_a, rtol=0, atol=0)
+    second = reusing(b)
+    assert second.data_ptr() == first.data_ptr()  # the port's behaviour: overwritten in place
+    torch.testing.assert_close(second, single_b, rtol=0, atol=0)
+
+
+def test_bad_input_raises_clear_errors():
+    with pytest.raises(InputError, match="too small"):
+        SiftFlow(cell_size=3, boundary=False)(torch.zeros(1, 1, 12, 40))
+    with pytest.raises(InputError, match="float"):
+        SiftFlow()(torch.zeros(1, 1, 12, 12, dtype=torch.uint8))
+    with pytest.raises(InputError, match="cell_size"):
+        SiftFlow(cell_size=0)
+    with pytest.raises(UnknownNameError, match="cell_size"):
+        desc_bench.descriptor("sift-flow:cellsize=3")
+
+
+def test_cli_options_set_the_geometry():
+    desc = desc_bench.descriptor("sift-flow:cell_size=3:step=2:boundary=false:color=false")
+    assert isinstance(desc, SiftFlowDescriptor)
+    assert (desc.options.cell_size, desc.options.step, desc.options.boundary) == (3, 2, False)
+    assert desc.dense_stride == 2.0 and desc.dense_offset == 6 + 1.5
+    assert desc.input.channels == 1 and desc.input.value_range == 1.0
+    assert desc_bench.descriptor("sift-flow").input.channels == 3
+
+
+def test_compute_dense_samples_the_map_at_cells():
+    rng = np.random.default_rng(4)
+    image = np.clip(rng.normal(128, 60, (50, 70, 3)), 0, 255).astype(np.uint8)
+    desc = desc_bench.descriptor("sift-flow:step=2:boundary=false")
+    maps = desc.dense_map(normalise(image_tensor(image, desc.input), desc.input)).clone()  # a reused buffer
+    cells = [(0, 0), (3, 5), (12, 20)]  # (row, col) of map cells
+    xy = np.array([[desc.dense_offset + desc.dense_stride * j, desc.dense_offset + desc.dense_stride * i] for i, j in cells])
+    out = desc.compute_dense(image, xy)
+    assert out.shape == (3, 128)
+    for k, (i, j) in enumerate(cells):
+        torch.testing.assert_close(out[k], maps[0, :, i, j], rtol=0, atol=1e-6)
+
+
+def test_compute_patches_describes_the_patch_centre():
+    gen = torch.Generator().manual_seed(5)
+    patches = torch.nn.functional.avg_pool2d(torch.rand(3, 1, 65, 65, generator=gen) * 255, 3, 1, 1)
+    desc = desc_bench.descriptor("sift-flow")
+    out = desc.compute_patches(patches)
+    assert out.shape == (3, 128) and out.dtype == torch.float32
+    # centre 32 px; the descriptor of map cell c sits at c + cell_size/2 = c + 1, so cell 31 exactly
+    expected = SiftFlow()(patches / 255.0)[:, :, 31, 31]
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    gray = desc_bench.descriptor("sift-flow:color=false").compute_patches(patches)
+    torch.testing.assert_close(gray, out, rtol=0, atol=1e-5)  # gray replicated to 3 channels
+
+
+def test_fp16_runs_and_stays_close():
+    images = smooth_image(6, 32, 40, 3)
+    full = SiftFlow()(images)
+    half = SiftFlow()(images.half())
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    cosine = torch.nn.functional.cosine_similarity(half.float(), full, dim=1)
+    assert cosine.mean() > 0.99 and cosine.min() > 0.9
+    desc = desc_bench.descriptor("sift-flow:fp16=true")
+    out = desc.compute_patches(torch.full((2, 1, 20, 20), 100.0) + torch.arange(20.0) * 5)
+    assert out.shape == (2, 128) and torch.isfinite(out).all()
+
+
+@requires_cuda
+def test_cuda_matches_cpu():
+    images = smooth_image(7, 48, 64, 3)
+    cpu = SiftFlow()(images)
+    gpu = SiftFlow()(images.cuda())
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-5)
+    half = SiftFlow()(images.cuda().half())
+    assert torch.nn.functional.cosine_similarity(half.float().cpu(), cpu, dim=1).mean() > 0.99
+    desc = desc_bench.descriptor("sift-flow", device="cuda")
+    out = desc.compute_patches(torch.rand(4, 1, 65, 65) * 255)
+    assert out.device.type == "cuda" and out.shape == (4, 128)
