@@ -260,3 +260,46 @@ def time_command(descriptors, device, batch_sizes, patch_size, image_size, threa
         click.echo(f"\ncalibration: {record.calibration.name}: {record.calibration.median_ms:.2f} ms")
     out = save_timing(record, output)
     click.echo(f"record: {out.record}\ntable: {out.table}" + (f"\nplot: {out.plot}" if out.plot else ""), err=True)
+
+
+@main.group()
+def weights():
+    """Pretrained weights: list, fetch (verified download) and add (import a file you have)."""
+
+
+@weights.command("list")
+@_friendly
+def weights_list():
+    """Every known weight file: descriptor, variant, licence, training data, and whether it is cached."""
+    from tabulate import tabulate
+
+    from .adapters.weights import weights_table
+
+    rows = [[w.descriptor, w.variant + (" (default)" if w.default else ""), w.trained_on
+             + (" [saw HPatches]" if w.saw_hpatches else ""), w.licence, "cached" if w.cached else w.command]
+            for w in weights_table()]
+    click.echo(tabulate(rows, headers=["descriptor", "variant", "trained on", "licence", "status"], tablefmt="github"))
+
+
+@weights.command("fetch")
+@click.argument("name")
+@click.option("--variant", default=None, help="Weight variant (default: the descriptor's default weights).")
+@quiet_option
+@_friendly
+def weights_fetch(name, variant, quiet):
+    """Download weights from their upstream mirrors and verify them (git blob id)."""
+    from .adapters.weights import fetch_weights
+
+    click.echo(f"{name}: verified weights at {fetch_weights(name, variant, progress=not quiet)}")
+
+
+@weights.command("add")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--variant", default=None, help="Weight variant (default: the descriptor's default weights).")
+@_friendly
+def weights_add(name, path, variant):
+    """Import a weight file you already have, after verifying it (checksum, keys and shapes)."""
+    from .adapters.weights import add_weights
+
+    click.echo(f"{name}: verified and stored at {add_weights(name, path, variant)}")

@@ -156,10 +156,8 @@ def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConf
 
 
 def _weight_notes(desc: Descriptor) -> str:
-    info = type(desc).weights.get(desc.weights_name or "", None)
-    if info is not None and info.saw_hpatches:
-        return "weights trained on HPatches: not comparable on HPatches"
-    return ""
+    """Flags that travel with every row: weights that saw HPatches, random weights."""
+    return getattr(desc, "notes", "") or ""
 
 
 def _pair_rows(desc: Descriptor, spec: str, pairset, config: RunConfig) -> list[ResultRow]:
@@ -167,7 +165,9 @@ def _pair_rows(desc: Descriptor, spec: str, pairset, config: RunConfig) -> list[
 
     options = {k: v for k, v in (("detector", config.detector), ("budget", config.budget)) if v is not None}
     rows = evaluate_pairs(desc, pairset, config.protocol, progress=config.progress, **options)
-    return [dataclasses.replace(r, descriptor=spec, weights=desc.weights_label) for r in rows]
+    notes = _weight_notes(desc)
+    return [dataclasses.replace(r, descriptor=spec, weights=desc.weights_label,
+                                notes="; ".join(n for n in (r.notes, notes) if n)) for r in rows]
 
 
 def _timing_row(desc: Descriptor, spec: str, config: RunConfig) -> TimingRow | None:
