@@ -212,7 +212,8 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
     timings: list[TimingRow] = []
     for spec in config.descriptors:
         try:
-            desc = build_descriptor(spec, device=config.device, weights=config.weights)
+            learned = bool(descriptor_class(parse_spec(spec)[0]).weights)
+            desc = build_descriptor(spec, device=config.device, weights=config.weights if learned else None)
         except DescBenchError as exc:
             log(f"skipping {spec}: {exc}")
             results.extend(_error_rows(spec, config, f"skipped: {exc}"))
