@@ -75,18 +75,28 @@ class Score:
     value: float
 
 
+# (metric, noise, subset, variants) of the single number usually quoted for each task
+HEADLINES = {
+    "verification": ("ap", "mean", "all", ("mean",)),
+    "matching": ("map", "mean", "all", ("",)),
+    "retrieval": ("map", "mean", "all", ("pool=mean", "pool=all")),
+}
+
+
+def is_headline(task: str, metric: str, noise: str, subset: str, variant: str) -> bool:
+    """Whether a score is the single number usually quoted for its task."""
+    if task not in HEADLINES:
+        return False
+    want_metric, want_noise, want_subset, variants = HEADLINES[task]
+    return (metric, noise, subset) == (want_metric, want_noise, want_subset) and variant in variants
+
+
 def headline(scores: Sequence[Score], task: str) -> Score:
     """The single number usually quoted for a task (see the module docstring)."""
-    want = {
-        "verification": ("ap", "mean", "all", ("mean",)),
-        "matching": ("map", "mean", "all", ("",)),
-        "retrieval": ("map", "mean", "all", ("pool=mean", "pool=all")),
-    }
-    if task not in want:
+    if task not in HEADLINES:
         raise UnknownNameError("task", task, TASKS)
-    metric, noise, subset, variants = want[task]
     for s in scores:
-        if (s.task, s.metric, s.noise, s.subset) == (task, metric, noise, subset) and s.variant in variants:
+        if s.task == task and is_headline(s.task, s.metric, s.noise, s.subset, s.variant):
             return s
     raise InputError(f"no headline {task} score among the {len(scores)} scores given")
 

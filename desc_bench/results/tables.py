@@ -24,15 +24,11 @@ def _fmt(value: float | None, percent: bool = True) -> str:
     return f"{value * 100:.2f}" if percent else f"{value:.4g}"
 
 
-# (metric, variant) of the runner's headline rows (bench/hpatches_tasks.headline) where variant is not "".
-_RUNNER_HEADLINES = {"verification": {("ap", "mean")}, "retrieval": {("map", "pool=mean"), ("map", "pool=all")}}
-
-
 def is_headline(row: ResultRow) -> bool:
     """The single number quoted for a task (see METRICS.md): mean over noise levels, all sequences."""
-    if row.noise != "mean" or row.subset != "all" or row.error is not None:
-        return False
-    return row.variant == "" or (row.metric, row.variant) in _RUNNER_HEADLINES.get(row.task, set())
+    from ..bench.hpatches_tasks import is_headline as headline
+
+    return row.error is None and headline(row.task, row.metric, row.noise, row.subset, row.variant)
 
 
 def _descriptor_label(row: ResultRow) -> str:

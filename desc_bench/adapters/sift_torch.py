@@ -1,0 +1,307 @@
+"""Differentiable SIFT patch descriptor in torch (Mishkin's pytorch-sift; Lowe, IJCV 2004).
+
+Shapes:
+    SIFTNet(config)(patches)     (B, 1, P, P) float, values 0..255  ->  (B, 128), unit L2 norm
+    adapters ``sift-torch-mp`` / ``sift-torch-vlfeat``: compute_patches (B, 1, any, any) -> (B, 128)
+
+The computation (equal to ``ducha-aiki/pytorch-sift`` ``SIFTNet`` to float precision):
+
+1. Gradients by central differences ``[-1, 0, 1]`` with replicated borders; magnitude
+   ``sqrt(gx^2 + gy^2 + 1e-10)``, orientation ``atan2(gy, gx + 1e-10)``.
+2. The magnitude is weighted by a window centred on the patch (pixel (i, j) at distance^2
+   ``d2 = (i - P/2 + 0.5)^2 + (j - P/2 + 0.5)^2``): ``exp(-d2 / s2)`` with ``s2 = 0.9 (P/2)^2``
+   ("hesamp", Perdoch's Hessian-affine sampler; ``sift-torch-mp`` also zeroes ``d2 >= (P/2)^2``,
+   the circular mask) or ``s2 = P^2`` ("vlfeat", a plain Gaussian: ``sift-torch-vlfeat``).
+3. Orientations are split linearly between the two nearest of 8 bins (bin ``k`` is centred at
+   angle ``k pi/4``, angles measured by ``atan2`` with y pointing down the patch rows).
+4. Each orientation map is pooled into 4x4 cells by a tent kernel: a conv with kernel size
+   ``2 floor(P/5)``, stride ``P // 4`` and zero padding ``kernel // 4``.
+5. L2 normalisation, clipping at 0.2, L2 normalisation; optionally RootSIFT
+   (``sqrt(l1_normalise(d) + 1e-10)``, Arandjelovic & Zisserman, CVPR 2012).
+
+Output layout is angle-major: index ``angle_bin * 16 + row * 4 + col``.
+
+Implementation: the window and the separable tent pooling are folded into one precomputed
+``(P*P, 16)`` matrix (rows of pixels outside the circular mask dropped). The orientation split is one broadcast expression over 9 rows (the 9th holds
+the wrap-around from +pi to -pi), with no loop over bins, and the pooling of a batch is a single
+``(B*9, P*P) @ (P*P, 16)`` matrix product; a tiny ``(8, 9)`` 0/1 matrix then folds the wrap row in
+and orders the bins as upstream does. On CPU the batch is processed in sub-batches of about 32
+patches of 65 px so that the orientation maps stay in cache. Everything is differentiable with
+respect to the input; float64 inputs are computed in float64.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from .base import Descriptor, InputSpec
+
+GRADIENT_EPS = 1e-10  # inside the magnitude's square root and added to gx in atan2 (upstream)
+ROOTSIFT_EPS = 1e-10
+CPU_CHUNK_PIXELS = 32 * 65 * 65  # CPU sub-batch: 32 patches of 65 px (their 9 maps, 5 MB, stay in cache)
+
+
+class SigmaType(str, enum.Enum):
+    """Width of the Gaussian weighting window."""
+
+    HESAMP = "hesamp"  # sigma^2 = 0.9 (P/2)^2 / 2: Perdoch's Hessian-affine sampler ("MP")
+    VLFEAT = "vlfeat"  # sigma^2 = P^2 / 2
+
+
+@dataclass(frozen=True)
+class SIFTConfig:
+    """Parameters of :class:`SIFTNet`."""
+
+    patch_size: int = 65
+    sigma_type: SigmaType = SigmaType.HESAMP
+    circular: bool = True  # zero the window outside the inscribed circle
+    rootsift: bool = False
+    num_ang_bins: int = 8
+    num_spatial_bins: int = 4
+    clip: float = 0.2
+
+    def __post_init__(self):
+        object.__setattr__(self, "sigma_type", SigmaType(self.sigma_type))
+        if self.patch_size < 2 * (self.num_spatial_bins + 1):
+            raise InputError(
+                f"SIFT patch_size must be at least {2 * (self.num_spatial_bins + 1)} px, got {self.patch_size}"
+            )
+        if self.num_ang_bins < 2 or self.num_ang_bins % 2 or self.num_spatial_bins < 1:
+            raise InputError(
+                f"SIFT needs an even number (>= 2) of orientation bins and at least 1 spatial bin, "
+                f"got {self.num_ang_bins} and {self.num_spatial_bins}"
+            )
+        kernel, stride, pad = pooling_geometry(self.patch_size, self.num_spatial_bins)
+        cells = (self.patch_size + 2 * pad - kernel) // stride + 1
+        if cells != self.num_spatial_bins:
+            raise InputError(
+                f"SIFT pooling of a {self.patch_size} px patch gives {cells} cells per side, expected "
+                f"{self.num_spatial_bins}; use another patch_size (65 and 32 are the usual ones)"
+            )
+
+    @property
+    def dim(self) -> int:
+        return self.num_ang_bins * self.num_spatial_bins**2
+
+
+def weighting_window(patch_size: int, sigma_type: SigmaType | str, circular: bool) -> torch.Tensor:
+    """The ``(P, P)`` float64 magnitude weighting (step 2 of the module docstring)."""
+    half = patch_size / 2.0
+    r2 = half * half
+    s2 = 0.9 * r2 if SigmaType(sigma_type) is SigmaType.HESAMP else float(patch_size) ** 2
+    coords = torch.arange(patch_size, dtype=torch.float64) - half + 0.5
+    d2 = coords[:, None] ** 2 + coords[None, :] ** 2
+    window = torch.exp(-d2 / s2)
+    if circular:
+        window = torch.where(d2 >= r2, torch.zeros_like(window), window)
+    return window
+
+
+def pooling_geometry(patch_size: int, num_spatial_bins: int) -> tuple[int, int, int]:
+    """Kernel size, stride and padding of the tent pooling (step 4)."""
+    kernel = 2 * int(patch_size / (num_spatial_bins + 1))
+    stride = patch_size // num_spatial_bins
+    return kernel, stride, kernel // 4
+
+
+def tent_pooling_matrix(patch_size: int, num_spatial_bins: int) -> torch.Tensor:
+    """``(num_spatial_bins, P)`` float64: the 1-D tent pooling conv written as a matrix.
+
+    Cell ``r`` takes pixel ``y`` with weight ``t[y + pad - r*stride]`` where the tent
+    ``t[i] = (h - |i + 0.5 - h|) / h`` with ``h = kernel / 2`` (zero outside the kernel).
+    The 2-D pooling kernel is the outer product of two of these (each normalised by ``h``).
+    """
+    kernel, stride, pad = pooling_geometry(patch_size, num_spatial_bins)
+    half = kernel / 2.0
+    offset = torch.arange(patch_size)[None, :] + pad - stride * torch.arange(num_spatial_bins)[:, None]
+    tent = (half - (offset.double() + 0.5 - half).abs()) / half
+    inside = (offset >= 0) & (offset < kernel)
+    return torch.where(inside, tent, torch.zeros_like(tent))
+
+
+def pooling_weights(config: SIFTConfig) -> torch.Tensor:
+    """``(P*P, S*S)`` float64: window and 2-D tent pooling folded into one matrix."""
+    tent = tent_pooling_matrix(config.patch_size, config.num_spatial_bins)  # (S, P)
+    window = weighting_window(config.patch_size, config.sigma_type, config.circular)  # (P, P)
+    # weights[y, x, r, c] = window[y, x] * tent[r, y] * tent[c, x]
+    weights = window[:, :, None, None] * tent.t()[:, None, :, None] * tent.t()[None, :, None, :]
+    return weights.reshape(config.patch_size**2, config.num_spatial_bins**2)
+
+
+def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Central differences with replicated borders: ``(B, P, P)`` -> gx, gy ``(B, P, P)``."""
+    padded = F.pad(x[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    gx = padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]
+    gy = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
+    return gx, gy
+
+
+@dataclass(frozen=True)
+class _Constants:
+    """Per device and dtype: the precomputed matrices of :class:`SIFTNet`."""
+
+    pooling: torch.Tensor  # (N, S*S): window and tent pooling of the N pixels that carry weight
+    support: torch.Tensor | None  # (N,) indices of those pixels in the P*P patch; None = all
+    rows: torch.Tensor  # (1, bins+1, 1): minus the row index k of each orientation map
+    fold: torch.Tensor  # (bins, bins+1): output bin j = map row (j + bins/2) mod bins, + wrap row
+
+    @classmethod
+    def build(cls, config: SIFTConfig, device: torch.device, dtype: torch.dtype) -> "_Constants":
+        bins = config.num_ang_bins
+        pooling = pooling_weights(config)
+        # Pixels with zero weight everywhere (outside the circular mask) are dropped up front.
+        keep = (pooling != 0).any(dim=1)
+        support = None if bool(keep.all()) else keep.nonzero()[:, 0].to(device)
+        rows = -torch.arange(bins + 1, dtype=torch.float64).view(1, -1, 1)
+        fold = torch.zeros(bins, bins + 1, dtype=torch.float64)
+        fold[torch.arange(bins), (torch.arange(bins) + bins // 2) % bins] = 1.0
+        fold[bins // 2, bins] = 1.0  # map row `bins` (angle +pi) is map row 0 (angle -pi)
+        pooling, rows, fold = (t.to(device=device, dtype=dtype) for t in (pooling[keep], rows, fold))
+        return cls(pooling, support, rows, fold)
+
+
+class SIFTNet(nn.Module):
+    """SIFT descriptors of patches ``(B, 1, P, P)`` (values 0..255) -> ``(B, 128)``.
+
+    Differentiable with respect to the patches; works on any device and float dtype (the
+    pooling matrix follows the input's device and dtype).
+    """
+
+    def __init__(self, config: SIFTConfig | None = None, chunk_size: int | None = None, **overrides):
+        super().__init__()
+        self.config = dataclasses.replace(config or SIFTConfig(), **overrides)
+        self.chunk_size = chunk_size  # patches per internal sub-batch; None = chosen by device
+        self._constants: dict[tuple[torch.device, torch.dtype], _Constants] = {}
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"patch_size={c.patch_size}, sigma_type={c.sigma_type.value}, circular={c.circular}, "
+                f"rootsift={c.rootsift}, bins={c.num_ang_bins}x{c.num_spatial_bins}x{c.num_spatial_bins}")
+
+    def constants(self, ref: torch.Tensor) -> "_Constants":
+        """The precomputed matrices on ``ref``'s device and dtype (built once from float64)."""
+        key = (ref.device, ref.dtype)
+        if key not in self._constants:
+            self._constants[key] = _Constants.build(self.config, ref.device, ref.dtype)
+        return self._constants[key]
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        size = self.config.patch_size
+        if patches.ndim != 4 or patches.shape[1] != 1 or tuple(patches.shape[2:]) != (size, size):
+            raise InputError(f"SIFTNet expects patches of shape (B, 1, {size}, {size}), got {tuple(patches.shape)}")
+        if not patches.is_floating_point():
+            patches = patches.float()
+        step = self.chunk_size if self.chunk_size is not None else _default_chunk(patches)
+        if patches.shape[0] <= step:
+            return self._describe(patches[:, 0])
+        # Sub-batches keep the (chunk, bins+1, N) orientation maps in cache (CPU: 2-3x faster).
+        return torch.cat([self._describe(part[:, 0]) for part in patches.split(step)])
+
+    def _describe(self, patches: torch.Tensor) -> torch.Tensor:
+        """(B, P, P) -> (B, dim)."""
+        c = self.config
+        count, bins, pixels = patches.shape[0], c.num_ang_bins, c.patch_size**2
+        k = self.constants(patches)
+        gx, gy = gradients(patches)
+        gx, gy = gx.reshape(count, pixels), gy.reshape(count, pixels)
+        if k.support is not None:  # only the pixels inside the circular mask (2-D: fast path)
+            gx, gy = gx.index_select(1, k.support), gy.index_select(1, k.support)
+        gx, gy = gx.unsqueeze(1), gy.unsqueeze(1)  # (B, 1, N)
+        magnitude = torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS)
+        # Orientation in bin units: angle in [-pi, pi] -> q in [0, bins]; row k of the maps is
+        # centred at angle -pi + 2 pi k / bins, row `bins` (q in (bins-1, bins]) wraps to row 0.
+        angle = torch.atan2(gy, gx + GRADIENT_EPS)
+        scaled = (angle * (bins / (2.0 * math.pi)) + bins / 2.0) * magnitude  # q * magnitude
+        maps = _linear_split(magnitude, scaled, k.rows)  # (B, bins+1, N)
+        # Window and tent pooling in one matrix product, then the wrap row folded in and the rows
+        # rotated to upstream's bin order: angle-major (B, bins, cells) with one small product.
+        pooled = (maps.reshape(count * (bins + 1), -1) @ k.pooling).reshape(count, bins + 1, -1)
+        desc = torch.matmul(k.fold, pooled).reshape(count, c.dim)
+        desc = F.normalize(desc, p=2.0, dim=1)
+        desc = torch.clamp(desc, 0.0, c.clip)
+        desc = F.normalize(desc, p=2.0, dim=1)
+        if c.rootsift:
+            desc = torch.sqrt(F.normalize(desc, p=1.0, dim=1) + ROOTSIFT_EPS)
+        return desc
+
+
+def _linear_split(magnitude: torch.Tensor, scaled: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Orientation maps ``magnitude * max(0, 1 - |q - k|)`` for rows k: ``(B, 1, N)`` -> ``(B, K, N)``.
+
+    Written as ``relu(m - |q m - k m|)`` (``scaled = q m``, ``m > 0``) so that it takes one fused
+    broadcast (addcmul) and three in-place passes when no gradient is needed.
+    """
+    if torch.is_grad_enabled() and (magnitude.requires_grad or scaled.requires_grad):
+        return torch.relu(magnitude - torch.addcmul(scaled, magnitude, rows).abs())
+    maps = torch.addcmul(scaled, magnitude, rows)  # q m - k m
+    maps.abs_()
+    torch.sub(magnitude, maps, out=maps)
+    return maps.clamp_min_(0.0)
+
+
+def _default_chunk(patches: torch.Tensor) -> int:
+    """Patches per sub-batch: small on CPU (cache-resident maps), whole batches on accelerators."""
+    if patches.device.type == "cpu":
+        return max(8, CPU_CHUNK_PIXELS // patches.shape[-1] ** 2)
+    return 1 << 62
+
+
+# ---- adapters ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SIFTTorchOptions:
+    """Options of the torch SIFT adapters (CLI: ``sift-torch-mp:patch_size=32:rootsift=true``)."""
+
+    patch_size: int = 65
+    rootsift: bool = False
+
+
+class _SIFTTorch(Descriptor):
+    """Shared body of the two torch SIFT variants; subclasses set the window."""
+
+    dim = 128
+    input = InputSpec(channels=1, patch_size=65, value_range=255.0)
+    Options = SIFTTorchOptions
+    batch_size = 1024  # compute_patches streams in chunks of this many patches (bounded memory)
+    sigma_type: ClassVar[SigmaType] = SigmaType.HESAMP
+    circular: ClassVar[bool] = True
+
+    def setup(self) -> None:
+        size = int(self.options.patch_size)
+        config = SIFTConfig(
+            patch_size=size, sigma_type=self.sigma_type, circular=self.circular, rootsift=bool(self.options.rootsift)
+        )
+        # The native size depends on an option: override the class-level spec on the instance
+        # (prepare.py reads ``desc.input``), so inputs are resized to ``patch_size`` first.
+        self.input = dataclasses.replace(type(self).input, patch_size=size)
+        self.net = SIFTNet(config).to(self.device)
+
+    def describe_patches(self, prepared: torch.Tensor) -> torch.Tensor:
+        return self.net(prepared)
+
+
+class SIFTTorchMP(_SIFTTorch):
+    """pytorch-sift with Perdoch's ("MP") circular Gaussian window."""
+
+    name = "sift-torch-mp"
+    summary = "torch SIFT (pytorch-sift), Perdoch/hesamp circular Gaussian window, differentiable"
+    sigma_type = SigmaType.HESAMP
+    circular = True
+
+
+class SIFTTorchVLFeat(_SIFTTorch):
+    """pytorch-sift with the VLFeat-like plain Gaussian window."""
+
+    name = "sift-torch-vlfeat"
+    summary = "torch SIFT (pytorch-sift), VLFeat-like Gaussian window, differentiable"
+    sigma_type = SigmaType.VLFEAT
+    circular = False

@@ -1,0 +1,267 @@
+"""Tests of the torch SIFT descriptor (desc_bench.adapters.sift_torch, GitHub issue 3).
+
+Oracle: ../shared/oracles/pytorch-sift/oracle_pytorch_sift_fox.npz, the outputs of upstream
+``pytorch_sift.SIFTNet`` (ducha-aiki/pytorch-sift @ 00e726f) on 99 crops of fox.png.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import desc_bench
+from desc_bench.adapters.sift_torch import (
+    SIFTConfig,
+    SIFTNet,
+    SigmaType,
+    pooling_geometry,
+    tent_pooling_matrix,
+    weighting_window,
+)
+from desc_bench.errors import InputError, UnknownNameError
+
+ORACLE = "oracles/pytorch-sift/oracle_pytorch_sift_fox.npz"
+MODES = {  # adapter name -> (oracle key part, sigma type, circular mask)
+    "sift-torch-mp": ("hesamp_circgauss", SigmaType.HESAMP, True),
+    "sift-torch-vlfeat": ("vlfeat_gauss", SigmaType.VLFEAT, False),
+}
+CASES = [(name, size, root) for name in MODES for size in (65, 32) for root in (False, True)]
+
+
+@pytest.fixture(scope="module")
+def oracle(shared):
+    with np.load(shared / ORACLE) as data:
+        return {key: data[key] for key in data.files}
+
+
+def _patches(oracle, size: int) -> torch.Tensor:
+    return torch.from_numpy(oracle[f"patches{size}_uint8"]).float()[:, None]
+
+
+def _key(name: str, size: int, root: bool) -> str:
+    return f"desc{size}_{MODES[name][0]}" + ("_rootsift" if root else "")
+
+
+def _random_patches(count: int, size: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:
+    """Smooth random texture (blurred noise), 0..255."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.rand(count, 1, size + 4, size + 4, generator=generator, dtype=torch.float64)
+    smooth = F.avg_pool2d(noise, 5, stride=1)
+    smooth = (smooth - smooth.amin(dim=(2, 3), keepdim=True)) / smooth.amax(dim=(2, 3), keepdim=True).sub(
+        smooth.amin(dim=(2, 3), keepdim=True)
+    )
+    return (smooth * 255).to(dtype)
+
+
+# ---- exactness against upstream ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,size,root", CASES)
+def test_module_matches_upstream_oracle(oracle, name, size, root):
+    _, sigma, circular = MODES[name]
+    net = SIFTNet(SIFTConfig(patch_size=size, sigma_type=sigma, circular=circular, rootsift=root))
+    out = net(_patches(oracle, size)).numpy()
+    expected = oracle[_key(name, size, root)]
+    assert out.shape == expected.shape == (99, 128)
+    assert np.abs(out - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name,size,root", CASES)
+def test_adapter_matches_upstream_oracle(oracle, name, size, root):
+    desc = desc_bench.descriptor(f"{name}:patch_size={size}:rootsift={str(root).lower()}")
+    out = desc.compute_patches(_patches(oracle, size))
+    assert out.dtype == torch.float32 and out.shape == (99, 128)
+    assert np.abs(out.numpy() - oracle[_key(name, size, root)]).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", list(MODES))
+def test_adapter_resizes_to_the_option_patch_size(oracle, name):
+    """65 px input with patch_size=32 is resized first (bilinear, like cv2.resize INTER_LINEAR).
+
+    The oracle's 32 px patches were rounded to uint8 after resizing, so only closeness is expected.
+    """
+    desc = desc_bench.descriptor(name, patch_size=32)
+    assert desc.input.patch_size == 32 and type(desc).input.patch_size == 65
+    out = desc.compute_patches(_patches(oracle, 65)).numpy()
+    expected = oracle[_key(name, 32, False)]
+    assert (out * expected).sum(axis=1).min() > 0.99
+    assert np.abs(out - expected).max() < 0.05
+
+
+def test_modes_differ(oracle):
+    """The two windows give different descriptors (guards against a mode being ignored)."""
+    x = _patches(oracle, 65)[:10]
+    mp = desc_bench.descriptor("sift-torch-mp").compute_patches(x)
+    vl = desc_bench.descriptor("sift-torch-vlfeat").compute_patches(x)
+    assert (mp - vl).abs().max() > 1e-2
+
+
+# ---- an independent reference for the structure and the gradient -----------------------------
+
+
+def _reference(x: torch.Tensor, config: SIFTConfig) -> torch.Tensor:
+    """A direct, loop-over-bins version written from the paper's description (upstream's structure).
+
+    Gradients by conv with replicated borders, hard bin masks, and the pooling as a strided conv.
+    """
+    bins = config.num_ang_bins
+    gx = F.conv2d(F.pad(x, (1, 1, 0, 0), mode="replicate"), x.new_tensor([[[[-1.0, 0.0, 1.0]]]]))
+    gy = F.conv2d(F.pad(x, (0, 0, 1, 1), mode="replicate"), x.new_tensor([[[[-1.0], [0.0], [1.0]]]]))
+    mag = torch.sqrt(gx * gx + gy * gy + 1e-10)
+    mag = mag * weighting_window(config.patch_size, config.sigma_type, config.circular).to(x)
+    position = (torch.atan2(gy, gx + 1e-10) + 2 * math.pi) / (2 * math.pi) * bins
+    lower = torch.floor(position)
+    frac = position - lower
+    lower = lower % bins
+    upper = (lower + 1) % bins
+    kernel, stride, pad = pooling_geometry(config.patch_size, config.num_spatial_bins)
+    half = kernel / 2.0
+    tent = torch.tensor([half - abs(i + 0.5 - half) for i in range(kernel)], dtype=x.dtype) / half
+    weight = torch.outer(tent, tent)[None, None]
+    maps = []
+    for b in range(bins):
+        contrib = (lower == b).to(x.dtype) * (1 - frac) * mag + (upper == b).to(x.dtype) * frac * mag
+        maps.append(F.conv2d(contrib, weight, stride=stride, padding=pad))
+    desc = torch.cat(maps, dim=1).flatten(1)
+    desc = F.normalize(F.normalize(desc, dim=1).clamp(0, config.clip), dim=1)
+    if config.rootsift:
+        desc = torch.sqrt(F.normalize(desc, p=1, dim=1) + 1e-10)
+    return desc
+
+
+@pytest.mark.parametrize("sigma,circular,root", [("hesamp", True, False), ("vlfeat", False, True)])
+def test_values_and_gradients_equal_reference(sigma, circular, root):
+    config = SIFTConfig(patch_size=32, sigma_type=sigma, circular=circular, rootsift=root)
+    x = _random_patches(3, 32, seed=1, dtype=torch.float64).requires_grad_()
+    ours, ref = SIFTNet(config)(x), _reference(x, config)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-10)
+    weights = torch.randn_like(ours)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+    (grad_ref,) = torch.autograd.grad((_reference(x, config) * weights).sum(), x)
+    assert grad_ours.abs().max() > 0
+    torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("sigma,circular,root", [("hesamp", True, False), ("hesamp", True, True), ("vlfeat", False, False)])
+def test_gradcheck_float64(sigma, circular, root):
+    # Full Jacobian check on one small patch; fast mode on a batch through the sub-batch path.
+    net = SIFTNet(patch_size=12, sigma_type=sigma, circular=circular, rootsift=root)
+    x = _random_patches(1, 12, seed=2, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(net, (x,), eps=1e-6, atol=1e-6, rtol=1e-4)
+    net = SIFTNet(patch_size=16, sigma_type=sigma, circular=circular, rootsift=root, chunk_size=1)
+    x = _random_patches(3, 16, seed=3, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(net, (x,), eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
+
+
+def test_float64_input_is_computed_in_float64():
+    x = _random_patches(4, 32, seed=3, dtype=torch.float64)
+    net = SIFTNet(patch_size=32)
+    out64 = net(x)
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(net(x.float()).double(), out64, rtol=0, atol=1e-5)
+
+
+# ---- batching, properties, registry --------------------------------------------------------
+
+
+def test_batching_invariance():
+    x = _random_patches(40, 65, seed=4)
+    net = SIFTNet()
+    whole = net(x)
+    single = torch.cat([net(x[i : i + 1]) for i in range(len(x))])
+    chunked = SIFTNet(chunk_size=7)(x)
+    torch.testing.assert_close(single, whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+
+
+def test_adapter_streams_in_chunks(monkeypatch):
+    desc = desc_bench.descriptor("sift-torch-vlfeat")
+    x = _random_patches(50, 65, seed=5)
+    whole = desc.compute_patches(x)
+    seen = []
+    describe = desc.describe_patches
+    monkeypatch.setattr(desc, "batch_size", 16)
+    monkeypatch.setattr(desc, "describe_patches", lambda prepared: seen.append(len(prepared)) or describe(prepared))
+    streamed = desc.compute_patches(x)
+    assert seen == [16, 16, 16, 2]
+    torch.testing.assert_close(streamed, whole, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(MODES))
+def test_descriptor_properties(name):
+    x = _random_patches(20, 65, seed=6)
+    plain = desc_bench.descriptor(name).compute_patches(x)
+    root = desc_bench.descriptor(name, rootsift=True).compute_patches(x)
+    for out in (plain, root):
+        assert out.shape == (20, 128) and (out >= 0).all()
+        torch.testing.assert_close(out.norm(dim=1), torch.ones(20), rtol=0, atol=1e-5)
+    # RootSIFT: the square of each entry is the L1-normalised SIFT descriptor.
+    torch.testing.assert_close(root**2, plain / plain.sum(dim=1, keepdim=True), rtol=0, atol=1e-6)
+
+
+def test_constant_patch_is_finite():
+    desc = desc_bench.descriptor("sift-torch-mp")
+    out = desc.compute_patches(torch.full((2, 1, 65, 65), 100.0))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(2), rtol=0, atol=1e-5)
+
+
+def test_registered_with_options():
+    rows = {row.name: row for row in desc_bench.descriptors()}
+    for name in MODES:
+        assert rows[name].available and rows[name].dim == 128 and rows[name].kind == "patch"
+    desc = desc_bench.descriptor("sift-torch-mp:patch_size=32:rootsift=true")
+    assert desc.options.patch_size == 32 and desc.options.rootsift is True
+    assert desc.describe() == "sift-torch-mp:patch_size=32:rootsift=True"
+    assert desc.net.config.sigma_type is SigmaType.HESAMP and desc.net.config.circular
+    vl = desc_bench.descriptor("sift-torch-vlfeat")
+    assert vl.net.config.sigma_type is SigmaType.VLFEAT and not vl.net.config.circular
+    assert vl.input.patch_size == 65
+
+
+def test_bad_options_and_inputs():
+    with pytest.raises(UnknownNameError, match="patch_size"):
+        desc_bench.descriptor("sift-torch-mp", patchsize=32)
+    with pytest.raises(InputError, match="patch_size"):
+        desc_bench.descriptor("sift-torch-mp:patch_size=big")
+    with pytest.raises(InputError, match="patch_size"):
+        desc_bench.descriptor("sift-torch-mp", patch_size=4)
+    with pytest.raises(InputError, match="cells per side"):
+        SIFTConfig(patch_size=14)
+    with pytest.raises(InputError, match=r"\(B, 1, 65, 65\)"):
+        SIFTNet()(torch.zeros(2, 1, 32, 32))
+    with pytest.raises(InputError, match="even"):
+        SIFTConfig(num_ang_bins=7)
+
+
+def test_window_and_pooling_geometry():
+    assert pooling_geometry(65, 4) == (26, 16, 6)
+    assert pooling_geometry(32, 4) == (12, 8, 3)
+    mp = weighting_window(65, "hesamp", circular=True)
+    vl = weighting_window(65, "vlfeat", circular=False)
+    assert mp[0, 0] == 0 and mp[32, 0] > 0 and vl[0, 0] > 0  # the circular mask
+    torch.testing.assert_close(mp, mp.t())
+    torch.testing.assert_close(vl, vl.flip(0))
+    tent = tent_pooling_matrix(65, 4)
+    # Cell r peaks at pixels 16 r + 6 and 16 r + 7 (kernel offsets 12 and 13, padding 6).
+    assert tent.shape == (4, 65) and tent[1, 22] == tent[1, 23] == tent.max()
+    # Every pixel row is covered by one or two cells.
+    assert ((tent > 0).sum(dim=0) >= 1).all() and ((tent > 0).sum(dim=0) <= 2).all()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", list(MODES))
+def test_cuda_equals_cpu(oracle, name):
+    x = _patches(oracle, 65)
+    cpu = desc_bench.descriptor(name, rootsift=True).compute_patches(x)
+    gpu = desc_bench.descriptor(name, device="cuda", rootsift=True).compute_patches(x)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-5)
+    net = SIFTNet().cuda()
+    xg = x[:4].cuda().requires_grad_()
+    net(xg).sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
