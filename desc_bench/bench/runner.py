@@ -195,6 +195,8 @@ def _calibration(timings: list[TimingRow], config: RunConfig):
 
 def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOutput:
     """Run every descriptor of the config on its dataset; write and return the record."""
+    for spec in config.descriptors:  # fail early on unknown names, before any data is made or read
+        descriptor_class(parse_spec(spec)[0])
     data = _open_dataset(config)
     is_patches = isinstance(data, PatchSet)
     if is_patches:
@@ -205,8 +207,6 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
     else:
         protocol = config.protocol if config.protocol != "python" else data.default_protocol
         config = dataclasses.replace(config, split="all", tasks=(protocol,), protocol=protocol)
-    for spec in config.descriptors:  # fail early on unknown names before any work
-        descriptor_class(parse_spec(spec)[0])
 
     results: list[ResultRow] = []
     timings: list[TimingRow] = []
