@@ -72,9 +72,13 @@ def list_command(data_dir):
     rows = [[d.name, d.dim, d.distance, d.kind, d.status, d.summary] for d in descriptors()]
     click.echo("Descriptors (options: NAME:key=value:key=value)\n")
     click.echo(tabulate(rows, headers=["name", "dim", "distance", "hooks", "status", "about"], tablefmt="github"))
-    rows = [[d.name, d.kind, d.status, d.summary] for d in datasets(data_dir)]
+    rows = [[d.name, d.kind, "ok" if d.available else f"missing: `desc-bench data download {d.name}`", d.summary]
+            for d in datasets(data_dir)]
     click.echo("\nDatasets\n")
     click.echo(tabulate(rows, headers=["name", "kind", "status", "about"], tablefmt="github"))
+    from .datasets.registry import data_root
+
+    click.echo(f"\nData folder: {data_root(data_dir)} (--data-dir or DESC_BENCH_DATA to change)")
 
 
 @main.command()
