@@ -192,6 +192,22 @@ def extract_patches(image: np.ndarray, frames: Frames, size: int = PATCH_SIZE) -
     return torch.cat(out)
 
 
+def patch_mode(desc: Descriptor) -> str:
+    """How ``compute_patches`` runs a descriptor (recorded in result rows)."""
+    kind = desc.kind()
+    if Kind.PATCH in kind:
+        return "patches"
+    return "dense-at-centre" if Kind.DENSE in kind else "keypoint-at-centre"
+
+
+def dense_mode(desc: Descriptor) -> str:
+    """How ``compute_dense`` runs a descriptor (recorded in result rows)."""
+    kind = desc.kind()
+    if Kind.KEYPOINTS in kind:
+        return "keypoints"
+    return "dense-sampled" if Kind.DENSE in kind else "patches-around-frames"
+
+
 def compute_dense(desc: Descriptor, image: np.ndarray, frames: Frames) -> torch.Tensor:
     kind = desc.kind()
     count = len(frames)

@@ -5,23 +5,19 @@ The first lookup imports every module of this package once; there is no central 
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import DescriptorUnavailableError, InputError, UnknownNameError
+from ..discovery import import_modules
 from .base import Descriptor
 
-_INFRASTRUCTURE = {"base", "registry", "prepare", "weights"}
+_INFRASTRUCTURE = frozenset({"base", "registry", "prepare", "weights"})
 
 
 @lru_cache(maxsize=1)
 def _discover() -> None:
-    package = importlib.import_module(__package__)
-    for module in pkgutil.iter_modules(package.__path__):
-        if module.name not in _INFRASTRUCTURE and not module.name.startswith("_"):
-            importlib.import_module(f"{__package__}.{module.name}")
+    import_modules(__package__, _INFRASTRUCTURE)
 
 
 def registered() -> dict[str, type[Descriptor]]:

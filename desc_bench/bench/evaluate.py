@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..adapters.base import Distance
-from ..datasets.base import read_splits
-from ..errors import DatasetError, UnknownNameError
+from ..datasets.base import read_splits, split_named
+from ..errors import DatasetError
 from ..results.schema import Record, ResultRow, machine_metadata
 from ..results.store import write_run
 from .export import read_descriptor_dir
@@ -47,10 +47,7 @@ def evaluate_dir(config: EvaluateConfig) -> RunOutput:
     from .hpatches_tasks import evaluate_all
 
     tasks_dir = _tasks_dir(config)
-    splits = read_splits(tasks_dir / "splits" / "splits.json")
-    if config.split not in splits:
-        raise UnknownNameError("split", config.split, list(splits))
-    split = splits[config.split]
+    split = split_named(read_splits(tasks_dir / "splits" / "splits.json"), config.split)
     distance = Distance(config.distance)
     descs = read_descriptor_dir(config.descriptor_dir, binary=distance is Distance.HAMMING, progress=config.progress)
     missing = [s for s in split.test if s not in descs]

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..adapters.base import Descriptor, Distance, Frames, Kind
+from ..adapters.prepare import dense_mode
+from ..adapters.base import Descriptor, Distance, Frames
 from ..errors import DescBenchError, InputError, UnknownNameError
 from ..results.schema import ResultRow
 from . import detectors as det
@@ -81,13 +82,8 @@ def protocol(name: str) -> Protocol:
 
 
 def mode_of(descriptor: Descriptor) -> str:
-    """How ``compute_dense`` runs this descriptor (mirrors ``adapters.prepare.compute_dense``)."""
-    kind = descriptor.kind()
-    if Kind.KEYPOINTS in kind:
-        return "keypoints"
-    if Kind.DENSE in kind:
-        return "dense-sampled"
-    return "patches-around-frames"
+    """How ``compute_dense`` runs this descriptor."""
+    return dense_mode(descriptor)
 
 
 # --------------------------------------------------------------------------------- geometry
@@ -432,21 +428,39 @@ def _progress(items, progress: bool, label: str):
     return tqdm(items, desc=label, leave=False)
 
 
-def _run_mma(descriptor, pairset, detector, budget, thresholds, seed, progress):
-    results = []
-    metrics = tuple(f"mma@{_fmt(t)}" for t in thresholds)
-    for seq in _progress(pairset.sequences, progress, f"mma {descriptor.name}"):
+@dataclass(frozen=True)
+class _DescribedPair:
+    """Pair (1, k) of a sequence with each image's frames and descriptors (image 1 described once)."""
+
+    seq: object
+    k: int
+    image_a: np.ndarray
+    frames_a: Frames
+    d_a: torch.Tensor
+    image_b: np.ndarray
+    frames_b: Frames
+    d_b: torch.Tensor
+
+
+def _described_pairs(descriptor, pairset, detector, budget, seed, progress, label):
+    for seq in _progress(pairset.sequences, progress, f"{label} {descriptor.name}"):
         image_a = seq.image(1)
         frames_a = det.detect(detector, image_a, budget, seed)
         d_a = describe(descriptor, image_a, frames_a)
         for k in range(2, len(seq.images) + 1):
             image_b = seq.image(k)
             frames_b = det.detect(detector, image_b, budget, seed)
-            d_b = describe(descriptor, image_b, frames_b)
-            matches = mutual_nearest(d_a, d_b, descriptor.distance, normalise=descriptor.distance is Distance.L2)
-            values = mma_pair(frames_a.xy, frames_b.xy, matches, seq.homography(k), thresholds)
-            extra = (("matches", float(len(matches))), ("keypoints", float(min(len(frames_a), len(frames_b)))))
-            results.append(PairResult(seq.name, seq.kind, k, metrics, tuple(values), extra))
+            yield _DescribedPair(seq, k, image_a, frames_a, d_a, image_b, frames_b, describe(descriptor, image_b, frames_b))
+
+
+def _run_mma(descriptor, pairset, detector, budget, thresholds, seed, progress):
+    results = []
+    metrics = tuple(f"mma@{_fmt(t)}" for t in thresholds)
+    for p in _described_pairs(descriptor, pairset, detector, budget, seed, progress, "mma"):
+        matches = mutual_nearest(p.d_a, p.d_b, descriptor.distance, normalise=descriptor.distance is Distance.L2)
+        values = mma_pair(p.frames_a.xy, p.frames_b.xy, matches, p.seq.homography(p.k), thresholds)
+        extra = (("matches", float(len(matches))), ("keypoints", float(min(len(p.frames_a), len(p.frames_b)))))
+        results.append(PairResult(p.seq.name, p.seq.kind, p.k, metrics, tuple(values), extra))
     return results, "matching=mutual-nn"
 
 
@@ -503,18 +517,11 @@ def _run_pck_msnet(descriptor, pairset, detector, budget, thresholds, seed, prog
 def _run_oxford(descriptor, pairset, detector, budget, thresholds, seed, progress):
     results = []
     metrics = ("matching-score", "repeatability")
-    for seq in _progress(pairset.sequences, progress, f"oxford-ms {descriptor.name}"):
-        image_a = seq.image(1)
-        frames_a = det.detect(detector, image_a, budget, seed)
-        d_a = describe(descriptor, image_a, frames_a)
-        for k in range(2, len(seq.images) + 1):
-            image_b = seq.image(k)
-            frames_b = det.detect(detector, image_b, budget, seed)
-            d_b = describe(descriptor, image_b, frames_b)
-            score, rep, count = matching_score_pair(frames_a, frames_b, d_a, d_b, seq.homography(k),
-                                                    image_a.shape, image_b.shape, descriptor.distance)
-            results.append(PairResult(seq.name, seq.kind, k, metrics, (score, rep),
-                                      (("correspondences", float(count)),)))
+    for p in _described_pairs(descriptor, pairset, detector, budget, seed, progress, "oxford-ms"):
+        score, rep, count = matching_score_pair(p.frames_a, p.frames_b, p.d_a, p.d_b, p.seq.homography(p.k),
+                                                p.image_a.shape, p.image_b.shape, descriptor.distance)
+        results.append(PairResult(p.seq.name, p.seq.kind, p.k, metrics, (score, rep),
+                                  (("correspondences", float(count)),)))
     return results, f"overlap<0.4 radius={OVERLAP_RADIUS:g} matching=nn"
 
 

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..adapters.base import Descriptor, Distance
+from ..adapters.prepare import patch_mode
 from ..adapters.registry import descriptor as build_descriptor
 from ..adapters.registry import parse_spec, descriptor_class
 from ..datasets.base import PATCH_TYPES, PatchSet
@@ -119,17 +120,6 @@ def extract_sequences(desc: Descriptor, patchset: PatchSet, sequences: tuple[str
     return out
 
 
-def _mode(desc: Descriptor) -> str:
-    from ..adapters.base import Kind
-
-    kind = desc.kind()
-    if Kind.PATCH in kind:
-        return "patches"
-    if Kind.DENSE in kind:
-        return "dense-at-centre"
-    return "keypoint-at-centre"
-
-
 def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConfig) -> list[ResultRow]:
     from ..datasets.tasks import TaskFiles
     from .hpatches_tasks import evaluate_all
@@ -150,7 +140,7 @@ def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConf
     notes = _weight_notes(desc)
     return [
         ResultRow(descriptor=spec, weights=desc.weights_label, dataset=patchset.name, split=config.split,
-                  protocol=config.protocol, mode=_mode(desc), notes=notes, **score)
+                  protocol=config.protocol, mode=patch_mode(desc), notes=notes, **score)
         for score in cached
     ]
 

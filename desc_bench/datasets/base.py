@@ -57,6 +57,13 @@ def read_splits(path: Path) -> dict[str, Split]:
     }
 
 
+def split_named(splits: dict[str, Split], name: str) -> Split:
+    """The named split, or an UnknownNameError listing the valid ones."""
+    if name not in splits:
+        raise UnknownNameError("split", name, list(splits))
+    return splits[name]
+
+
 @dataclass(frozen=True)
 class PatchSet:
     """A patch dataset in the hpatches-release layout."""
@@ -76,10 +83,7 @@ class PatchSet:
         return read_splits(self.tasks_dir / "splits" / "splits.json")
 
     def split(self, name: str) -> Split:
-        splits = self.splits()
-        if name not in splits:
-            raise UnknownNameError("split", name, list(splits))
-        return splits[name]
+        return split_named(self.splits(), name)
 
     def load(self, sequence: str) -> dict[str, np.ndarray]:
         """All 16 patch files of a sequence: type -> ``(N, 65, 65)`` uint8, same N in each."""

@@ -12,17 +12,16 @@ where <user cache> is $XDG_CACHE_HOME or ~/.cache.
 """
 from __future__ import annotations
 
-import importlib
 import os
-import pkgutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import DatasetError, UnknownNameError
+from ..discovery import import_modules
 from .base import DatasetSource
 
-_INFRASTRUCTURE = {"base", "registry", "download", "tasks"}
+_INFRASTRUCTURE = frozenset({"base", "registry", "download", "tasks"})
 
 
 def _user_cache() -> Path:
@@ -52,10 +51,7 @@ def cache_root(cache_dir: Path | str | None = None) -> Path:
 
 @lru_cache(maxsize=1)
 def _discover() -> None:
-    package = importlib.import_module(__package__)
-    for module in pkgutil.iter_modules(package.__path__):
-        if module.name not in _INFRASTRUCTURE and not module.name.startswith("_"):
-            importlib.import_module(f"{__package__}.{module.name}")
+    import_modules(__package__, _INFRASTRUCTURE)
 
 
 def dataset_sources() -> dict[str, type[DatasetSource]]:

@@ -40,7 +40,7 @@ import pandas as pd
 
 from ..errors import DatasetError, UnknownNameError
 from ..results.store import atomic_path, write_text
-from .base import Split, read_splits
+from .base import Split, read_splits, split_named
 
 PAIR_KINDS = ("pos", "neg_intra", "neg_inter")
 PAIR_COLUMNS = ("s1", "t1", "idx1", "s2", "t2", "idx2")
@@ -192,10 +192,7 @@ class TaskFiles:
         return read_splits(self.tasks_dir / "splits" / "splits.json")
 
     def split(self, name: str) -> Split:
-        splits = self.splits()
-        if name not in splits:
-            raise UnknownNameError("split", name, list(splits))
-        return splits[name]
+        return split_named(self.splits(), name)
 
 
 # ---- writing ------------------------------------------------------------------------------------
@@ -370,8 +367,7 @@ def generate_task_files(
     tasks_dir = Path(tasks_dir)
     names = list(splits) if split_names is None else list(split_names)
     for name in names:
-        if name not in splits:
-            raise UnknownNameError("split", name, list(splits))
+        split_named(splits, name)
     bad = set(kinds) - {"verification", "retrieval"}
     if bad:
         raise UnknownNameError("task kind", sorted(bad)[0], ["verification", "retrieval"])
