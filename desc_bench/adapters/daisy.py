@@ -11,6 +11,8 @@ Shapes:
         P = ceil((H - 2*radius) / step), Q = ceil((W - 2*radius) / step)
         map cell (i, j) is the descriptor centred at pixel (radius + step*j, radius + step*i)
     channel layout as scikit-image: the centre histogram, then ring-major, histogram, orientation.
+    Daisy(...).centre(images)  ->  (B, D): the descriptor at pixel ((H-1)//2, (W-1)//2), computed
+        only where it is sampled (the patch path of ``daisy-torch``; about 12x cheaper than the map).
 
 Algorithm (scikit-image's): forward-difference gradients (zero in the last column / row);
 orientation maps ``exp(kappa * cos(angle - o_k)) * |g|`` with ``kappa = orientations / pi`` and
@@ -222,6 +224,42 @@ class Daisy:
         cols = symmetric_pad_last(rows.transpose(-1, -2), pad, block_extra(height, BLOCK))
         return correlate_last(cols, matrix, height).transpose(-1, -2)
 
+    def centre(self, images: torch.Tensor) -> torch.Tensor:
+        """The descriptor at pixel ``((H-1)//2, (W-1)//2)`` of each image: ``(B, 1, H, W)`` -> ``(B, D)``.
+
+        Equals the dense map at that pixel (``step=1``), computed only where it is sampled: each
+        Gaussian pass is a linear operator, so the smoothed value at a point is one row of the
+        vertical operator times the orientation map times one row of the horizontal operator.
+        This is what describing a patch needs, at a fraction of the dense cost.
+        """
+        lay = self.layout
+        batch, _, height, width = images.shape
+        self.output_shape(height, width)  # size check
+        cy, cx = (height - 1) // 2, (width - 1) // 2
+        hist = self._orientation_maps(images[:, 0])  # (B, O, H, W)
+        points = [(lay.sigmas[0], 0, 0)] + [(lay.sigmas[ring], dy, dx) for ring, dy, dx in lay.offsets]
+        out = hist.new_empty(batch, len(points), lay.orientations)
+        for sigma in dict.fromkeys(p[0] for p in points):
+            index = [k for k, p in enumerate(points) if p[0] == sigma]
+            rows = self._operator(sigma, height, hist)[[cy + points[k][1] for k in index]]  # (K, H)
+            cols = self._operator(sigma, width, hist)[[cx + points[k][2] for k in index]]  # (K, W)
+            vertical = torch.einsum("ky,boyx->bokx", rows, hist)
+            out[:, index] = torch.einsum("bokx,kx->bko", vertical, cols)
+        return self._normalise(out.reshape(batch, -1, 1, 1))[:, :, 0, 0]
+
+    def _operator(self, sigma: float, size: int, like: torch.Tensor) -> torch.Tensor:
+        """(size, size) matrix of the 1-D Gaussian pass with scipy's symmetric border: out = M @ x."""
+        key = (sigma, size, like.device, like.dtype)
+        cache = self.__dict__.setdefault("_operators", {})
+        if key not in cache:
+            taps = self._taps[sigma]
+            pad = (len(taps) - 1) // 2
+            basis = torch.eye(size, dtype=torch.float64)
+            responses = correlate_last(symmetric_pad_last(basis, pad, block_extra(size, BLOCK)),
+                                       banded_matrix(taps, BLOCK), size)  # row i: the pass applied to e_i
+            cache[key] = responses.t().contiguous().to(like.device, like.dtype)
+        return cache[key]
+
     def _normalise(self, descs: torch.Tensor) -> torch.Tensor:
         if self.normalization == "off":
             return descs
@@ -255,7 +293,7 @@ class DaisyTorch(Descriptor):
     dim = 200
     input = InputSpec(channels=1, value_range=1.0)
     Options = DaisyOptions
-    batch_size = 128  # patches per dense pass in compute_patches
+    batch_size = 256  # patches per pass in compute_patches
     summary = "DAISY (Tola et al. 2010) in torch, matching skimage.feature.daisy, 200-d"
 
     def setup(self) -> None:
@@ -268,6 +306,10 @@ class DaisyTorch(Descriptor):
 
     def dense_map(self, images: torch.Tensor) -> torch.Tensor:
         return self.daisy(images.to(self.device, self.dtype))
+
+    def describe_patches(self, prepared: torch.Tensor) -> torch.Tensor:
+        """The DAISY descriptor at the patch centre (pixel ``(P-1)//2``), computed directly."""
+        return self.daisy.centre(prepared.to(self.device, self.dtype)).float()
 
 
 OPENCV_NORMS = {"none": 100, "partial": 101, "full": 102, "sift": 103}  # cv2.xfeatures2d.DAISY_NRM_*

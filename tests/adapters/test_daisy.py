@@ -128,8 +128,18 @@ def test_compute_patches_describes_the_patch_centre():
     for k in range(2):  # centre pixel 32 -> map cell 32 - radius = 17
         expected = daisy(patches[k, 0], step=1)[17, 17]
         np.testing.assert_allclose(out[k].numpy(), expected, rtol=0, atol=1e-6)
+    # the patch path computes the centre directly, whatever the dense step
     default = desc_bench.descriptor("daisy-torch").compute_patches(patches.astype(np.float32))
-    assert default.shape == (2, 200) and torch.isfinite(default).all()
+    torch.testing.assert_close(default, out, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [40, 64, 65])
+def test_centre_equals_the_dense_map_at_the_centre_pixel(size):
+    images = torch.from_numpy(np.stack([smooth_gray(s, size, size) for s in (3, 4, 5)])[:, None]).float() / 255
+    for params in ({}, {"radius": 5, "histograms": 4, "normalization": "daisy"}):
+        model = Daisy(step=1, **params)
+        centre = (size - 1) // 2 - model.layout.radius
+        torch.testing.assert_close(model.centre(images), model(images)[:, :, centre, centre], rtol=0, atol=1e-6)
 
 
 def test_fp16_runs_and_stays_close():
