@@ -551,7 +551,7 @@ def timing_table(rows: Sequence[TimingRow]) -> str:
     header = ["descriptor", "weights", "device", "size", "batch", "fp16", "threads", "ms/unit median",
               "IQR", "units/s", "peak MB", "first call ms (batch)", "ms/unit with transfer", "error"]
     lines = [
-        [r.descriptor, r.weights, r.device, f"{r.input_size} {r.unit}", r.batch, "yes" if r.fp16 else "no",
+        [r.descriptor, "random weights, timing only" if r.random_weights else r.weights, r.device, f"{r.input_size} {r.unit}", r.batch, "yes" if r.fp16 else "no",
          r.threads, _fmt(r.median_ms), _fmt(r.iqr_ms), _fmt(r.per_second), _fmt(r.peak_memory_mb),
          _fmt(r.first_call_ms), _fmt(r.median_ms_with_transfer), r.error or ""]
         for r in rows

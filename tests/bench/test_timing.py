@@ -309,3 +309,11 @@ def test_cuda_patch_and_dense_timing(test_descriptors):
     assert torch.backends.cudnn.allow_tf32 == before
     assert all(r.error is None and r.median_ms_with_transfer is not None for r in record.timings)
     assert "cuda" in record.calibration.name and record.metadata.get("gpu")
+
+
+def test_random_weights_are_marked_timing_only():
+    record = T.time_descriptors(T.TimingConfig(descriptors=("hardnet",), batch_sizes=(4,), repeats=2, warmup=1,
+                                               random_weights=True, calibrate=False), progress=False)
+    (row,) = record.timings
+    assert row.error is None and row.random_weights and row.weights == "random"
+    assert "random weights, timing only" in T.timing_table(record.timings)
