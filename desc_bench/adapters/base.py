@@ -151,7 +151,13 @@ class Descriptor:
 
     # ---- construction -------------------------------------------------------------------------
     def __init__(self, device: str | torch.device = "cpu", weights: str | None = None, **options: Any):
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except RuntimeError:
+            raise InputError(f"{self.name}: {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"{self.name}: device {device!r} was asked for, but this torch sees no CUDA GPU; "
+                             "use --device cpu")
         self.options = self.parse_options(options)
         self.weights_name = weights if weights is not None else self.default_weights
         self.setup()

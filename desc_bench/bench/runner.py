@@ -127,7 +127,7 @@ def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConf
     split = patchset.split(config.split)
     distance = _distance(desc, config)
     cache = DescriptorCache(_cache_root(), patchset.name, patchset.version, spec,
-                            stable_hash(_weights_id(desc), config.extraction_key()))
+                            stable_hash(_weights_id(desc), config.extraction_key(), patchset.root.resolve()))
     eval_key = stable_hash(config.split, sorted(config.tasks), config.protocol, distance.value, patchset.version)
     cached = None if (config.re_eval or config.overwrite) else cache.load_scores(eval_key)
     if cached is None:

@@ -125,3 +125,11 @@ def test_wrong_shape_output_names_the_descriptor():
     Short.name = "short-test"
     with pytest.raises(DescriptorOutputError, match="short-test.*expected"):
         Short().compute_patches(torch.zeros(2, 1, 65, 65))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error given when no GPU is present")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        desc_bench.descriptor("sift-opencv", device="cuda")
+    with pytest.raises(InputError, match="not a torch device"):
+        desc_bench.descriptor("sift-opencv", device="gpu0")
