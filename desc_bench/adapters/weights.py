@@ -448,7 +448,9 @@ class LearnedDescriptor(Descriptor):
         """What a record should say about these weights ("" when nothing)."""
         if self.random_weights:
             return RANDOM_NOTE
-        if self.weights_file is not None and self.weights_file.saw_hpatches:
+        # a user's own file for a descriptor whose training data includes HPatches is flagged too
+        weight = self.weights_file or type(self).weights.get(self.default_weights or "")
+        if weight is not None and weight.saw_hpatches:
             return HPATCHES_NOTE
         return ""
 
