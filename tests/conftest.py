@@ -35,3 +35,26 @@ def data_dir(tmp_path, monkeypatch) -> Path:
 
 def requires_cuda():
     return pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(scope="session")
+def tiny_hpatches_factory(tmp_path_factory):
+    """Make a tiny set with the embedded generator, laid out as `desc-bench data download hpatches`
+    lays out the real release (``<root>/hpatches/hpatches-release`` and ``<root>/hpatches/tasks``);
+    returns the data root to pass as --data-dir. Sets are made once per size."""
+    import shutil
+
+    from desc_bench.datasets.synthetic import generate_tiny
+
+    made: dict[tuple[int, int], Path] = {}
+
+    def make(sequences: int = 4, patches: int = 40) -> Path:
+        if (sequences, patches) not in made:
+            root = tmp_path_factory.mktemp(f"hpatches-{sequences}x{patches}")
+            release = root / "hpatches" / "hpatches-release"
+            generate_tiny(release, sequences=sequences, patches=patches)
+            shutil.move(str(release / "tasks"), str(root / "hpatches" / "tasks"))
+            made[(sequences, patches)] = root
+        return made[(sequences, patches)]
+
+    return make

@@ -6,23 +6,17 @@ lays out the real release, so the same loader, tasks and CLI paths run as on rea
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from desc_bench.cli import main
-from desc_bench.datasets.synthetic import generate_tiny
 
 
 @pytest.fixture(scope="module")
-def tiny_hpatches(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    release = root / "hpatches" / "hpatches-release"
-    generate_tiny(release, sequences=4, patches=40)
-    shutil.move(str(release / "tasks"), str(root / "hpatches" / "tasks"))
-    return root
+def tiny_hpatches(tiny_hpatches_factory):
+    return tiny_hpatches_factory(sequences=4, patches=40)
 
 
 def invoke(args, env):

@@ -372,3 +372,20 @@ def safe_extract(archive: Path | str, target: Path | str, *, overwrite: bool = F
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def extract_folder(archive: Path | str, target: Path | str, *, progress: bool = False) -> Path:
+    """Safely extract ``archive`` and move its single top-level folder (or, when it has several
+    entries, all of it) to ``target``: the target appears complete or not at all."""
+    target = Path(target)
+    staging = target.parent / f".{target.name}.extract"
+    if staging.exists():  # left by an extraction that was killed
+        shutil.rmtree(staging)
+    safe_extract(archive, staging, progress=progress)
+    try:
+        entries = [p for p in staging.iterdir() if not p.name.startswith(".")]
+        inner = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
+        os.replace(inner, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

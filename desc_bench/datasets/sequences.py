@@ -477,7 +477,7 @@ def generate_synthetic(data_dir: Path) -> Path:
 
 
 def _download_hpatches(data_dir: Path, progress: bool) -> Path:
-    from .download import fetch_any, safe_extract
+    from .download import extract_folder, fetch_any
 
     data_dir = Path(data_dir)
     target = data_dir / HPATCHES_FOLDER
@@ -485,14 +485,7 @@ def _download_hpatches(data_dir: Path, progress: bool) -> Path:
         return target
     archive = fetch_any(HPATCHES_URLS, data_dir / "downloads" / "hpatches-sequences-release.tar.gz",
                         progress=progress)
-    staging = data_dir / f".{HPATCHES_FOLDER}.extract"
-    if staging.exists():
-        shutil.rmtree(staging)
-    safe_extract(archive, staging, progress=progress)
-    inner = staging / HPATCHES_FOLDER
-    os.replace(inner if inner.is_dir() else staging, target)
-    shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return extract_folder(archive, target, progress=progress)
 
 
 class HPatchesSequences(DatasetSource):
@@ -535,7 +528,7 @@ class OxfordAffine(DatasetSource):
         return f"needs {root}/{{{','.join(missing)}}}: run `desc-bench data download {self.name}`"
 
     def download(self, data_dir: Path, progress: bool = True) -> Path:
-        from .download import fetch, safe_extract
+        from .download import extract_folder, fetch
 
         root = Path(data_dir) / OXFORD_FOLDER
         for seq in OXFORD_SEQUENCES:
@@ -544,14 +537,7 @@ class OxfordAffine(DatasetSource):
                 continue
             archive = fetch(OXFORD_URL.format(seq=seq), Path(data_dir) / "downloads" / f"oxford-{seq}.tar.gz",
                             progress=progress)
-            staging = root / f".{seq}.extract"
-            if staging.exists():
-                shutil.rmtree(staging)
-            safe_extract(archive, staging, progress=progress)
-            entries = [p for p in staging.iterdir() if not p.name.startswith(".")]
-            inner = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
-            os.replace(inner, target)
-            shutil.rmtree(staging, ignore_errors=True)
+            extract_folder(archive, target, progress=progress)
         return root
 
 

@@ -190,17 +190,9 @@ def test_opencv_learned_match_real_patches(name, shared):
 
 
 @pytest.fixture(scope="module")
-def micro_hpatches(tmp_path_factory):
+def micro_hpatches(tiny_hpatches_factory):
     """A very small set in the real HPatches layout (2 sequences x 10 patches), for the slow networks."""
-    import shutil
-
-    from desc_bench.datasets.synthetic import generate_tiny
-
-    root = tmp_path_factory.mktemp("micro")
-    release = root / "hpatches" / "hpatches-release"
-    generate_tiny(release, sequences=2, patches=10)
-    shutil.move(str(release / "tasks"), str(root / "hpatches" / "tasks"))
-    return root
+    return tiny_hpatches_factory(sequences=2, patches=10)
 
 
 @pytest.mark.parametrize("name", ["hardnet", "hardnet++", "hardnet-ps", "superpoint", "gift", "msnet-v0"])

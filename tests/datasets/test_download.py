@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from desc_bench.datasets.download import fetch, fetch_any, git_blob_sha1, safe_extract, sha256_file
+from desc_bench.datasets.download import extract_folder, fetch, fetch_any, git_blob_sha1, safe_extract, sha256_file
 from desc_bench.errors import DownloadError
 
 
@@ -246,6 +246,16 @@ def test_safe_extract_tar_gz_and_zip(tmp_path):
     assert (out / "z/a.txt").read_text() == "alpha" and (out / "z/sub").is_dir()
     plain = _tar(tmp_path / "plain.tar", [(_info("p.txt"), b"p")], mode="w")
     assert (safe_extract(plain, tmp_path / "pout") / "p.txt").read_bytes() == b"p"
+
+
+def test_extract_folder_unwraps_a_single_top_folder_and_keeps_flat_archives(tmp_path):
+    wrapped = _tar(tmp_path / "w.tar.gz", [(_info("top/", tarfile.DIRTYPE), None), (_info("top/img1.ppm"), b"1")])
+    out = extract_folder(wrapped, tmp_path / "data" / "seq-a")
+    assert (out / "img1.ppm").read_bytes() == b"1"
+    flat = _tar(tmp_path / "f.tar.gz", [(_info("img1.ppm"), b"1"), (_info("H1to2p"), b"h")])
+    out = extract_folder(flat, tmp_path / "data" / "seq-b")
+    assert sorted(p.name for p in out.iterdir()) == ["H1to2p", "img1.ppm"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["seq-a", "seq-b"]  # no staging left
 
 
 def test_existing_target_needs_overwrite(tmp_path):
