@@ -102,3 +102,21 @@ def test_time_command(tmp_path, env):
     assert [t["batch"] for t in record["timings"]] == [1, 8]
     assert all(t["median_ms"] > 0 for t in record["timings"]) and record["calibration"]["median_ms"] > 0
     assert np.isfinite([t["per_second"] for t in record["timings"]]).all()
+
+
+def test_a_failing_descriptor_becomes_error_rows_and_the_run_goes_on(tiny_hpatches, tmp_path, monkeypatch):
+    from desc_bench.adapters.sift_opencv import RootSiftOpenCV
+
+    def explode(self, prepared):
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(RootSiftOpenCV, "describe_patches", explode)
+    monkeypatch.setenv("DESC_BENCH_CACHE", str(tmp_path / "cache"))
+    result = invoke(["run", "-d", "rootsift-opencv,sift-opencv", "--dataset", "hpatches", "--data-dir",
+                     str(tiny_hpatches), "-o", str(tmp_path / "runs"), "-q", "--time-batch", "0"], {})
+    assert result.exit_code == 0, result.output
+    record = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
+    failed = [r for r in record["results"] if r["descriptor"] == "rootsift-opencv"]
+    assert failed and all("out of memory (simulated)" in r["error"] and r["value"] is None for r in failed)
+    assert any(r["descriptor"] == "sift-opencv" and r["error"] is None for r in record["results"])
+    assert "Skipped or failed" in result.output

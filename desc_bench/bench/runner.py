@@ -31,6 +31,9 @@ from .cache import DescriptorCache, stable_hash
 
 PATCH_TASKS = ("verification", "matching", "retrieval")
 EXTRACTION_VERSION = "1"  # bump when extraction changes in a way that changes descriptors
+# Failures of one descriptor that become error rows while the run goes on with the others: user
+# errors, and the errors torch and numpy raise at run time (out of memory, unsupported operation).
+DESCRIPTOR_FAILURES = (DescBenchError, RuntimeError, ValueError, MemoryError)
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,7 @@ def _timing_row(desc: Descriptor, spec: str, config: RunConfig) -> TimingRow | N
     try:
         row = time_patches(desc, config.time_batch)
         return dataclasses.replace(row, descriptor=spec)
-    except DescBenchError as exc:
+    except DESCRIPTOR_FAILURES as exc:
         return TimingRow(descriptor=spec, weights=desc.weights_label, device=config.device, batch=config.time_batch,
                          input_size="65", unit="patch", median_ms=None, iqr_ms=None, per_second=None,
                          peak_memory_mb=None, error=str(exc))
@@ -204,7 +207,7 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
         try:
             learned = bool(descriptor_class(parse_spec(spec)[0]).weights)
             desc = build_descriptor(spec, device=config.device, weights=config.weights if learned else None)
-        except DescBenchError as exc:
+        except DESCRIPTOR_FAILURES as exc:
             log(f"skipping {spec}: {exc}")
             results.extend(_error_rows(spec, config, f"skipped: {exc}"))
             continue
@@ -215,9 +218,10 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
         try:
             rows = _patch_rows(desc, label, data, config) if is_patches else _pair_rows(desc, label, data, config)
             results.extend(rows)
-        except DescBenchError as exc:
-            log(f"{label} failed: {exc}")
-            results.extend(_error_rows(label, config, str(exc), desc.weights_label))
+        except DESCRIPTOR_FAILURES as exc:
+            message = str(exc) if isinstance(exc, DescBenchError) else f"{label} failed: {type(exc).__name__}: {exc}"
+            log(message)
+            results.extend(_error_rows(label, config, message, desc.weights_label))
             continue
         if is_patches:
             timing = _timing_row(desc, label, config)
