@@ -7,7 +7,7 @@ Public API::
     d = desc_bench.descriptor("sift-opencv")       # build one
     d.compute_patches(patches)                     # (B, 1, P, P) 0..255 -> (B, dim)
     ds = desc_bench.dataset("hpatches-synth")      # a PatchSet
-    record = desc_bench.evaluate(["sift-opencv"], "hpatches-synth")
+    result = desc_bench.evaluate(["sift-opencv"], "hpatches-synth")  # .record, .markdown, .record_path
 """
 from __future__ import annotations
 
@@ -26,7 +26,11 @@ def dataset(name: str, data_dir=None):
 
 
 def evaluate(descriptor_names, dataset_name: str = "hpatches-synth", **config):
-    """Run descriptors on a dataset and return the :class:`~desc_bench.results.schema.Record`."""
+    """Run descriptors on a dataset (``desc-bench run``); returns a RunOutput (record, markdown, paths).
+
+    ``config`` takes the fields of :class:`~desc_bench.bench.runner.RunConfig` (split, tasks,
+    protocol, device, output=None to write nothing, ...).
+    """
     from .bench.runner import RunConfig, run
 
     return run(RunConfig(descriptors=tuple(descriptor_names), dataset=dataset_name, **config))
