@@ -25,7 +25,8 @@ def _friendly(func):
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted: finished work is cached; rerun the same command to resume", err=True)
+            click.echo("interrupted: finished sequences (HPatches) and descriptors (image pairs) are cached; "
+                       "rerun the same command to resume", err=True)
             sys.exit(130)
 
     return wrapper
@@ -86,7 +87,7 @@ def list_command(data_dir):
 @click.option("--dataset", default="hpatches-synth", show_default=True, help="Dataset name (see `desc-bench list`).")
 @data_dir_option
 @click.option("--split", default="full", show_default=True, help="HPatches split: a, b, c, illum, view, full.")
-@click.option("--tasks", default="verification,matching,retrieval", show_default=True, help="HPatches tasks.")
+@click.option("--tasks", default=None, help="HPatches tasks (default: verification,matching,retrieval).")
 @click.option("--protocol", default=None,
               help="HPatches: python (default) or matlab; image pairs: mma, pck-gift, pck-msnet, oxford-ms "
                    "(default: mma, oxford-ms on oxford-affine).")
@@ -110,7 +111,8 @@ def run(descriptors, dataset, data_dir, split, tasks, protocol, distance, detect
     from .bench.runner import RunConfig, run as run_job
 
     config = RunConfig(descriptors=_split_list(descriptors), dataset=dataset, data_dir=data_dir, split=split,
-                       tasks=_split_list(tasks), protocol=protocol or "python", distance=distance, device=device,
+                       tasks=_split_list(tasks) if tasks is not None else None, protocol=protocol,
+                       distance=distance, device=device,
                        weights=weights, output=output, overwrite=overwrite, re_eval=re_eval, progress=not quiet,
                        time_batch=time_batch, detector=detector, budget=budget)
     result = run_job(config, log=lambda msg: click.echo(msg, err=True))
@@ -186,13 +188,9 @@ def data():
 @_friendly
 def data_download(name, data_dir, quiet):
     """Download (and verify, and safely extract) a dataset, e.g. `hpatches`."""
-    from .datasets.registry import data_root, dataset_sources
-    from .errors import UnknownNameError
+    from .datasets.registry import download
 
-    sources = dataset_sources()
-    if name not in sources:
-        raise UnknownNameError("dataset", name, list(sources))
-    path = sources[name]().download(data_root(data_dir), progress=not quiet)
+    path = download(name, data_dir=data_dir, progress=not quiet)
     click.echo(f"{name}: ready at {path}")
 
 

@@ -120,3 +120,45 @@ def test_a_failing_descriptor_becomes_error_rows_and_the_run_goes_on(tiny_hpatch
     assert failed and all("out of memory (simulated)" in r["error"] and r["value"] is None for r in failed)
     assert any(r["descriptor"] == "sift-opencv" and r["error"] is None for r in record["results"])
     assert "Skipped or failed" in result.output
+
+
+def test_options_are_checked_before_any_work(tiny_hpatches, tmp_path, env):
+    data = ["--data-dir", str(tmp_path / "nothing-generated")]
+    cases = [
+        (["--dataset", "hpatches-seq-synth", "--protocol", "foo"], "unknown pair protocol"),
+        (["--dataset", "hpatches-seq-synth", "--split", "illum"], "image-pair dataset"),
+        (["--dataset", "hpatches-seq-synth", "--detector", "sift"], "unknown detector"),
+        (["--dataset", "hpatches-synth", "--protocol", "mma"], "unknown protocol"),
+        (["--dataset", "hpatches-synth", "--tasks", "matchin"], "valid tasks"),
+        (["--dataset", "hpatches-synth", "--budget", "10"], "image-pair datasets"),
+    ]
+    for args, message in cases:
+        result = invoke(["run", "-d", "sift-opencv", *args, *data], env)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+    assert not (tmp_path / "nothing-generated").exists()  # no dataset was generated for a bad request
+
+
+def test_distance_and_protocol_are_part_of_every_row(tiny_hpatches, tmp_path, env):
+    common = ["-d", "sift-torch-mp", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches), "--tasks",
+              "matching", "-q", "--time-batch", "0"]
+    assert invoke(["run", *common, "-o", str(tmp_path / "l2")], env).exit_code == 0
+    result = invoke(["run", *common, "--distance", "l1", "-o", str(tmp_path / "l1")], env)
+    assert result.exit_code == 0 and "sift-torch-mp (l1)" in result.output
+    rows = json.loads(next((tmp_path / "l1").glob("*.json")).read_text())["results"]
+    assert {r["distance"] for r in rows} == {"l1"}
+    # an L1 run is not compared with an L2 baseline as if it were the same measurement
+    result = invoke(["check", "--baseline", str(tmp_path / "l2"), str(tmp_path / "l1")], env)
+    assert result.exit_code == 1 and "MISSING" in result.output
+
+
+def test_evaluate_refuses_float_files_as_hamming_and_pair_datasets(tiny_hpatches, tmp_path, env):
+    exported = tmp_path / "exported"
+    invoke(["export", "-d", "sift-torch-mp", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches),
+            "-o", str(exported), "-q"], env)  # unit-norm floats, not bytes
+    tasks = str(tiny_hpatches / "hpatches" / "tasks")
+    result = invoke(["evaluate", "--descriptor-dir", str(exported), "--name", "x", "--tasks-dir", tasks,
+                     "--distance", "hamming", "-q", "-o", str(tmp_path / "e")], env)
+    assert result.exit_code == 2 and "packed bytes" in result.output
+    result = invoke(["evaluate", "--descriptor-dir", str(exported), "--name", "x", "--dataset", "hpatches-seq-synth",
+                     "--data-dir", str(tmp_path / "pairs"), "-q"], env)
+    assert result.exit_code == 2 and "image-pair dataset" in result.output

@@ -14,7 +14,6 @@ pixel centres at integers, ``N <= budget``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -23,18 +22,6 @@ from ..adapters.base import Frames
 from ..errors import DescriptorUnavailableError, InputError, UnknownNameError
 
 HARRIS_BLOCK, HARRIS_KSIZE, HARRIS_K, HARRIS_PERCENTILE = 2, 3, 0.04, 90.0
-
-
-@dataclass(frozen=True)
-class DetectorSpec:
-    """A detector with its keypoint budget and seed, as the records spell it (``dog:1000``)."""
-
-    name: str = "dog"
-    budget: int = 1000
-    seed: int = 0
-
-    def label(self) -> str:
-        return f"{self.name}:{self.budget}"
 
 
 def gray(image: np.ndarray) -> np.ndarray:

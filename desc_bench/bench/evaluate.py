@@ -36,9 +36,13 @@ class EvaluateConfig:
 def _tasks_dir(config: EvaluateConfig) -> Path:
     if config.tasks_dir is not None:
         return Path(config.tasks_dir)
+    from ..datasets.base import PatchSet
     from ..datasets.registry import dataset
 
-    return dataset(config.dataset, data_dir=config.data_dir).tasks_dir
+    data = dataset(config.dataset, data_dir=config.data_dir)
+    if not isinstance(data, PatchSet):
+        raise DatasetError(f"evaluate scores HPatches patch tasks; {config.dataset!r} is an image-pair dataset")
+    return data.tasks_dir
 
 
 def evaluate_dir(config: EvaluateConfig) -> RunOutput:
@@ -57,7 +61,8 @@ def evaluate_dir(config: EvaluateConfig) -> RunOutput:
     scores = evaluate_all(descs, TaskFiles(tasks_dir), split, distance, which=tuple(config.tasks),
                           protocol=config.protocol, progress=config.progress)
     rows = [ResultRow(descriptor=config.name, weights="precomputed", dataset=config.dataset, split=config.split,
-                      protocol=config.protocol, mode="precomputed", **dataclasses.asdict(s)) for s in scores]
+                      protocol=config.protocol, distance=distance.value, mode="precomputed",
+                      **dataclasses.asdict(s)) for s in scores]
     meta = machine_metadata("cpu", command="evaluate", descriptor_dir=str(config.descriptor_dir),
                             tasks_dir=str(tasks_dir))
     record = Record(metadata=meta, results=rows)

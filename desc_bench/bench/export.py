@@ -26,7 +26,7 @@ def _write_csv(path: Path, array: np.ndarray) -> None:
 def export_descriptors(desc: Descriptor, patchset: PatchSet, out_dir: Path, sequences=None,
                        overwrite: bool = False, progress: bool = True) -> Path:
     """Describe the sequences and write ``out_dir/<seq>/<type>.csv``; finished sequences are kept."""
-    import torch
+    from .runner import describe_sequence
 
     out_dir = Path(out_dir)
     for seq in tqdm(sequences or patchset.sequence_names(), desc=f"export {desc.describe()}", unit="seq",
@@ -34,12 +34,8 @@ def export_descriptors(desc: Descriptor, patchset: PatchSet, out_dir: Path, sequ
         folder = out_dir / seq
         if not overwrite and all((folder / f"{t}.csv").is_file() for t in PATCH_TYPES):
             continue
-        patches = patchset.load(seq)
-        count = len(patches["ref"])
-        stacked = np.concatenate([patches[t] for t in PATCH_TYPES])[:, None]
-        described = desc.compute_patches(torch.from_numpy(stacked)).cpu().numpy()
-        for i, t in enumerate(PATCH_TYPES):
-            _write_csv(folder / f"{t}.csv", described[i * count:(i + 1) * count])
+        for t, array in describe_sequence(desc, patchset.load(seq)).items():
+            _write_csv(folder / f"{t}.csv", array)
     return out_dir
 
 
@@ -64,6 +60,9 @@ def read_descriptor_dir(root: Path, binary: bool = False, progress: bool = True)
                 raise DatasetError(f"cannot parse descriptor file {path}: {exc}") from None
             if not np.isfinite(values).all():
                 raise DatasetError(f"descriptor file {path} contains NaN or infinite values")
+            if binary and not (np.array_equal(values, np.round(values)) and values.min() >= 0 and values.max() <= 255):
+                raise DatasetError(f"descriptor file {path}: Hamming distance needs packed bytes (integers "
+                                   "0..255), found other values; use --distance l2 or l1 for float descriptors")
             arrays[t] = values.astype(np.uint8) if binary else values.astype(np.float32)
         shapes = {t: a.shape for t, a in arrays.items()}
         if len(set(shapes.values())) != 1:

@@ -81,11 +81,6 @@ def protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
-def mode_of(descriptor: Descriptor) -> str:
-    """How ``compute_dense`` runs this descriptor."""
-    return dense_mode(descriptor)
-
-
 # --------------------------------------------------------------------------------- geometry
 
 
@@ -369,7 +364,7 @@ def evaluate_pairs(descriptor: Descriptor, pairset, protocol_name: str, *, detec
     thresholds = tuple(thresholds) if thresholds else spec.thresholds
     base = f"det={detector}:budget={budget}"
     common = dict(descriptor=descriptor.describe(), weights=descriptor.weights_label, dataset=pairset.name,
-                  split="all", protocol=spec.name, task=spec.task, mode=mode_of(descriptor))
+                  split="all", protocol=spec.name, task=spec.task, mode=dense_mode(descriptor))
     notes = f"detector={detector} budget={budget} seed={seed}"
     try:
         runner = {"mma": _run_mma, "pck-gift": _run_pck_gift, "pck-msnet": _run_pck_msnet,

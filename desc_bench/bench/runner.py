@@ -24,7 +24,7 @@ from ..adapters.prepare import patch_mode
 from ..adapters.registry import descriptor as build_descriptor
 from ..adapters.registry import parse_spec, descriptor_class
 from ..datasets.base import PATCH_TYPES, PatchSet
-from ..errors import DescBenchError, InputError
+from ..errors import DescBenchError, InputError, UnknownNameError
 from ..results.schema import Record, ResultRow, TimingRow, machine_metadata
 from ..results.store import write_run
 from .cache import DescriptorCache, stable_hash
@@ -45,8 +45,8 @@ class RunConfig:
     data_dir: Path | None = None
     output: Path | None = Path("runs")
     split: str = "full"
-    tasks: tuple[str, ...] = PATCH_TASKS
-    protocol: str = "python"  # HPatches: "python" (default) or "matlab"; pairs: "mma", "pck-gift", ...
+    tasks: tuple[str, ...] | None = None  # HPatches tasks; None: all three
+    protocol: str | None = None  # None: "python" on HPatches, the dataset's default on image pairs
     distance: str | None = None  # None: each descriptor's own distance
     device: str = "cpu"
     weights: str | None = None
@@ -58,7 +58,13 @@ class RunConfig:
     budget: int | None = None  # pair protocols: keypoint budget
 
     def extraction_key(self) -> str:
-        return stable_hash(EXTRACTION_VERSION, self.device == "cpu")
+        """What changes extracted descriptors besides the descriptor itself: code and library versions."""
+        import cv2
+
+        from .. import __version__
+
+        return stable_hash(EXTRACTION_VERSION, __version__, torch.__version__, cv2.__version__,
+                           torch.device(self.device).type)
 
 
 @dataclass
@@ -104,6 +110,14 @@ def _distance(desc: Descriptor, config: RunConfig) -> Distance:
     return wanted
 
 
+def describe_sequence(desc: Descriptor, patches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Describe the 16 patch files of a sequence in one call: type -> ``(N, dim)`` numpy array."""
+    count = len(patches["ref"])
+    stacked = np.concatenate([patches[t] for t in PATCH_TYPES])[:, None]
+    described = desc.compute_patches(torch.from_numpy(stacked)).cpu().numpy()
+    return {t: described[i * count:(i + 1) * count] for i, t in enumerate(PATCH_TYPES)}
+
+
 def extract_sequences(desc: Descriptor, patchset: PatchSet, sequences: tuple[str, ...], cache: DescriptorCache,
                       overwrite: bool = False, progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
     """Describe every patch type of the sequences, resuming from the per-sequence cache."""
@@ -113,14 +127,21 @@ def extract_sequences(desc: Descriptor, patchset: PatchSet, sequences: tuple[str
         if not overwrite and cache.has(seq):
             out[seq] = cache.load(seq)
             continue
-        patches = patchset.load(seq)
-        count = len(patches["ref"])
-        stacked = np.concatenate([patches[t] for t in PATCH_TYPES])[:, None]
-        described = desc.compute_patches(torch.from_numpy(stacked)).cpu().numpy()
-        arrays = {t: described[i * count:(i + 1) * count] for i, t in enumerate(PATCH_TYPES)}
-        cache.save(seq, arrays)
-        out[seq] = arrays
+        out[seq] = describe_sequence(desc, patchset.load(seq))
+        cache.save(seq, out[seq])
     return out
+
+
+def _tasks_fingerprint(tasks_dir: Path, split: str) -> list[tuple[str, int, int]]:
+    """Names, sizes and modification times of the task files a split uses (part of the score key)."""
+    files = sorted(Path(tasks_dir).glob(f"*_split-{split}.csv")) + [Path(tasks_dir) / "splits" / "splits.json"]
+    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+
+
+def _descriptor_cache(desc: Descriptor, spec: str, data, config: RunConfig) -> DescriptorCache:
+    root = getattr(data, "root", None)  # patch sets: two copies of a dataset never share a cache
+    return DescriptorCache(_cache_root(), data.name, data.version, spec,
+                           stable_hash(_weights_id(desc), config.extraction_key(), root.resolve() if root else ""))
 
 
 def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConfig) -> list[ResultRow]:
@@ -129,9 +150,9 @@ def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConf
 
     split = patchset.split(config.split)
     distance = _distance(desc, config)
-    cache = DescriptorCache(_cache_root(), patchset.name, patchset.version, spec,
-                            stable_hash(_weights_id(desc), config.extraction_key(), patchset.root.resolve()))
-    eval_key = stable_hash(config.split, sorted(config.tasks), config.protocol, distance.value, patchset.version)
+    cache = _descriptor_cache(desc, spec, patchset, config)
+    eval_key = stable_hash(config.split, sorted(config.tasks), config.protocol, distance.value, patchset.version,
+                           _tasks_fingerprint(patchset.tasks_dir, config.split))
     cached = None if (config.re_eval or config.overwrite) else cache.load_scores(eval_key)
     if cached is None:
         descs = extract_sequences(desc, patchset, split.test, cache, config.overwrite, config.progress)
@@ -143,7 +164,7 @@ def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConf
     notes = _weight_notes(desc)
     return [
         ResultRow(descriptor=spec, weights=desc.weights_label, dataset=patchset.name, split=config.split,
-                  protocol=config.protocol, mode=patch_mode(desc), notes=notes, **score)
+                  protocol=config.protocol, distance=distance.value, mode=patch_mode(desc), notes=notes, **score)
         for score in cached
     ]
 
@@ -154,13 +175,22 @@ def _weight_notes(desc: Descriptor) -> str:
 
 
 def _pair_rows(desc: Descriptor, spec: str, pairset, config: RunConfig) -> list[ResultRow]:
+    """Image-pair protocol rows, cached per descriptor (an interrupted run resumes at the next one)."""
     from .pairs import evaluate_pairs
 
     options = {k: v for k, v in (("detector", config.detector), ("budget", config.budget)) if v is not None}
-    rows = evaluate_pairs(desc, pairset, config.protocol, progress=config.progress, **options)
-    notes = _weight_notes(desc)
-    return [dataclasses.replace(r, descriptor=spec, weights=desc.weights_label,
-                                notes="; ".join(n for n in (r.notes, notes) if n)) for r in rows]
+    cache = _descriptor_cache(desc, spec, pairset, config)
+    key = stable_hash(config.protocol, sorted(options.items()))
+    cached = None if (config.re_eval or config.overwrite) else cache.load_scores(key)
+    if cached is None:
+        rows = evaluate_pairs(desc, pairset, config.protocol, progress=config.progress, **options)
+        notes = _weight_notes(desc)
+        rows = [dataclasses.replace(r, descriptor=spec, weights=desc.weights_label, distance=desc.distance.value,
+                                    notes="; ".join(n for n in (r.notes, notes) if n)) for r in rows]
+        cached = [dataclasses.asdict(r) for r in rows]
+        if all(r.error is None for r in rows):  # failures are retried next time
+            cache.save_scores(key, cached)
+    return [ResultRow(**r) for r in cached]
 
 
 def _timing_row(desc: Descriptor, spec: str, config: RunConfig) -> TimingRow | None:
@@ -186,19 +216,52 @@ def _calibration(timings: list[TimingRow], config: RunConfig):
     return calibrate(config.device)
 
 
+def _check_config(config: RunConfig) -> RunConfig:
+    """Validate the whole request before any data is made or read; fill the dataset's defaults."""
+    from ..datasets.registry import dataset_source
+
+    for spec in config.descriptors:
+        descriptor_class(parse_spec(spec)[0])
+    if not config.descriptors:
+        raise InputError("no descriptors given; name at least one, e.g. --descriptors sift-opencv")
+    kind = dataset_source(config.dataset).kind
+    if kind == "patches":
+        from .hpatches_tasks import PROTOCOLS
+
+        protocol = config.protocol or "python"
+        if protocol not in PROTOCOLS:
+            raise InputError(f"unknown protocol {protocol!r} for the HPatches patch tasks; valid: {', '.join(PROTOCOLS)}")
+        tasks = PATCH_TASKS if config.tasks is None else tuple(config.tasks)
+        unknown = set(tasks) - set(PATCH_TASKS)
+        if unknown or not tasks:
+            raise InputError(f"unknown or no task(s) {sorted(unknown)}; valid tasks: {', '.join(PATCH_TASKS)}")
+        if config.detector is not None or config.budget is not None:
+            raise InputError("--detector and --budget apply to image-pair datasets, not to patch datasets")
+        return dataclasses.replace(config, protocol=protocol, tasks=tasks)
+    from . import detectors
+    from .pairs import protocol as pair_protocol
+
+    if config.split != "full" or config.tasks is not None or config.distance is not None:
+        raise InputError(f"--split, --tasks and --distance apply to HPatches patch datasets; {config.dataset!r} is an "
+                         "image-pair dataset (choose --protocol, --detector, --budget)")
+    if config.protocol is not None:
+        pair_protocol(config.protocol)  # UnknownNameError lists the pair protocols
+    if config.detector is not None and config.detector not in detectors.DETECTORS:
+        raise UnknownNameError("detector", config.detector, list(detectors.DETECTORS))
+    if config.budget is not None and config.budget < 1:
+        raise InputError(f"--budget must be at least 1, got {config.budget}")
+    return config
+
+
 def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOutput:
     """Run every descriptor of the config on its dataset; write and return the record."""
-    for spec in config.descriptors:  # fail early on unknown names, before any data is made or read
-        descriptor_class(parse_spec(spec)[0])
+    config = _check_config(config)
     data = _open_dataset(config)
     is_patches = isinstance(data, PatchSet)
     if is_patches:
         data.split(config.split)  # fail early on an unknown split
-        unknown = set(config.tasks) - set(PATCH_TASKS)
-        if unknown:
-            raise InputError(f"unknown task(s) {sorted(unknown)}; valid tasks: {', '.join(PATCH_TASKS)}")
     else:
-        protocol = config.protocol if config.protocol != "python" else data.default_protocol
+        protocol = config.protocol or data.default_protocol
         config = dataclasses.replace(config, split="all", tasks=(protocol,), protocol=protocol)
 
     results: list[ResultRow] = []

@@ -35,6 +35,7 @@ class ResultRow:
     noise: str = ""  # "easy", "hard", "tough", "mean" for HPatches, "" elsewhere
     subset: str = "all"  # "all", "i", "v", a sequence name, ...
     variant: str = ""  # e.g. "intra"/"inter", "balanced"/"imbalanced", "pool=1000"
+    distance: str = ""  # "l2", "l1", "hamming": the distance that produced the number
     mode: str = "patches"  # how the descriptor ran: "patches", "dense-at-centre", "keypoints", ...
     error: str | None = None
     notes: str = ""  # e.g. "weights saw HPatches in training"
@@ -46,7 +47,7 @@ class ResultRow:
 
     def key(self) -> tuple:
         """Identity of a row across runs (everything but the value)."""
-        return (self.descriptor, self.weights, self.dataset, self.split, self.protocol, self.task,
+        return (self.descriptor, self.weights, self.dataset, self.split, self.protocol, self.distance, self.task,
                 self.metric, self.noise, self.subset, self.variant)
 
 
@@ -132,7 +133,7 @@ def validate(raw: Any, source: str = "record") -> None:
             raise RecordError(f"{source}: missing {key!r}")
     if not isinstance(raw["metadata"], dict):
         raise RecordError(f"{source}: metadata must be an object")
-    for key in ("time", "version", "platform", "python", "torch"):
+    for key in ("time", "version", "git_commit", "platform", "python", "torch", "opencv", "device", "threads"):
         if key not in raw["metadata"]:
             raise RecordError(f"{source}: metadata lacks {key!r}")
     _check_rows(raw["results"], ResultRow, f"{source}: results")
@@ -169,6 +170,6 @@ def machine_metadata(device: str = "cpu", **extra: Any) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
-        meta["gpu"] = torch.cuda.get_device_name(0)
+        meta["gpu"] = torch.cuda.get_device_name(torch.device(device))
     meta.update(extra)
     return meta

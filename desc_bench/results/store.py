@@ -86,9 +86,18 @@ def write_run(folder: Path | str, prefix: str, record: Record, markdown: str) ->
     import datetime as _dt
 
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base, n = folder / f"{prefix}-{stamp}", 1
-    while base.with_suffix(".json").exists():
-        n += 1
-        base = folder / f"{prefix}-{stamp}-{n}"
-    return write_record(base.with_suffix(".json"), record), write_text(base.with_suffix(".md"), markdown)
+    while True:  # reserve the name: two runs finishing in the same second get different files
+        try:
+            os.close(os.open(base.with_suffix(".json"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            break
+        except FileExistsError:
+            n += 1
+            base = folder / f"{prefix}-{stamp}-{n}"
+    try:
+        return write_record(base.with_suffix(".json"), record), write_text(base.with_suffix(".md"), markdown)
+    except BaseException:
+        base.with_suffix(".json").unlink(missing_ok=True)  # no empty placeholder left behind
+        raise

@@ -41,12 +41,14 @@ def task_tables(rows: Iterable[ResultRow]) -> str:
     groups: dict[tuple, dict[tuple, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
         if r.error is None and r.noise in NOISE_COLUMNS and r.task in HPATCHES_TASKS:
-            groups[(_descriptor_label(r), r.dataset, r.split, r.protocol, r.task)][(r.metric, r.variant, r.subset)][r.noise] = r.value
+            group = (_descriptor_label(r), r.dataset, r.split, r.protocol, r.distance, r.task)
+            groups[group][(r.metric, r.variant, r.subset)][r.noise] = r.value
     parts = []
-    for (label, dataset, split, protocol, task), table in groups.items():
+    for (label, dataset, split, protocol, distance, task), table in groups.items():
         body = [[metric, variant or "-", subset] + [_fmt(cols.get(n)) for n in NOISE_COLUMNS]
                 for (metric, variant, subset), cols in sorted(table.items(), key=_row_order)]
-        parts.append(f"#### {label}: {task} ({dataset}, split {split}, {protocol} protocol, %)\n\n"
+        where = ", ".join(p for p in (dataset, f"split {split}", f"{protocol} protocol", distance) if p)
+        parts.append(f"#### {label}: {task} ({where}, %)\n\n"
                      + tabulate(body, headers=["metric", "variant", "subset", "Easy", "Hard", "Tough", "mean"],
                                 tablefmt="github", disable_numparse=True))
     return "\n\n".join(parts)
@@ -76,16 +78,19 @@ def summary_table(records: Iterable[Record]) -> str:
         timing.update(_timing_by_descriptor(record.timings))
         for r in record.results:
             if is_headline(r) and r.task in HPATCHES_TASKS:
-                key = (r.descriptor, r.weights, r.dataset, r.split)
+                key = (r.descriptor, r.weights, r.dataset, r.split, r.protocol, r.distance)
                 headline[key][r.task] = r.value
                 notes[key] = r.notes
     if not headline:
         return ""
     body = []
     for key, values in sorted(headline.items(), key=lambda kv: -kv[1].get("matching", 0.0)):
-        descriptor, weights, dataset, split = key
+        descriptor, weights, dataset, split, protocol, distance = key
         t = timing.get(descriptor)
         label = descriptor if weights in ("none", "") else f"{descriptor} [{weights}]"
+        # say how the number was made when it is not the default (python protocol, the descriptor's distance)
+        how = [p for p in (protocol if protocol != "python" else "", distance if distance not in ("", "l2") else "") if p]
+        label += f" ({', '.join(how)})" if how else ""
         body.append([label + (" *" if notes.get(key) else ""), dataset, split]
                     + [_fmt(values.get(task)) for task in HPATCHES_TASKS]
                     + [f"{t.median_ms:.3f}" if t and t.median_ms is not None else "-"])

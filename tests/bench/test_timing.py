@@ -18,7 +18,7 @@ from desc_bench.adapters.base import Descriptor
 from desc_bench.bench import timing as T
 from desc_bench.errors import InputError
 from desc_bench.results.plots import plot_throughput
-from desc_bench.results.schema import Calibration, Record, TimingRow
+from desc_bench.results.schema import Calibration, Record, TimingRow, machine_metadata
 from desc_bench.results.store import read_record, write_record
 
 PATCH, DENSE, BROKEN = "test-timing-patch", "test-timing-dense", "test-timing-broken"
@@ -275,7 +275,7 @@ def test_plot_throughput_png(tmp_path):
 
 
 def test_save_timing_and_normalised_time(tmp_path):
-    record = Record(metadata={"time": "t", "version": "v", "platform": "p", "python": "3", "torch": "2"},
+    record = Record(metadata=machine_metadata(),
                     timings=[_row("a", 1, 2.0), _row("a", 4, 1.0)], calibration=Calibration("ref", 4.0))
     out = T.save_timing(record, tmp_path / "out")
     assert read_record(out.record).timings == record.timings

@@ -20,8 +20,8 @@ from desc_bench.results.store import write_record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NOISE_FACTOR = {"easy": 1.4, "hard": 0.9, "tough": 0.7}  # mean of the three is 1.0
-METADATA = {"time": "2025-01-01T00:00:00+00:00", "version": "0.1.0", "platform": "Linux-test",
-            "python": "3.11", "torch": "2.13.0", "device": "cpu", "threads": 2}
+METADATA = {"time": "2025-01-01T00:00:00+00:00", "version": "0.1.0", "git_commit": "abc", "platform": "Linux-test",
+            "python": "3.11", "torch": "2.13.0", "opencv": "5.0.0", "device": "cpu", "threads": 2}
 
 
 def hpatches_rows(descriptor: str, verification: float, matching: float, retrieval: float,
