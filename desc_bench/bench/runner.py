@@ -25,7 +25,7 @@ from ..adapters.registry import descriptor as build_descriptor
 from ..adapters.registry import parse_spec, descriptor_class
 from ..datasets.base import PATCH_TYPES, PatchSet
 from ..errors import DescBenchError, InputError, UnknownNameError
-from ..results.schema import Record, ResultRow, TimingRow, machine_metadata
+from ..results.schema import Record, ResultRow, TimingRow, config_json, machine_metadata
 from ..results.store import write_run
 from .cache import DescriptorCache, stable_hash
 
@@ -291,7 +291,7 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
             if timing is not None:
                 timings.append(timing)
 
-    meta = machine_metadata(config.device, command="run", config=_config_json(config),
+    meta = machine_metadata(config.device, command="run", config=config_json(config),
                             dataset_version=getattr(data, "version", ""))
     record = Record(metadata=meta, results=results, timings=timings, calibration=_calibration(timings, config))
     from ..results.tables import run_report
@@ -301,8 +301,3 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
     if config.output is not None:
         output.record_path, output.markdown_path = write_run(config.output, config.dataset, record, markdown)
     return output
-
-
-def _config_json(config: RunConfig) -> dict:
-    raw = dataclasses.asdict(config)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in raw.items()}

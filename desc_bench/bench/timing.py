@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from ..adapters.base import Descriptor, Kind
 from ..adapters.prepare import image_tensor, normalise
 from ..errors import DescBenchError, InputError
-from ..results.schema import Calibration, Record, TimingRow, machine_metadata
+from ..results.schema import Calibration, Record, TimingRow, config_json, machine_metadata
 
 RANDOM_WEIGHTS = "random"  # weights name passed to descriptors built with --random-weights
 CALIBRATION_NAME = "conv3x3(4x32x64x64->64)+matmul768 x3, v1"
@@ -475,7 +475,7 @@ def time_descriptors(config: TimingConfig, progress: bool = True) -> Record:
     rows: list[TimingRow] = []
     with pinned_threads(config.threads) as threads, tf32_mode(config.tf32):
         metadata = machine_metadata(
-            str(device), command="time", tf32=config.tf32, timing_config=_config_json(config)
+            str(device), command="time", tf32=config.tf32, timing_config=config_json(config)
         )
         steps = tqdm(total=len(config.descriptors) * len(config.batch_sizes), disable=not progress,
                      file=sys.stderr, unit="step", desc="timing")
@@ -523,16 +523,6 @@ def _time_one(desc: Descriptor, batch: int, config: TimingConfig, dense: bool, t
 def _free(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _config_json(config: TimingConfig) -> dict:
-    return {
-        "descriptors": list(config.descriptors), "device": config.device,
-        "batch_sizes": list(config.batch_sizes), "patch_size": config.patch_size,
-        "image_size": str(config.image_size) if config.image_size else None, "threads": config.threads,
-        "fp16": config.fp16, "repeats": config.repeats, "warmup": config.warmup,
-        "random_weights": config.random_weights, "seed": config.seed, "tf32": config.tf32,
-    }
 
 
 # ---- tables and output ----------------------------------------------------------------------

@@ -149,6 +149,18 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def config_json(config: Any) -> dict[str, Any]:
+    """A configuration dataclass as JSON-ready values (paths and other objects as strings)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        return str(value)
+
+    return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
 def machine_metadata(device: str = "cpu", **extra: Any) -> dict[str, Any]:
     """Metadata of a run: time, versions, platform, device and thread count."""
     import cv2
