@@ -86,6 +86,8 @@ class Frames:
 
     def __post_init__(self):
         xy = np.asarray(self.xy, dtype=np.float64)
+        if xy.size == 0:
+            xy = xy.reshape(0, 2)  # an empty list or array: no keypoints
         if xy.ndim != 2 or xy.shape[1] != 2:
             raise InputError(f"keypoints must be an (N, 2) array of x, y pixels; got shape {xy.shape}")
         if not np.isfinite(xy).all():
@@ -138,7 +140,8 @@ class Descriptor:
     dense_offset: ClassVar[float] = 0.0
     normalize_samples: ClassVar[bool] = False  # L2-normalise descriptors sampled from dense_map (SuperPoint, MSNet)
     summary: ClassVar[str] = ""  # one line for `desc-bench list`
-    supports_fp16: ClassVar[bool] = False  # may run under float16 autocast (`desc-bench time --fp16`)
+    supports_fp16: ClassVar[bool] = False  # may run under float16 autocast (`desc-bench time --fp16`);
+    # hand-written descriptors honour it through compute_dtype
 
     _registry: ClassVar[dict[str, type["Descriptor"]]] = {}
 
@@ -158,6 +161,9 @@ class Descriptor:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise InputError(f"{self.name}: device {device!r} was asked for, but this torch sees no CUDA GPU; "
                              "use --device cpu")
+        if weights is not None and not type(self).weights:
+            raise InputError(f"{self.name} takes no weights (it has no weight files), but weights={weights!r} "
+                             "was given; leave weights out for this descriptor")
         self.options = self.parse_options(options)
         self.weights_name = weights if weights is not None else self.default_weights
         self.setup()
@@ -237,7 +243,10 @@ class Descriptor:
         return prepare.compute_dense(self, image, frames)
 
     def check_output(self, out: torch.Tensor, count: int) -> torch.Tensor:
-        """Raise a clear error unless ``out`` is ``(count, dim)``, finite, and of the right dtype."""
+        """Raise a clear error unless ``out`` is ``(count, dim)``, finite, and of the right dtype.
+
+        Returns ``out`` on the descriptor's device (hooks that compute on the CPU may return CPU tensors).
+        """
         if not isinstance(out, torch.Tensor):
             raise DescriptorOutputError(f"descriptor {self.name!r} returned {type(out).__name__}, expected a tensor")
         if tuple(out.shape) != (count, self.dim):
@@ -247,15 +256,24 @@ class Descriptor:
         if self.distance is Distance.HAMMING:
             if out.dtype != torch.uint8:
                 raise DescriptorOutputError(f"binary descriptor {self.name!r} returned {out.dtype}, expected uint8")
-            return out
+            return out.to(self.device)
         out = out.float()
         if not torch.isfinite(out).all():
             bad = int((~torch.isfinite(out)).any(dim=1).sum())
             raise DescriptorOutputError(f"descriptor {self.name!r} returned NaN or infinite values for {bad} of {count} inputs")
-        return out
+        return out.to(self.device)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()} on {self.device}>"
+
+
+def compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
+    """The float dtype a hand-written (non-``nn``) descriptor computes in: ``dtype`` (its own option),
+    or the autocast dtype when autocast is active for ``device`` (how ``desc-bench time --fp16`` asks
+    for half precision; autocast alone does not change element-wise code)."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return dtype
 
 
 def _convert(descriptor: str, key: str, value: Any, default: Any) -> Any:

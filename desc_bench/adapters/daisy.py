@@ -38,8 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
-from .base import Descriptor, Frames, InputSpec
+from ..errors import DescriptorOutputError, InputError
+from .base import Descriptor, Frames, InputSpec, compute_dtype
 
 NORMALIZATIONS = ("l1", "l2", "daisy", "off")
 
@@ -254,23 +254,29 @@ class Daisy:
         if key not in cache:
             taps = self._taps[sigma]
             pad = (len(taps) - 1) // 2
-            basis = torch.eye(size, dtype=torch.float64)
-            responses = correlate_last(symmetric_pad_last(basis, pad, block_extra(size, BLOCK)),
-                                       banded_matrix(taps, BLOCK), size)  # row i: the pass applied to e_i
-            cache[key] = responses.t().contiguous().to(like.device, like.dtype)
+            with torch.inference_mode(False):  # a normal tensor: usable with autograd after an inference-mode call
+                basis = torch.eye(size, dtype=torch.float64)
+                responses = correlate_last(symmetric_pad_last(basis, pad, block_extra(size, BLOCK)),
+                                           banded_matrix(taps, BLOCK), size)  # row i: the pass applied to e_i
+                cache[key] = responses.t().contiguous().to(like.device, like.dtype)
         return cache[key]
 
     def _normalise(self, descs: torch.Tensor) -> torch.Tensor:
+        """Normalise in float32 at least (in float16 the ``+ 1e-10`` underflows and a flat patch, all
+        zero histograms, would divide 0 by 0), then return in the input's dtype."""
         if self.normalization == "off":
             return descs
-        descs = descs + 1e-10
+        dtype = descs.dtype
+        descs = descs.to(torch.promote_types(dtype, torch.float32)) + 1e-10
         if self.normalization == "l1":
-            return descs / descs.sum(dim=1, keepdim=True)
-        if self.normalization == "l2":
-            return descs / descs.norm(dim=1, keepdim=True)
-        batch, dim, h, w = descs.shape
-        parts = descs.view(batch, dim // self.layout.orientations, self.layout.orientations, h, w)
-        return (parts / parts.norm(dim=2, keepdim=True)).view(batch, dim, h, w)
+            out = descs / descs.sum(dim=1, keepdim=True)
+        elif self.normalization == "l2":
+            out = descs / descs.norm(dim=1, keepdim=True)
+        else:
+            batch, dim, h, w = descs.shape
+            parts = descs.view(batch, dim // self.layout.orientations, self.layout.orientations, h, w)
+            out = (parts / parts.norm(dim=2, keepdim=True)).view(batch, dim, h, w)
+        return out.to(dtype)
 
 
 @dataclass(frozen=True)
@@ -295,6 +301,7 @@ class DaisyTorch(Descriptor):
     Options = DaisyOptions
     batch_size = 256  # patches per pass in compute_patches
     summary = "DAISY (Tola et al. 2010) in torch, matching skimage.feature.daisy, 200-d"
+    supports_fp16 = True  # option fp16=true, or float16 autocast (`desc-bench time --fp16`)
 
     def setup(self) -> None:
         opts = self.options
@@ -305,11 +312,11 @@ class DaisyTorch(Descriptor):
         self.dtype = torch.float16 if opts.fp16 else torch.float32
 
     def dense_map(self, images: torch.Tensor) -> torch.Tensor:
-        return self.daisy(images.to(self.device, self.dtype))
+        return self.daisy(images.to(self.device, compute_dtype(self.device, self.dtype)))
 
     def describe_patches(self, prepared: torch.Tensor) -> torch.Tensor:
         """The DAISY descriptor at the patch centre (pixel ``(P-1)//2``), computed directly."""
-        return self.daisy.centre(prepared.to(self.device, self.dtype)).float()
+        return self.daisy.centre(prepared.to(self.device, compute_dtype(self.device, self.dtype))).float()
 
 
 OPENCV_NORMS = {"none": 100, "partial": 101, "full": 102, "sift": 103}  # cv2.xfeatures2d.DAISY_NRM_*
@@ -353,6 +360,14 @@ class DaisyOpenCV(Descriptor):
             norm=OPENCV_NORMS[opts.norm], interpolation=opts.interpolation, use_orientation=opts.use_orientation,
         )
 
+    def _compute(self, gray: np.ndarray, xy: np.ndarray, sizes: np.ndarray, angles: np.ndarray) -> np.ndarray:
+        keypoints = [cv2.KeyPoint(float(x), float(y), float(s), float(a)) for (x, y), s, a in zip(xy, sizes, angles)]
+        kept, descs = self.extractor.compute(np.ascontiguousarray(gray), keypoints)
+        if descs is None or len(kept) != len(keypoints):
+            raise DescriptorOutputError(
+                f"daisy-opencv: OpenCV kept {0 if descs is None else len(kept)} of {len(keypoints)} keypoints")
+        return descs
+
     def describe_keypoints(self, image: np.ndarray, frames: Frames) -> torch.Tensor:
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
@@ -362,11 +377,20 @@ class DaisyOpenCV(Descriptor):
             return torch.zeros(0, self.dim, device=self.device)
         sizes = frames.scale if frames.scale is not None else np.ones(len(frames))
         angles = frames.angle if frames.angle is not None else np.zeros(len(frames))
-        keypoints = [
-            cv2.KeyPoint(float(x), float(y), float(s), float(a))
-            for (x, y), s, a in zip(frames.xy, sizes, angles)
-        ]
-        kept, descs = self.extractor.compute(np.ascontiguousarray(gray), keypoints)
-        if descs is None or len(kept) != len(keypoints):
-            raise InputError(f"daisy-opencv: OpenCV kept {0 if descs is None else len(kept)} of {len(keypoints)} keypoints")
-        return torch.from_numpy(np.asarray(descs, dtype=np.float32)).to(self.device)
+        height, width = gray.shape
+        xy = frames.xy
+        # OpenCV describes keypoints with 0 <= x < W, 0 <= y < H in place (as upstream, so the
+        # oracle holds) and raises cv2.error for the others. Those are described in an image padded
+        # by reflection with shifted coordinates, as opencv_learned does; the pad leaves 3 radii
+        # around every such keypoint, enough that its descriptor does not depend on the pad.
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
+        descs = np.empty((len(xy), self.dim), dtype=np.float32)
+        if inside.any():
+            descs[inside] = self._compute(gray, xy[inside], sizes[inside], angles[inside])
+        if not inside.all():
+            out = ~inside
+            beyond = max(float(-xy[out].min()), float(xy[out, 0].max()) - width, float(xy[out, 1].max()) - height, 0.0)
+            pad = int(math.ceil(3 * self.options.radius + beyond)) + 8
+            padded = cv2.copyMakeBorder(np.ascontiguousarray(gray), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+            descs[out] = self._compute(padded, xy[out] + pad, sizes[out], angles[out])
+        return torch.from_numpy(descs).to(self.device)

@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import Frames, InputSpec, WeightFile
-from .weights import LearnedDescriptor
+from .weights import LearnedDescriptor, state_shapes
 
 SCALES = tuple(0.5**k for k in range(5))
 ROTATIONS = tuple(np.deg2rad(-90.0 + 45.0 * k) for k in range(5))
@@ -148,7 +148,7 @@ class Gift(LearnedDescriptor):
 
     @classmethod
     def expected_shapes(cls, variant: str | None = None) -> dict[str, tuple[int, ...]]:
-        return {k: tuple(v.shape) for k, v in GiftNet().state_dict().items()}
+        return state_shapes(GiftNet())
 
     def build(self, state: dict[str, torch.Tensor]) -> None:
         net = GiftNet()
@@ -197,5 +197,5 @@ class Gift(LearnedDescriptor):
             image = np.repeat(image[:, :, None], 3, axis=2)
         else:
             image = image[:, :, ::-1]  # RGB -> BGR, as upstream reads images with OpenCV
-        with torch.inference_mode():
+        with torch.no_grad():
             return self._embed(self.group_features(np.ascontiguousarray(image)[None], frames.xy))

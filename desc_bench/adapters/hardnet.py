@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import InputSpec, Normalization, WeightFile
-from .weights import LearnedDescriptor
+from .weights import LearnedDescriptor, state_shapes
 
 _REPO = "DagnyT/hardnet"
 _COMMIT = "35bc1d79910c4477e61ca486a4712b3b7496d43e"
@@ -121,8 +121,7 @@ class HardNet(LearnedDescriptor):
 
     @classmethod
     def expected_shapes(cls, variant: str | None = None) -> dict[str, tuple[int, ...]]:
-        return {f"features.{k}": tuple(v.shape) for k, v in hardnet_features(cls.ps).state_dict().items()
-                if not k.endswith("num_batches_tracked")}
+        return {f"features.{k}": shape for k, shape in state_shapes(hardnet_features(cls.ps)).items()}
 
     def build(self, state: dict[str, torch.Tensor]) -> None:
         features = hardnet_features(self.ps)

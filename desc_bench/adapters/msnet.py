@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import InputSpec, Normalization, WeightFile
-from .weights import LearnedDescriptor
+from .weights import LearnedDescriptor, state_shapes
 
 
 class BasicBlock(nn.Module):
@@ -106,8 +106,7 @@ class MSNetV0(LearnedDescriptor):
 
     @classmethod
     def expected_shapes(cls, variant: str | None = None) -> dict[str, tuple[int, ...]]:
-        return {k: tuple(v.shape) for k, v in MSNetV0Net().state_dict().items()
-                if not k.endswith("num_batches_tracked")}
+        return state_shapes(MSNetV0Net())
 
     def build(self, state: dict[str, torch.Tensor]) -> None:
         net = MSNetV0Net()

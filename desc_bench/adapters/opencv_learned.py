@@ -17,12 +17,16 @@ harness's frames are OpenCV SIFT sizes), so the default is 6.75; the option ``sc
 
 On patches ``(B, 1, P, P)`` the patch is described as a whole, as sift-opencv does (the official
 HPatches OpenCV convention): one keypoint at ``(P/2, P/2)`` with size ``P / 5.303`` (12.26 px for a
-65 px patch), angle 0. On images, frames without a size get the same 65 / 5.303, angle 0. Images are
-padded by reflection before describing so that OpenCV drops no keypoint near the border.
+65 px patch), angle 0. Each patch is described in its own padded image (so a descriptor never
+depends on the other patches of the batch or on its position in it), patches in parallel threads.
+On images, frames without a size get the same 65 / 5.303, angle 0. Images are padded by reflection
+before describing so that OpenCV drops no keypoint near the border.
 """
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -32,9 +36,8 @@ import torch
 
 from ..errors import DescriptorOutputError
 from .base import Descriptor, Distance, Frames, InputSpec
+from .prepare import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
 
-PATCH_SPAN = 5.303  # HPatches: patch side / keypoint size (as sift_opencv.py)
-DEFAULT_SIZE = 65 / PATCH_SPAN
 SIFT_SCALE_FACTOR = 6.75
 # Enum values of cv::xfeatures2d (the Python bindings do not export them): VGG::VGG_120 and
 # BoostDesc::BINBOOST_256, the defaults of VGG_create and BoostDesc_create.
@@ -77,10 +80,22 @@ class _OpenCVLearned(Descriptor):
 
             raise DescriptorUnavailableError(f"{self.name}: {self.availability()}")
         self._extractor = self.make(create)
+        self._threads = max(1, torch.get_num_threads())
+        self._local = threading.local()
         size = self._extractor.descriptorSize()
         if size != self.dim:
             raise DescriptorOutputError(f"{self.name}: OpenCV {cv2.__version__} gives {size}-byte/float "
                                         f"descriptors, expected {self.dim}")
+
+    def _thread_extractor(self) -> Any:
+        """This thread's extractor: OpenCV's VGG and BoostDesc keep per-call state in the object, so
+        concurrent ``compute`` calls on one instance give wrong descriptors; each worker has its own."""
+        if threading.current_thread() is threading.main_thread():
+            return self._extractor
+        extractor = getattr(self._local, "extractor", None)
+        if extractor is None:
+            extractor = self._local.extractor = self.make(_xfeatures(self.factory))
+        return extractor
 
     def _compute(self, gray: np.ndarray, xy: np.ndarray, sizes: np.ndarray, angles: np.ndarray) -> np.ndarray:
         """Descriptors ``(N, dim)`` in the order of the keypoints; the image is padded so none is dropped."""
@@ -89,7 +104,7 @@ class _OpenCVLearned(Descriptor):
         padded = cv2.copyMakeBorder(np.ascontiguousarray(gray), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
         keypoints = [cv2.KeyPoint(float(x + pad), float(y + pad), float(s), float(a), 0.0, 0, i)
                      for i, ((x, y), s, a) in enumerate(zip(xy, sizes, angles))]
-        kept, desc = self._extractor.compute(padded, keypoints)
+        kept, desc = self._thread_extractor().compute(padded, keypoints)
         if desc is None or len(kept) != count:
             found = 0 if desc is None else len(kept)
             raise DescriptorOutputError(f"{self.name}: OpenCV described {found} of {count} keypoints")
@@ -102,25 +117,27 @@ class _OpenCVLearned(Descriptor):
         dtype = np.uint8 if self.distance is Distance.HAMMING else np.float32
         return torch.from_numpy(np.ascontiguousarray(desc.astype(dtype, copy=False)))
 
+    def _one_patch(self, patch: np.ndarray) -> np.ndarray:
+        """The patch described as a whole, alone in its own padded image: ``(1, dim)``."""
+        size = patch.shape[-1]
+        centre = np.array([[size / 2.0, size / 2.0]])
+        return self._compute(patch, centre, np.array([size / MAGNIFICATION]), np.zeros(1))
+
     def describe_patches(self, prepared: torch.Tensor) -> torch.Tensor:
         patches = prepared[:, 0].round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-        size = patches.shape[-1]
-        # Tile the batch into one tall image (one keypoint per tile): one OpenCV call per batch.
-        pad = int(math.ceil(self.options.scale_factor * size / PATCH_SPAN * 0.75)) + 8
-        tiles = [cv2.copyMakeBorder(p, pad, pad, pad, pad, cv2.BORDER_REFLECT_101) for p in patches]
-        column = np.concatenate(tiles, axis=0)
-        step = size + 2 * pad
-        xy = np.stack([np.full(len(patches), pad + size / 2.0),
-                       np.arange(len(patches)) * step + pad + size / 2.0], axis=1)
-        sizes = np.full(len(patches), size / PATCH_SPAN)
-        return self._tensor(self._compute(column, xy, sizes, np.zeros(len(patches))))
+        if len(patches) < 64 or self._threads == 1:
+            rows = [self._one_patch(p) for p in patches]
+        else:  # OpenCV releases the GIL: describe chunks of patches in parallel
+            with ThreadPoolExecutor(self._threads) as pool:
+                rows = list(pool.map(self._one_patch, patches, chunksize=64))
+        return self._tensor(np.concatenate(rows))
 
     def describe_keypoints(self, image: np.ndarray, frames: Frames) -> torch.Tensor:
         if len(frames) == 0:
             dtype = torch.uint8 if self.distance is Distance.HAMMING else torch.float32
             return torch.zeros(0, self.dim, dtype=dtype)
         gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-        sizes = frames.scale if frames.scale is not None else np.full(len(frames), DEFAULT_SIZE)
+        sizes = frames.scale if frames.scale is not None else np.full(len(frames), DEFAULT_KEYPOINT_SIZE)
         angles = frames.angle if frames.angle is not None else np.zeros(len(frames))
         return self._tensor(self._compute(gray, frames.xy, sizes, angles))
 

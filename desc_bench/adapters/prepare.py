@@ -2,14 +2,14 @@
 
 - ``prepare_patches``: (B,1,P,P) 0..255 -> resized, channel-replicated, scaled and normalised as the
   descriptor's :class:`InputSpec` declares.
-- ``compute_patches`` / ``compute_dense``: validation, batching under ``torch.inference_mode``,
+- ``compute_patches`` / ``compute_dense``: validation, batching under ``torch.no_grad`` (not
+  ``inference_mode``: buffers that descriptors cache on their first call must stay usable with
+  autograd and in-place updates outside it),
   and the fallbacks that let every descriptor run on every benchmark:
   a dense-only descriptor describes a patch as a small image at its centre; a patch-only
   descriptor describes an image at keypoints by sampling patches around the frames.
 """
 from __future__ import annotations
-
-import math
 
 import cv2
 import numpy as np
@@ -17,16 +17,19 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from .base import Descriptor, Frames, InputSpec, Kind, Normalization, Resize
+from .base import Descriptor, Distance, Frames, InputSpec, Kind, Normalization, Resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Patches sampled around keypoint frames for patch descriptors are PATCH_SIZE px wide and span
 # MAGNIFICATION keypoint sizes (OpenCV's diameter convention): the HPatches convention, in which a
-# 65 px patch holds a frame of size 2 * 32.5 / 5.303.
+# 65 px patch holds a frame of size 2 * 32.5 / 5.303. The one definition of that constant.
 PATCH_SIZE = 65
 MAGNIFICATION = 5.303
+# Keypoint size (OpenCV diameter) of a frame given without one, and of a whole HPatches patch.
+DEFAULT_KEYPOINT_SIZE = PATCH_SIZE / MAGNIFICATION
+EXTRACT_CHUNK = 512  # keypoints per grid_sample call in extract_patches
 
 
 def as_patch_tensor(patches: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
@@ -58,9 +61,6 @@ def normalise(batch: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     """Scale 0..255 input to the declared range, set channels, apply the declared normalisation."""
     if spec.channels == 3 and batch.shape[1] == 1:
         batch = batch.expand(-1, 3, -1, -1)
-    elif spec.channels == 1 and batch.shape[1] == 3:
-        weights = batch.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        batch = (batch * weights).sum(1, keepdim=True)
     if spec.value_range != 255.0:
         batch = batch * (spec.value_range / 255.0)
     if spec.normalization is Normalization.PER_PATCH:
@@ -87,11 +87,10 @@ def compute_patches(desc: Descriptor, patches: torch.Tensor | np.ndarray) -> tor
     patches = as_patch_tensor(patches, desc.name)
     count = patches.shape[0]
     if count == 0:
-        empty = torch.empty(0, desc.dim, device=desc.device)
-        return empty.to(torch.uint8) if desc.distance.value == "hamming" else empty
+        return empty_output(desc)
     kind = desc.kind()
     outputs = []
-    with torch.inference_mode():
+    with torch.no_grad():
         for start in range(0, count, desc.batch_size):
             chunk = patches[start : start + desc.batch_size]
             if Kind.PATCH in kind:
@@ -167,27 +166,24 @@ def extract_patches(image: np.ndarray, frames: Frames, size: int = PATCH_SIZE) -
     count = len(frames)
     if count == 0:
         return torch.empty(0, 1, size, size)
-    span = torch.ones(count, dtype=torch.float64) * size
+    span = np.full(count, float(size))
     if frames.scale is not None:
-        span = torch.from_numpy(frames.scale) * MAGNIFICATION
-    angle = torch.zeros(count, dtype=torch.float64)
-    if frames.angle is not None:
-        angle = torch.from_numpy(np.deg2rad(frames.angle))
+        span = frames.scale * MAGNIFICATION
+    angle = np.deg2rad(frames.angle) if frames.angle is not None else np.zeros(count)
+    cos, sin = np.cos(angle), np.sin(angle)
     # Pixel offsets of the patch samples relative to the centre, in units of the patch span.
     steps = (torch.arange(size, dtype=torch.float64) - (size - 1) / 2.0) / size
-    v, u = torch.meshgrid(steps, steps, indexing="ij")
-    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
-    s = span[:, None, None]
-    xy = torch.from_numpy(frames.xy)
-    px = xy[:, 0, None, None] + s * (cos * u - sin * v)
-    py = xy[:, 1, None, None] + s * (sin * u + cos * v)
-    gx = 2.0 * px / max(width - 1, 1) - 1.0
-    gy = 2.0 * py / max(height - 1, 1) - 1.0
-    grid = torch.stack([gx, gy], dim=-1).float()
+    v, u = torch.meshgrid(steps.float(), steps.float(), indexing="ij")
+    per_frame = np.stack([frames.xy[:, 0], frames.xy[:, 1], span, cos, sin], axis=1).astype(np.float32)
     out = []
-    for start in range(0, count, 512):
-        g = grid[start : start + 512]
-        sampled = F.grid_sample(tensor.expand(len(g), -1, -1, -1), g, mode="bilinear", padding_mode="border", align_corners=True)
+    for start in range(0, count, EXTRACT_CHUNK):  # the sampling grid is built per chunk, in float32
+        stop = min(start + EXTRACT_CHUNK, count)
+        x, y, s, c, n = torch.from_numpy(per_frame[start:stop]).T[:, :, None, None]
+        px = x + s * (c * u - n * v)
+        py = y + s * (n * u + c * v)
+        grid = torch.stack([2.0 * px / max(width - 1, 1) - 1.0, 2.0 * py / max(height - 1, 1) - 1.0], dim=-1)
+        sampled = F.grid_sample(tensor.expand(stop - start, -1, -1, -1), grid, mode="bilinear",
+                                padding_mode="border", align_corners=True)
         out.append(sampled)
     return torch.cat(out)
 
@@ -208,19 +204,46 @@ def dense_mode(desc: Descriptor) -> str:
     return "dense-sampled" if Kind.DENSE in kind else "patches-around-frames"
 
 
+def check_image(image: np.ndarray, name: str) -> np.ndarray:
+    """Validate an image for ``compute_dense``: uint8, ``(H, W)`` or ``(H, W, 3)`` (``(H, W, 1)`` is
+    squeezed), not empty. Returns it as a numpy array; raises InputError otherwise."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise InputError(f"{name}: expected an image of shape (H, W) or (H, W, 3) (RGB), got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise InputError(f"{name}: expected a uint8 image with values 0..255, got dtype {image.dtype}; "
+                         "convert it first (e.g. np.clip(image, 0, 255).astype(np.uint8))")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InputError(f"{name}: the image is empty (shape {image.shape})")
+    return image
+
+
+def empty_output(desc: Descriptor) -> torch.Tensor:
+    """``(0, dim)`` on the descriptor's device: uint8 for binary descriptors, else float32."""
+    dtype = torch.uint8 if desc.distance is Distance.HAMMING else torch.float32
+    return torch.empty(0, desc.dim, dtype=dtype, device=desc.device)
+
+
 def compute_dense(desc: Descriptor, image: np.ndarray, frames: Frames) -> torch.Tensor:
+    image = check_image(image, desc.name)
     kind = desc.kind()
     count = len(frames)
-    with torch.inference_mode():
+    if count == 0:
+        return empty_output(desc)
+    with torch.no_grad():
         if Kind.KEYPOINTS in kind:
-            out = desc.describe_keypoints(np.asarray(image), frames)
+            out = desc.describe_keypoints(image, frames)
         elif Kind.DENSE in kind:
             batch = normalise(image_tensor(image, desc.input).to(desc.device), desc.input)
             maps = desc.dense_map(batch)
             xy = torch.from_numpy(frames.xy).to(maps.device, maps.dtype)[None]
-            out = sample_map(maps, xy, desc.dense_stride, desc.dense_offset)[0] if count else maps.new_zeros(0, desc.dim)
-            if desc.normalize_samples and count:
+            out = sample_map(maps, xy, desc.dense_stride, desc.dense_offset)[0]
+            if desc.normalize_samples:
                 out = F.normalize(out, dim=-1)
         else:
-            return compute_patches(desc, extract_patches(np.asarray(image), frames))
+            return compute_patches(desc, extract_patches(image, frames))
     return desc.check_output(out, count)

@@ -80,12 +80,15 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
 def descriptor(name: str, device: str = "cpu", weights: str | None = None, **options) -> Descriptor:
     """Build a descriptor by registry name (or ``name:key=value`` spec).
 
-    Raises UnknownNameError (listing valid names or options) or DescriptorUnavailableError
-    (saying what is missing and how to fix it).
+    Raises UnknownNameError (listing valid names or options), DescriptorUnavailableError
+    (saying what is missing and how to fix it), or InputError (e.g. ``weights`` given for a
+    descriptor that has no weight files).
     """
     base, spec_options = parse_spec(name)
     cls = descriptor_class(base)
     problem = cls.availability()
-    if problem is not None and weights is None:
+    # A weights argument (a variant, a file or "random") can stand in for missing cached weights;
+    # nothing can stand in for what a descriptor without weights is missing (e.g. an OpenCV module).
+    if problem is not None and (weights is None or not cls.weights):
         raise DescriptorUnavailableError(f"{base}: {problem}")
     return cls(device=device, weights=weights, **{**spec_options, **options})

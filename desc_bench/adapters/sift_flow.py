@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from .base import Descriptor, InputSpec
+from .base import Descriptor, InputSpec, compute_dtype
 
 ALPHA = 9  # exponent of the oriented energy (SIFT_weightFunc.m in the C++ code)
 NORM_EPS = 0.01  # descriptor = cells / (L2 norm + NORM_EPS)
@@ -127,30 +127,35 @@ class SiftFlow:
 
     # ---- buffers ---------------------------------------------------------------------------
     def _workspace(self, images: torch.Tensor, geo: SiftFlowGeometry) -> dict[str, torch.Tensor]:
-        batch, _, height, width = images.shape
         key = (tuple(images.shape), images.dtype, images.device)
         if key != self._key:
             self._buffers = {}  # free the old ones before allocating
-            c, r, nb = self.cell_size, self.cell_size, self.num_bins
-            new = lambda *shape: torch.empty(shape, dtype=images.dtype, device=images.device)  # noqa: E731
-            angles = torch.arange(nb, dtype=torch.float64) * (2 * math.pi / nb)
-            self._buffers = {
-                "cos": angles.cos().to(images.dtype).to(images.device).view(1, nb, 1, 1),
-                "sin": angles.sin().to(images.dtype).to(images.device).view(1, nb, 1, 1),
-                "sobel": images.new_tensor(
-                    [[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], [[-1, -2, -1], [0, 0, 0], [1, 2, 1]]]
-                ).unsqueeze(1),
-                # energies, padded by r left/right for the horizontal filter
-                "bands": new(batch, nb, height, width + 2 * r),
-                # horizontal result, padded by r top/bottom for the vertical filter
-                "rows": new(batch, nb, height + 2 * r, width),
-                # cells, padded by c top/left and 2c bottom/right for the 4x4 cell reads
-                "cells": new(batch, nb, height + 3 * c, width + 3 * c),
-                "sq": new(batch, 1, height + 3 * c, width + 3 * c),
-                "norm": new(batch, 1, geo.height, geo.width),
-            }
+            with torch.inference_mode(False):  # normal tensors: reusable in and out of inference mode
+                self._buffers = self._allocate(images, geo)
             self._key = key
         return self._buffers
+
+    def _allocate(self, images: torch.Tensor, geo: SiftFlowGeometry) -> dict[str, torch.Tensor]:
+        batch, _, height, width = images.shape
+        c, r, nb = self.cell_size, self.cell_size, self.num_bins
+        new = lambda *shape: torch.empty(shape, dtype=images.dtype, device=images.device)  # noqa: E731
+        angles = torch.arange(nb, dtype=torch.float64) * (2 * math.pi / nb)
+        return {
+            "cos": angles.cos().to(images.dtype).to(images.device).view(1, nb, 1, 1),
+            "sin": angles.sin().to(images.dtype).to(images.device).view(1, nb, 1, 1),
+            "sobel": torch.tensor(
+                [[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], [[-1, -2, -1], [0, 0, 0], [1, 2, 1]]],
+                dtype=images.dtype, device=images.device,
+            ).unsqueeze(1),
+            # energies, padded by r left/right for the horizontal filter
+            "bands": new(batch, nb, height, width + 2 * r),
+            # horizontal result, padded by r top/bottom for the vertical filter
+            "rows": new(batch, nb, height + 2 * r, width),
+            # cells, padded by c top/left and 2c bottom/right for the 4x4 cell reads
+            "cells": new(batch, nb, height + 3 * c, width + 3 * c),
+            "sq": new(batch, 1, height + 3 * c, width + 3 * c),
+            "norm": new(batch, 1, geo.height, geo.width),
+        }
 
     # ---- computation -------------------------------------------------------------------------
     def __call__(self, images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -212,7 +217,8 @@ class SiftFlow:
         if out is None:
             if self.reuse_output:
                 if "out" not in ws or ws["out"].shape != shape:
-                    ws["out"] = torch.empty(shape, dtype=images.dtype, device=images.device)
+                    with torch.inference_mode(False):  # a normal tensor, like the other buffers
+                        ws["out"] = torch.empty(shape, dtype=images.dtype, device=images.device)
                 out = ws["out"]
             else:
                 out = torch.empty(shape, dtype=images.dtype, device=images.device)
@@ -265,6 +271,7 @@ class SiftFlowDescriptor(Descriptor):
     Options = SiftFlowOptions
     batch_size = 64  # patches per dense pass in compute_patches (a 65x65 map is 2.2 MB each)
     summary = "dense SIFT of SIFT Flow (Liu et al. 2011), torch port, 128-d"
+    supports_fp16 = True  # option fp16=true, or float16 autocast (`desc-bench time --fp16`)
 
     def setup(self) -> None:
         opts = self.options
@@ -281,4 +288,4 @@ class SiftFlowDescriptor(Descriptor):
 
     def dense_map(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) 0..1 -> (B, 128, H', W'); a reused buffer, overwritten by the next call."""
-        return self.sift(images.to(self.device, self.dtype))
+        return self.sift(images.to(self.device, compute_dtype(self.device, self.dtype)))

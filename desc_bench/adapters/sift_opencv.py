@@ -22,13 +22,11 @@ import numpy as np
 import torch
 
 from .base import Descriptor, Frames, InputSpec
-
-PATCH_SPAN = 5.303  # HPatches: patch side / keypoint size
-DEFAULT_SIZE = 65 / PATCH_SPAN
+from .prepare import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
 
 
 def _centre_keypoint(size: int) -> cv2.KeyPoint:
-    return cv2.KeyPoint(size / 2.0, size / 2.0, size / PATCH_SPAN)
+    return cv2.KeyPoint(size / 2.0, size / 2.0, size / MAGNIFICATION)
 
 
 class SiftOpenCV(Descriptor):
@@ -69,7 +67,7 @@ class SiftOpenCV(Descriptor):
 
     def describe_keypoints(self, image: np.ndarray, frames: Frames) -> torch.Tensor:
         gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-        sizes = frames.scale if frames.scale is not None else np.full(len(frames), DEFAULT_SIZE)
+        sizes = frames.scale if frames.scale is not None else np.full(len(frames), DEFAULT_KEYPOINT_SIZE)
         angles = frames.angle if frames.angle is not None else np.zeros(len(frames))
         keypoints = [cv2.KeyPoint(float(x), float(y), float(s), float(a))
                      for (x, y), s, a in zip(frames.xy, sizes, angles)]

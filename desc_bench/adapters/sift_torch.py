@@ -190,7 +190,8 @@ class SIFTNet(nn.Module):
         """The precomputed matrices on ``ref``'s device and dtype (built once from float64)."""
         key = (ref.device, ref.dtype)
         if key not in self._constants:
-            self._constants[key] = _Constants.build(self.config, ref.device, ref.dtype)
+            with torch.inference_mode(False):  # normal tensors: usable with autograd after an inference-mode call
+                self._constants[key] = _Constants.build(self.config, ref.device, ref.dtype)
         return self._constants[key]
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from .base import Frames, InputSpec, WeightFile
 from .prepare import image_tensor, normalise
-from .weights import LearnedDescriptor
+from .weights import LearnedDescriptor, state_shapes
 
 _REPO = "magicleap/SuperPointPretrainedNetwork"
 _COMMIT = "1fda796addba9b6f8e79d586a3699700a86b1cea"
@@ -119,7 +119,7 @@ class SuperPoint(LearnedDescriptor):
 
     @classmethod
     def expected_shapes(cls, variant: str | None = None) -> dict[str, tuple[int, ...]]:
-        return {k: tuple(v.shape) for k, v in SuperPointNet().state_dict().items()}
+        return state_shapes(SuperPointNet())
 
     def build(self, state: dict[str, torch.Tensor]) -> None:
         net = SuperPointNet()
@@ -127,6 +127,10 @@ class SuperPoint(LearnedDescriptor):
         self.net = net.to(self.device).eval()
 
     def dense_map(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        if height < 8 or width < 8:
+            raise InputError(f"superpoint needs an image (or patch) of at least 8x8 pixels (one 8x8 cell), "
+                             f"got {width}x{height}")
         return self.net(images)[1]
 
     def detect(self, image: np.ndarray) -> Frames:
@@ -138,7 +142,7 @@ class SuperPoint(LearnedDescriptor):
         height, width = batch.shape[-2:]
         if height < 8 or width < 8:
             raise InputError(f"superpoint.detect needs an image of at least 8x8 pixels, got {width}x{height}")
-        with torch.inference_mode():
+        with torch.no_grad():
             logits = self.net(batch)[0]
             prob = torch.softmax(logits, dim=1)[:, :-1]  # drop the "no point" dustbin
             heat = F.pixel_shuffle(prob, 8)[0, 0].cpu().numpy()  # (Hc*8, Wc*8)

@@ -26,10 +26,11 @@ import os
 import pickle
 import shutil
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -194,9 +195,21 @@ def weights_table() -> list[WeightsInfo]:
     return rows
 
 
+def download_path(dest: Path) -> Path:
+    """Where ``fetch_weights`` downloads a file before it is verified (its resumable partial
+    download is this name plus ``.part``). Nothing unverified is ever written to ``dest`` itself."""
+    return dest.with_name(dest.name + ".download")
+
+
 def fetch_weights(descriptor_name: str, variant: str | None = None, progress: bool = True) -> Path:
-    """Download (or find in the cache) and verify a weight file; returns its cached path."""
-    from ..datasets.download import fetch_any
+    """Download (or find in the cache) and verify a weight file; returns its cached path.
+
+    Each mirror in turn is downloaded to a temporary name next to the cache path and verified there
+    (git blob id, sha256); only a file that verifies is moved into the cache. A mirror that fails
+    (HTTP error, an HTML page instead of the file, a corrupt copy) is deleted and the next one is
+    tried; when every mirror fails, the error lists each mirror's failure.
+    """
+    from ..datasets.download import fetch
     from ..errors import DownloadError
 
     cls = _descriptor_class(descriptor_name)
@@ -212,17 +225,23 @@ def fetch_weights(descriptor_name: str, variant: str | None = None, progress: bo
             return dest
         except WeightsError:
             dest.unlink()  # stale or corrupt copy: fetch again
-    try:
-        fetch_any(weight.urls, dest, sha256=weight.sha256, progress=progress)
-    except DownloadError as exc:
-        raise WeightsError(f"{label}: {exc}") from None
-    try:
-        verify(dest, weight, label)
-    except WeightsError:
-        dest.unlink(missing_ok=True)
-        raise
-    show_notice(weight, label)
-    return dest
+    temp = download_path(dest)
+    part = temp.with_name(temp.name + ".part")
+    failures = []
+    for url in weight.urls:
+        temp.unlink(missing_ok=True)  # a completed but unverified download is never reused unchecked
+        try:
+            fetch(url, temp, sha256=weight.sha256, progress=progress)
+            verify(temp, weight, label)
+        except (DownloadError, WeightsError) as exc:
+            failures.append(f"{url}: {exc}")
+            temp.unlink(missing_ok=True)
+            part.unlink(missing_ok=True)  # a partial file from one mirror must not be resumed from another
+            continue
+        os.replace(temp, dest)
+        show_notice(weight, label)
+        return dest
+    raise WeightsError(f"{label}: every mirror failed:\n  " + "\n  ".join(failures))
 
 
 def add_weights(descriptor_name: str, path: Path | str, variant: str | None = None) -> Path:
@@ -241,9 +260,16 @@ def add_weights(descriptor_name: str, path: Path | str, variant: str | None = No
         load_state_dict(source, expected)
     dest = cached_path(cls.name, name, weight)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    shutil.copyfile(source, part)
-    os.replace(part, dest)
+    # a unique temporary name: never the resumable download of fetch_weights, never another add's
+    handle, temp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".adding", dir=dest.parent)
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        shutil.copyfile(source, temp)
+        verify(temp, weight, label)  # the copy, not only the source, is what goes into the cache
+        os.replace(temp, dest)
+    finally:
+        temp.unlink(missing_ok=True)
     show_notice(weight, label)
     return dest
 
@@ -379,6 +405,12 @@ def _short(keys: list[str], limit: int = 6) -> str:
 # --------------------------------------------------------------------- base of learned adapters
 
 
+def state_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes of ``module``'s state dict, as checkpoints must hold them: the one place where
+    the optional batch-norm counters (``num_batches_tracked``) are left out."""
+    return {k: tuple(v.shape) for k, v in module.state_dict().items() if not k.endswith(_IGNORED_SUFFIXES)}
+
+
 def random_state(expected: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
     """Seeded random weights with sane statistics (He-scaled kernels, unit BN variances)."""
     generator = torch.Generator().manual_seed(seed)
@@ -405,8 +437,6 @@ class LearnedDescriptor(Descriptor):
     upstream naming) and ``build(state)`` (set up the model from a loaded state dict).
     ``weights="random"`` gives seeded random weights, for timing only.
     """
-
-    weights_notes_random: ClassVar[str] = RANDOM_NOTE
 
     @classmethod
     def availability(cls) -> str | None:
@@ -459,5 +489,5 @@ __all__ = [
     "RANDOM", "RANDOM_NOTE", "HPATCHES_NOTE", "WeightsInfo", "ResolvedWeights", "LearnedDescriptor",
     "cache_root", "cached_path", "fetch_command", "weights_availability", "verify", "sha256_of",
     "weights_table", "fetch_weights", "add_weights", "resolve", "resolve_weights", "load_state_dict",
-    "random_state", "show_notice",
+    "random_state", "show_notice", "download_path", "state_shapes",
 ]

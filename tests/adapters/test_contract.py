@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import desc_bench
-from desc_bench.adapters.base import Descriptor, Distance, Kind
+from desc_bench.adapters.base import Descriptor, Distance, Frames, Kind
 from desc_bench.adapters.registry import registered
 from desc_bench.errors import DescriptorOutputError, InputError, UnknownNameError
 
@@ -133,3 +133,49 @@ def test_cuda_without_a_gpu_is_a_clear_error():
         desc_bench.descriptor("sift-opencv", device="cuda")
     with pytest.raises(InputError, match="not a torch device"):
         desc_bench.descriptor("sift-opencv", device="gpu0")
+
+
+def test_output_is_on_the_descriptors_device():
+    """check_output moves what a CPU-only hook returns to the descriptor's device ("meta" stands in
+    for a GPU here; the CUDA test below checks a real one)."""
+    class CpuOnly(Descriptor):
+        dim = 4
+
+        def describe_patches(self, prepared):
+            return torch.zeros(prepared.shape[0], 4)
+
+    desc = CpuOnly(device="meta")
+    assert desc.check_output(torch.ones(3, 4), 3).device.type == "meta"
+    assert CpuOnly().check_output(torch.ones(3, 4), 3).device.type == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cpu_only_descriptors_return_cuda_tensors_on_cuda(patches):
+    desc = desc_bench.descriptor("sift-opencv", device="cuda")
+    assert desc.compute_patches(patches).device.type == "cuda"
+    image = np.zeros((64, 64), np.uint8)
+    assert desc.compute_dense(image, np.array([[32.0, 32.0]])).device.type == "cuda"
+
+
+def test_weights_for_a_descriptor_without_weights_are_refused():
+    with pytest.raises(InputError, match="takes no weights"):
+        desc_bench.descriptor("sift-opencv", weights="liberty")
+    with pytest.raises(InputError, match="takes no weights"):
+        registered()["sift-opencv"](weights="/some/file.pth")
+
+
+def test_availability_is_checked_even_when_weights_are_given(monkeypatch):
+    from desc_bench.errors import DescriptorUnavailableError
+
+    cls = registered()["sift-opencv"]
+    monkeypatch.setattr(cls, "availability", classmethod(lambda c: "needs something"))
+    for weights in (None, "random", "x.pth"):
+        with pytest.raises(DescriptorUnavailableError, match="needs something"):
+            desc_bench.descriptor("sift-opencv", weights=weights)
+
+
+@pytest.mark.parametrize("empty", [[], np.zeros(0), np.zeros((0, 2))])
+def test_frames_accept_no_keypoints(empty):
+    frames = Frames(empty)
+    assert frames.xy.shape == (0, 2) and len(frames) == 0
+    assert desc_bench.descriptor("sift-opencv").compute_dense(np.zeros((32, 32), np.uint8), empty).shape == (0, 128)

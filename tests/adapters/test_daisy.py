@@ -184,3 +184,48 @@ def test_cuda_matches_cpu():
     desc = desc_bench.descriptor("daisy-torch", device="cuda")
     out = desc.compute_patches(torch.rand(4, 1, 65, 65) * 255)
     assert out.device.type == "cuda" and out.shape == (4, 200)
+
+
+@pytest.mark.parametrize("normalization", ["l1", "l2", "daisy"])
+def test_fp16_flat_patches_are_finite(normalization):
+    """A flat patch has all-zero histograms; in float16 ``+ 1e-10`` underflows, so normalisation runs
+    in float32 and is cast back."""
+    flat = torch.full((1, 1, 40, 40), 0.5)
+    half = Daisy(normalization=normalization)(flat.half())
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    torch.testing.assert_close(half.float(), Daisy(normalization=normalization)(flat), rtol=1e-3, atol=1e-4)
+    out = desc_bench.descriptor(f"daisy-torch:fp16=true:normalization={normalization}").compute_patches(
+        torch.full((2, 1, 65, 65), 100.0))
+    assert torch.isfinite(out).all()
+
+
+def test_timing_with_fp16():
+    """daisy-torch declares supports_fp16 and computes in float16 under float16 autocast."""
+    from desc_bench.bench import timing
+
+    desc = desc_bench.descriptor("daisy-torch")
+    assert desc.supports_fp16
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert desc.dense_map(torch.rand(1, 1, 40, 48)).dtype == torch.float16
+    assert desc.dense_map(torch.rand(1, 1, 40, 48)).dtype == torch.float32
+    for row in (timing.time_patches(desc, batch_size=2, patch_size=40, repeats=1, warmup=0, fp16=True),
+                timing.time_images(desc, batch_size=1, image_size="48x40", repeats=1, warmup=0, fp16=True)):
+        assert row.error is None and row.median_ms > 0 and row.fp16
+
+
+def test_opencv_keypoints_outside_the_image():
+    """Keypoints outside the image (OpenCV raises cv2.error on them) are described in a reflection-padded
+    image; keypoints inside are described in place (as upstream: the oracle holds) whatever the others."""
+    gray = smooth_gray(14, 60, 80)
+    desc = desc_bench.descriptor("daisy-opencv")
+    inside = np.array([[40.0, 30.0], [0.0, 0.0], [79.0, 59.0]])
+    outside = np.array([[-0.5, 30.0], [80.0, 30.0], [40.0, -3.0], [-40.0, 100.0]])
+    alone = desc.compute_dense(gray, inside)
+    both = desc.compute_dense(gray, np.vstack([inside, outside]))
+    assert both.shape == (7, 200) and torch.isfinite(both).all()
+    torch.testing.assert_close(both[:3], alone, rtol=0, atol=0)
+    # an outside keypoint's descriptor does not depend on the other outside keypoints (the pad size)
+    torch.testing.assert_close(desc.compute_dense(gray, outside[:1]), both[3:4], rtol=0, atol=0)
+    # what they get: the descriptor at the same point of the image extended by reflection
+    extended = np.pad(gray, 100, mode="reflect")  # numpy's "reflect" is OpenCV's BORDER_REFLECT_101
+    torch.testing.assert_close(desc.compute_dense(extended, outside + 100), both[3:], rtol=0, atol=1e-6)

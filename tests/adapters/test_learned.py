@@ -16,6 +16,7 @@ from desc_bench.adapters import hardnet as H
 from desc_bench.adapters import opencv_learned as CV
 from desc_bench.adapters import superpoint as SP
 from desc_bench.adapters.base import Distance, Frames
+from desc_bench.errors import InputError
 
 from test_weights import write_upstream
 
@@ -217,3 +218,26 @@ def test_desc_bench_run_with_an_upstream_format_checkpoint(name, micro_hpatches,
     assert rows[0]["weights"].startswith("file:")
     if name == "hardnet++":
         assert "HPatches" in result.output  # the table flags weights that saw HPatches in training
+
+
+@pytest.mark.parametrize("name", OPENCV)
+def test_opencv_batch_equals_one_by_one(name):
+    """Each patch is described alone: a descriptor does not depend on the rest of the batch or on the
+    patch's position in it (a batch of several hundred runs in parallel threads)."""
+    rng = np.random.default_rng(11)
+    many = F.avg_pool2d(torch.from_numpy(rng.integers(0, 256, (320, 1, 65, 65)).astype(np.float32)), 3, 1, 1).round()
+    desc = desc_bench.descriptor(name)
+    batched = desc.compute_patches(many)
+    single = torch.cat([desc.compute_patches(many[i : i + 1]) for i in range(len(many))])
+    assert torch.equal(batched, single)
+    assert torch.equal(desc.compute_patches(many.flip(0)), batched.flip(0))  # order does not matter
+
+
+def test_superpoint_small_images(tmp_path):
+    """Zero keypoints give an empty result (no forward pass); images under 8 px a clear InputError."""
+    desc = build("superpoint", tmp_path)
+    tiny = np.full((5, 5), 128, np.uint8)
+    out = desc.compute_dense(tiny, np.zeros((0, 2)))
+    assert out.shape == (0, 256) and out.dtype == torch.float32
+    with pytest.raises(InputError, match="at least 8x8"):
+        desc.compute_dense(tiny, np.array([[2.0, 2.0]]))

@@ -171,3 +171,30 @@ def test_cuda_matches_cpu():
     desc = desc_bench.descriptor("sift-flow", device="cuda")
     out = desc.compute_patches(torch.rand(4, 1, 65, 65) * 255)
     assert out.device.type == "cuda" and out.shape == (4, 128)
+
+
+def test_timing_with_fp16():
+    """sift-flow declares supports_fp16: under float16 autocast (`desc-bench time --fp16`) it computes
+    in float16, and the timing functions accept it."""
+    from desc_bench.bench import timing
+
+    desc = desc_bench.descriptor("sift-flow")
+    assert desc.supports_fp16
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert desc.dense_map(torch.rand(1, 3, 24, 32)).dtype == torch.float16
+    assert desc.dense_map(torch.rand(1, 3, 24, 32)).dtype == torch.float32  # and not without autocast
+    for row in (timing.time_patches(desc, batch_size=2, patch_size=32, repeats=1, warmup=0, fp16=True),
+                timing.time_images(desc, batch_size=1, image_size="32x24", repeats=1, warmup=0, fp16=True)):
+        assert row.error is None and row.median_ms > 0 and row.fp16
+
+
+def test_buffers_made_in_inference_mode_are_reused_outside_it():
+    """The reused workspace is made of normal tensors even when the first call ran in inference mode
+    (as `desc-bench time` runs dense_map), so later calls outside it can write into it."""
+    desc = desc_bench.descriptor("sift-flow")
+    images = smooth_image(8, 24, 32, 3)
+    with torch.inference_mode():
+        first = desc.dense_map(images).clone()
+    with torch.no_grad():
+        torch.testing.assert_close(desc.dense_map(images), first, rtol=0, atol=0)
+    assert not any(buffer.is_inference() for buffer in desc.sift._buffers.values())

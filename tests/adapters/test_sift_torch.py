@@ -265,3 +265,21 @@ def test_cuda_equals_cpu(oracle, name):
     xg = x[:4].cuda().requires_grad_()
     net(xg).sum().backward()
     assert xg.grad is not None and torch.isfinite(xg.grad).all()
+
+
+@pytest.mark.parametrize("name", list(MODES))
+def test_backward_works_after_compute_patches(name):
+    """compute_patches (no_grad, not inference_mode) must not leave inference tensors in the net's
+    cached constants: differentiating through the net afterwards works, also after a call made under
+    inference_mode (as `desc-bench time` does)."""
+    desc = desc_bench.descriptor(name)
+    desc.compute_patches(torch.rand(2, 1, 65, 65) * 255)
+    x = (torch.rand(2, 1, 65, 65) * 255).requires_grad_()
+    desc.net(x).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    fresh = desc_bench.descriptor(name)
+    with torch.inference_mode():
+        fresh.net(torch.rand(2, 1, 65, 65) * 255)
+    y = (torch.rand(2, 1, 65, 65) * 255).requires_grad_()
+    fresh.net(y).sum().backward()
+    assert y.grad is not None

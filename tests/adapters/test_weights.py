@@ -216,6 +216,65 @@ def test_fetch_verifies_and_caches(data_dir, tmp_path, monkeypatch):
     assert not path.exists()
 
 
+def test_fetch_tries_the_next_mirror_when_one_does_not_verify(data_dir, tmp_path, monkeypatch):
+    """A mirror answering with the wrong content (here an HTML page) is verified under a temporary name,
+    deleted, and the next mirror is tried; only a verified file ever reaches the cache path."""
+    good = write_upstream("superpoint", tmp_path / "good" / "superpoint_v1.pth")
+    html = tmp_path / "html" / "superpoint_v1.pth"
+    html.parent.mkdir()
+    html.write_bytes(b"<!DOCTYPE html><html><body>rate limited</body></html>")
+    missing = tmp_path / "missing" / "superpoint_v1.pth"
+    pin(monkeypatch, "superpoint", "v1", good, urls=(missing.as_uri(), html.as_uri(), good.as_uri()))
+    path = W.fetch_weights("superpoint", progress=False)
+    assert path.read_bytes() == good.read_bytes()
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+    # every mirror failing: one error that names each mirror and what went wrong there
+    path.unlink()
+    pin(monkeypatch, "superpoint", "v1", good, urls=(missing.as_uri(), html.as_uri()))
+    with pytest.raises(WeightsError) as err:
+        W.fetch_weights("superpoint", progress=False)
+    message = str(err.value)
+    assert missing.as_uri() in message and html.as_uri() in message and "does not verify" in message
+    assert not any(path.parent.iterdir())
+
+
+def test_an_interrupted_fetch_leaves_nothing_usable_in_the_cache(data_dir, tmp_path, monkeypatch):
+    """A download that was never verified (the process died) is not the cached file: resolve()
+    does not load it, and the next fetch does not trust it."""
+    good = write_upstream("superpoint", tmp_path / "superpoint_v1.pth")
+    pin(monkeypatch, "superpoint", "v1", good, urls=(good.as_uri(),))
+    cls = descriptor_class("superpoint")
+    dest = W.cached_path("superpoint", "v1", cls.weights["v1"])
+    dest.parent.mkdir(parents=True)
+    W.download_path(dest).write_bytes(b"<html>half an answer</html>")
+    assert cls.availability().startswith("needs weights")
+    with pytest.raises(WeightsError):
+        W.resolve(cls, None)
+    assert W.fetch_weights("superpoint", progress=False).read_bytes() == good.read_bytes()
+    assert not W.download_path(dest).exists()
+
+
+def test_add_does_not_touch_a_resumable_download(data_dir, tmp_path, monkeypatch):
+    source = write_upstream("hardnet", tmp_path / "ck.pth")
+    pin(monkeypatch, "hardnet", "liberty-aug", source)
+    weight = descriptor_class("hardnet").weights["liberty-aug"]
+    dest = W.cached_path("hardnet", "liberty-aug", weight)
+    dest.parent.mkdir(parents=True)
+    resumable = [dest.with_name(dest.name + ".part"), W.download_path(dest).with_name(W.download_path(dest).name + ".part")]
+    for part in resumable:
+        part.write_bytes(b"first half of a download")
+    assert W.add_weights("hardnet", source) == dest and dest.read_bytes() == source.read_bytes()
+    assert all(part.read_bytes() == b"first half of a download" for part in resumable)
+    assert sorted(p.name for p in dest.parent.iterdir()) == sorted([dest.name] + [p.name for p in resumable])
+
+
+def test_num_batches_tracked_is_left_out_in_one_place():
+    """Expected shapes never list the batch-norm counters (weights.state_shapes drops them)."""
+    for name in LEARNED:
+        assert not [k for k in descriptor_class(name).expected_shapes() if k.endswith("num_batches_tracked")]
+    assert not hasattr(W.LearnedDescriptor, "weights_notes_random")
+
+
 def test_unpublished_weights_say_how_to_add_them(data_dir):
     for name in ("gift", "msnet-v0"):
         message = descriptor_class(name).availability()
