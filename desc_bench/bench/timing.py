@@ -297,6 +297,11 @@ def measure(
 
 
 def _measure_cuda(call, host_input, device, repeats, warmup, memory) -> Measurement:
+    with torch.cuda.device(device):  # events are recorded on the stream of the device being timed
+        return _measure_cuda_on_device(call, host_input, device, repeats, warmup, memory)
+
+
+def _measure_cuda_on_device(call, host_input, device, repeats, warmup, memory) -> Measurement:
     torch.cuda.synchronize(device)
     memory.start()
     start = time.perf_counter_ns()
