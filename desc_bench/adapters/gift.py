@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import Frames, InputSpec, WeightFile
-from .weights import LearnedDescriptor, state_shapes
+from .weights import LearnedDescriptor
 
 SCALES = tuple(0.5**k for k in range(5))
 ROTATIONS = tuple(np.deg2rad(-90.0 + 45.0 * k) for k in range(5))
@@ -144,16 +144,9 @@ class Gift(LearnedDescriptor):
             trained_on="MS-COCO with synthetic homographies (GIFT-stage2-pretrain/20001.pth, OneDrive)",
         ),
     }
+    network = GiftNet
     default_weights = "stage2-pretrain"
 
-    @classmethod
-    def expected_shapes(cls, variant: str | None = None) -> dict[str, tuple[int, ...]]:
-        return state_shapes(GiftNet())
-
-    def build(self, state: dict[str, torch.Tensor]) -> None:
-        net = GiftNet()
-        net.load_state_dict(state)
-        self.net = net.to(self.device).eval()
 
     def group_features(self, images: np.ndarray, xy: np.ndarray) -> torch.Tensor:
         """Group features ``(B * N, 32, 5, 5)`` of uint8 BGR images ``(B, H, W, 3)`` at keypoints ``xy``

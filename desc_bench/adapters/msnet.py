@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import InputSpec, Normalization, WeightFile
-from .weights import LearnedDescriptor, state_shapes
+from .weights import LearnedDescriptor
 
 
 class BasicBlock(nn.Module):
@@ -102,16 +102,9 @@ class MSNetV0(LearnedDescriptor):
         "v0": WeightFile(urls=(), git_blob=None, format="msnet", licence="MIT (lin-zju/my-descriptor-space)",
                          trained_on="MS-COCO with synthetic homographies (lin-zju/my-descriptor-space)"),
     }
+    network = MSNetV0Net
     default_weights = "v0"
 
-    @classmethod
-    def expected_shapes(cls, variant: str | None = None) -> dict[str, tuple[int, ...]]:
-        return state_shapes(MSNetV0Net())
-
-    def build(self, state: dict[str, torch.Tensor]) -> None:
-        net = MSNetV0Net()
-        net.load_state_dict(state, strict=False)
-        self.net = net.to(self.device).eval()
 
     def dense_map(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from .base import Frames, InputSpec, WeightFile
 from .prepare import image_tensor, normalise
-from .weights import LearnedDescriptor, state_shapes
+from .weights import LearnedDescriptor
 
 _REPO = "magicleap/SuperPointPretrainedNetwork"
 _COMMIT = "1fda796addba9b6f8e79d586a3699700a86b1cea"
@@ -115,16 +115,9 @@ class SuperPoint(LearnedDescriptor):
             notice=NOTICE, trained_on="MS-COCO (self-supervised, homographic adaptation)",
         ),
     }
+    network = SuperPointNet
     default_weights = "v1"
 
-    @classmethod
-    def expected_shapes(cls, variant: str | None = None) -> dict[str, tuple[int, ...]]:
-        return state_shapes(SuperPointNet())
-
-    def build(self, state: dict[str, torch.Tensor]) -> None:
-        net = SuperPointNet()
-        net.load_state_dict(state)
-        self.net = net.to(self.device).eval()
 
     def dense_map(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]

@@ -433,10 +433,13 @@ def random_state(expected: dict[str, tuple[int, ...]], seed: int = 0) -> dict[st
 class LearnedDescriptor(Descriptor):
     """Base of the adapters with weight files: resolves, verifies and loads them in ``setup``.
 
-    Subclasses implement ``expected_shapes(variant)`` (keys and shapes of the state dict, in the
-    upstream naming) and ``build(state)`` (set up the model from a loaded state dict).
+    A subclass names its ``network`` (a module class whose state dict has the upstream keys); the
+    defaults below derive the expected keys and shapes from it and load the verified state into it.
+    Subclasses with another layout override ``expected_shapes(variant)`` and ``build(state)``.
     ``weights="random"`` gives seeded random weights, for timing only.
     """
+
+    network: ClassVar[type[torch.nn.Module] | None] = None
 
     @classmethod
     def availability(cls) -> str | None:
@@ -444,10 +447,13 @@ class LearnedDescriptor(Descriptor):
 
     @classmethod
     def expected_shapes(cls, variant: str | None = None) -> dict[str, tuple[int, ...]]:
-        raise NotImplementedError
+        return state_shapes(cls.network())
 
     def build(self, state: dict[str, torch.Tensor]) -> None:
-        raise NotImplementedError
+        net = type(self).network()
+        # keys and shapes were checked by load_state_dict; only the optional BN counters may be absent
+        net.load_state_dict(state, strict=False)
+        self.net = net.to(self.device).eval()
 
     def setup(self) -> None:
         resolved = resolve(type(self), self.weights_name)
