@@ -17,6 +17,7 @@ resetting it through /proc/self/clear_refs), plus the size of the returned map.
 
     OMP_NUM_THREADS=2 python benchmarks/dense_speed.py [--threads 2] [--repeats 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,9 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -146,9 +147,11 @@ def main() -> None:
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     colour = torch.from_numpy(bgr.transpose(2, 0, 1).copy()).float()[None] / 255.0
     mono = torch.from_numpy(gray).float()[None, None] / 255.0
-    print(f"image: {source} ({bgr.shape[1]}x{bgr.shape[0]}), batch 1, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {args.repeats} repeats, CPU; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings need an idle machine)")
+    print(
+        f"image: {source} ({bgr.shape[1]}x{bgr.shape[0]}), batch 1, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {args.repeats} repeats, CPU; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings need an idle machine)"
+    )
 
     with torch.inference_mode():
         fresh, reuse = SiftFlow(), SiftFlow(reuse_output=True)
@@ -183,18 +186,24 @@ def main() -> None:
     print(f"\nsift-flow max |diff| vs port-structure baseline: {check:.2e}")
     # The adapter (and the upstream port) reuse the output buffer across calls of the same shape.
     verdict = "OK" if sift_reuse.median_s <= 0.25 else "MISSED"
-    print(f"sift-flow: {sift_reuse.median_s:.3f} s median, {sift_reuse.min_s:.3f} s min (reused output, as the adapter and "
-          f"the port run; fresh output {sift.median_s:.3f} s); target <= 0.25 s: {verdict}")
-    print(f"sift-flow vs port-structure baseline: {base.median_s / sift_reuse.median_s:.1f}x faster "
-          f"({base.median_s / sift.median_s:.1f}x with a fresh output)")
+    print(
+        f"sift-flow: {sift_reuse.median_s:.3f} s median, {sift_reuse.min_s:.3f} s min (reused output, as the adapter and "  # noqa: E501
+        f"the port run; fresh output {sift.median_s:.3f} s); target <= 0.25 s: {verdict}"
+    )
+    print(
+        f"sift-flow vs port-structure baseline: {base.median_s / sift_reuse.median_s:.1f}x faster "
+        f"({base.median_s / sift.median_s:.1f}x with a fresh output)"
+    )
     if "upstream port (sift_flow_torch.py)" in by:
         up = by["upstream port (sift_flow_torch.py)"]
         print(f"sift-flow vs upstream port: {up.median_s / sift_reuse.median_s:.1f}x faster (target >= 2x)")
     if "skimage.feature.daisy" in by:
         sk, dt = by["skimage.feature.daisy"], by["daisy-torch (skimage defaults)"]
         ratio = sk.median_s / dt.median_s
-        print(f"daisy-torch: {ratio:.1f}x faster than skimage by median, {sk.min_s / dt.min_s:.1f}x by min "
-              f"(target >= 5x): {'OK' if ratio >= 5 else 'MISSED'}")
+        print(
+            f"daisy-torch: {ratio:.1f}x faster than skimage by median, {sk.min_s / dt.min_s:.1f}x by min "
+            f"(target >= 5x): {'OK' if ratio >= 5 else 'MISSED'}"
+        )
 
 
 if __name__ == "__main__":

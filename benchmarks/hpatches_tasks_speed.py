@@ -13,6 +13,7 @@ extrapolated, and the ratio is printed.
 
     OMP_NUM_THREADS=2 python benchmarks/hpatches_tasks_speed.py [--tasks-dir DIR] [--skip-peer]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -122,7 +123,9 @@ def main() -> None:
 
     counts, source = patch_counts()
     split = full_split(counts)
-    print(f"patch counts: {source}; {len(split.test)} sequences, {sum(counts[s] for s in split.test)} patches x 16 types")
+    print(
+        f"patch counts: {source}; {len(split.test)} sequences, {sum(counts[s] for s in split.test)} patches x 16 types"
+    )
     tasks = TaskFiles(args.tasks_dir)
     if not (tasks.has("neg_inter", "full") and tasks.has("distractors", "full")):
         t0 = time.perf_counter()
@@ -146,7 +149,9 @@ def main() -> None:
     if not args.skip_peer:
         est = peer_estimates(descs, tasks, split)
         for task in ht.TASKS:
-            print(f"peer (official-style loop, extrapolated) {task:12s} {est[task]:8.0f} s   ratio {est[task] / timings[task]:6.1f}x")
+            print(
+                f"peer (official-style loop, extrapolated) {task:12s} {est[task]:8.0f} s   ratio {est[task] / timings[task]:6.1f}x"  # noqa: E501
+            )
         print(f"peer total {sum(est.values()):8.0f} s   ratio {sum(est.values()) / total:6.1f}x")
 
 

@@ -9,6 +9,7 @@ convolutions and runs channels-last; kornia's runs its module as published.
 
 Prints patches/s for both and the ratio ours / kornia (>= 1 means ours is at least as fast).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,14 +64,18 @@ def main() -> None:
     for _ in range(3):
         for name, fn in (("ours", run_ours), ("kornia", reference)):
             rows.setdefault(name, []).extend(timed(fn, x, args.repeats // 3 or 1))
-    print(f"HardNet CPU forward, batch {args.batch}, {args.threads} threads, torch {torch.__version__}; "
-          f"max |ours - kornia| = {diff:.2e}")
+    print(
+        f"HardNet CPU forward, batch {args.batch}, {args.threads} threads, torch {torch.__version__}; "
+        f"max |ours - kornia| = {diff:.2e}"
+    )
     rate = {}
     for name, times in rows.items():
         median = statistics.median(times)
         q = statistics.quantiles(times, n=4)
         rate[name] = args.batch / median
-        print(f"  {name:7s} median {median * 1e3:8.2f} ms  IQR {(q[2] - q[0]) * 1e3:6.2f} ms  {rate[name]:10.0f} patches/s")
+        print(
+            f"  {name:7s} median {median * 1e3:8.2f} ms  IQR {(q[2] - q[0]) * 1e3:6.2f} ms  {rate[name]:10.0f} patches/s"  # noqa: E501
+        )
     print(f"  ratio ours / kornia: {rate['ours'] / rate['kornia']:.2f}x")
 
 

@@ -14,6 +14,7 @@ peak resident memory added by one batch of 4096, each method in a fresh subproce
 
     OMP_NUM_THREADS=2 python benchmarks/sift_speed.py --threads 2 [--batches 1,16,256] [--memory]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -141,8 +142,18 @@ def peak_memory_child(method: str, device: str, batch: int) -> None:
 
 
 def peak_memory(method: str, device: str, batch: int, threads: int) -> dict | None:
-    cmd = [sys.executable, __file__, "--child-memory", method, "--device", device,
-           "--threads", str(threads), "--batches", str(batch)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child-memory",
+        method,
+        "--device",
+        device,
+        "--threads",
+        str(threads),
+        "--batches",
+        str(batch),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -169,13 +180,17 @@ def main() -> None:
     methods = [*OURS, OPENCV, KORNIA]
     runners = {m: build(m, args.device) for m in methods}
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(f"torch {torch.__version__}, device {args.device} ({device_name}), "
-          f"torch threads pinned to {torch.get_num_threads()}, 65x65 patches")
+    print(
+        f"torch {torch.__version__}, device {args.device} ({device_name}), "
+        f"torch threads pinned to {torch.get_num_threads()}, 65x65 patches"
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if load > (os.cpu_count() or 1) + 0.5:  # the 1-minute average also counts earlier runs of this script
-        print(f"WARNING: load average {load:.1f} on {os.cpu_count()} cores. When other processes compete for "
-              "the cores, torch's OpenMP ops (many short parallel regions) slow down far more than the "
-              "peers: rerun on a quiet machine if the ratios look off.")
+        print(
+            f"WARNING: load average {load:.1f} on {os.cpu_count()} cores. When other processes compete for "
+            "the cores, torch's OpenMP ops (many short parallel regions) slow down far more than the "
+            "peers: rerun on a quiet machine if the ratios look off."
+        )
     for m, run in runners.items():
         if run is None:
             print(f"  {m}: not available here, skipped")
@@ -210,8 +225,10 @@ def main() -> None:
     if args.device.startswith("cuda") and any(b == 4096 for b in batches):
         for ours in OURS:
             rate = results[(ours, 4096)].patches_per_s
-            print(f"  {ours} at batch 4096 on {device_name}: {rate / 1e6:.2f} M patches/s "
-                  f"({'ok' if rate >= 1e6 else 'below the 1M/s target'})")
+            print(
+                f"  {ours} at batch 4096 on {device_name}: {rate / 1e6:.2f} M patches/s "
+                f"({'ok' if rate >= 1e6 else 'below the 1M/s target'})"
+            )
 
     if args.memory:
         print("\npeak resident memory added by one batch of 4096 (fresh subprocess per method):")

@@ -13,6 +13,7 @@ Each measurement is taken in ``--rounds`` alternating rounds and the median rati
 
     OMP_NUM_THREADS=2 python benchmarks/timing_accuracy.py --descriptor sift-opencv --threads 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,8 +84,10 @@ def main() -> int:
     batches = [int(b) for b in args.batch_sizes.split(",")]
     start = time.perf_counter()
     cal = calibrate(args.device)
-    print(f"calibration: {cal.name}: {cal.median_ms:.2f} ms/repeat "
-          f"(whole calibration {1000 * (time.perf_counter() - start):.0f} ms)")
+    print(
+        f"calibration: {cal.name}: {cal.median_ms:.2f} ms/repeat "
+        f"(whole calibration {1000 * (time.perf_counter() - start):.0f} ms)"
+    )
     print(f"{args.descriptor} on {args.device}, {torch.get_num_threads()} threads, {args.rounds} rounds\n")
     print("| batch | harness ms/patch | stopwatch ms/patch | ratio | harness IQR | overhead % | verdict |")
     print("|---|---|---|---|---|---|---|")
@@ -103,8 +106,10 @@ def main() -> int:
         ratio, over = statistics.median(ratios), statistics.median(overheads)
         ok = abs(ratio - 1.0) <= 0.30 and (batch != 256 or over < 5.0)
         failures += not ok
-        print(f"| {batch} | {statistics.median(harness):.4f} | {statistics.median(watch):.4f} | {ratio:.3f} | "
-              f"{statistics.median(spreads):.4f} | {over:.2f} | {'ok' if ok else 'FAIL'} |")
+        print(
+            f"| {batch} | {statistics.median(harness):.4f} | {statistics.median(watch):.4f} | {ratio:.3f} | "
+            f"{statistics.median(spreads):.4f} | {over:.2f} | {'ok' if ok else 'FAIL'} |"
+        )
     print("\ncriteria: |ratio - 1| <= 0.30 at every batch; overhead < 5 % at batch 256")
     return 1 if failures else 0
 

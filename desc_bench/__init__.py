@@ -9,6 +9,7 @@ Public API::
     ds = desc_bench.dataset("hpatches-synth")      # a PatchSet
     result = desc_bench.evaluate(["sift-opencv"], "hpatches-synth")  # .record, .markdown, .record_path
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 Descriptors are named as in ``desc-bench list``; options follow the name, separated by colons:
 ``sift-torch-mp:patch_size=32:rootsift=true``. Several descriptors are comma-separated.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,8 +26,11 @@ def _friendly(func):
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted: finished sequences (HPatches) and descriptors (image pairs) are cached; "
-                       "rerun the same command to resume", err=True)
+            click.echo(
+                "interrupted: finished sequences (HPatches) and descriptors (image pairs) are cached; "
+                "rerun the same command to resume",
+                err=True,
+            )
             sys.exit(130)
 
     return wrapper
@@ -46,11 +50,16 @@ def _ints(value: str) -> tuple[int, ...]:
 
 
 data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, envvar="DESC_BENCH_DATA",
-    help="Dataset folder (env DESC_BENCH_DATA; default: the user cache dir).")
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="DESC_BENCH_DATA",
+    help="Dataset folder (env DESC_BENCH_DATA; default: the user cache dir).",
+)
 device_option = click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1 ...")
-weights_option = click.option("--weights", default=None,
-                              help="Weight variant name or path to a weight file (learned descriptors).")
+weights_option = click.option(
+    "--weights", default=None, help="Weight variant name or path to a weight file (learned descriptors)."
+)
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 
 
@@ -73,8 +82,10 @@ def list_command(data_dir):
     rows = [[d.name, d.dim, d.distance, d.kind, d.status, d.summary] for d in descriptors()]
     click.echo("Descriptors (options: NAME:key=value:key=value)\n")
     click.echo(tabulate(rows, headers=["name", "dim", "distance", "hooks", "status", "about"], tablefmt="github"))
-    rows = [[d.name, d.kind, "ok" if d.available else f"missing: `desc-bench data download {d.name}`", d.summary]
-            for d in datasets(data_dir)]
+    rows = [
+        [d.name, d.kind, "ok" if d.available else f"missing: `desc-bench data download {d.name}`", d.summary]
+        for d in datasets(data_dir)
+    ]
     click.echo("\nDatasets\n")
     click.echo(tabulate(rows, headers=["name", "kind", "status", "about"], tablefmt="github"))
     from .datasets.registry import data_root
@@ -83,38 +94,88 @@ def list_command(data_dir):
 
 
 @main.command()
-@click.option("--descriptors", "-d", required=True, help="Comma-separated descriptors, e.g. sift-opencv,rootsift-opencv.")
+@click.option(
+    "--descriptors", "-d", required=True, help="Comma-separated descriptors, e.g. sift-opencv,rootsift-opencv."
+)
 @click.option("--dataset", default="hpatches-synth", show_default=True, help="Dataset name (see `desc-bench list`).")
 @data_dir_option
 @click.option("--split", default="full", show_default=True, help="HPatches split: a, b, c, illum, view, full.")
 @click.option("--tasks", default=None, help="HPatches tasks (default: verification,matching,retrieval).")
-@click.option("--protocol", default=None,
-              help="HPatches: python (default) or matlab; image pairs: mma, pck-gift, pck-msnet, oxford-ms "
-                   "(default: mma, oxford-ms on oxford-affine).")
-@click.option("--distance", type=click.Choice(["l2", "l1", "hamming"]), default=None,
-              help="Override the descriptor's distance (float descriptors: l2 or l1).")
+@click.option(
+    "--protocol",
+    default=None,
+    help="HPatches: python (default) or matlab; image pairs: mma, pck-gift, pck-msnet, oxford-ms "
+    "(default: mma, oxford-ms on oxford-affine).",
+)
+@click.option(
+    "--distance",
+    type=click.Choice(["l2", "l1", "hamming"]),
+    default=None,
+    help="Override the descriptor's distance (float descriptors: l2 or l1).",
+)
 @click.option("--detector", default=None, help="Image pairs: keypoint detector (dog, harris, superpoint).")
 @click.option("--budget", type=int, default=None, help="Image pairs: keypoint budget per image.")
 @device_option
 @weights_option
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
-              show_default=True, help="Folder for the JSON record and the markdown tables.")
-@click.option("--time-batch", type=int, default=256, show_default=True,
-              help="Record per-patch time at this batch size (0: do not time).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Folder for the JSON record and the markdown tables.",
+)
+@click.option(
+    "--time-batch",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Record per-patch time at this batch size (0: do not time).",
+)
 @click.option("--overwrite", is_flag=True, help="Recompute descriptors (and metrics) even if cached.")
 @click.option("--re-eval", is_flag=True, help="Recompute only the metrics from cached descriptors.")
 @quiet_option
 @_friendly
-def run(descriptors, dataset, data_dir, split, tasks, protocol, distance, detector, budget, device, weights, output,
-        time_batch, overwrite, re_eval, quiet):
+def run(
+    descriptors,
+    dataset,
+    data_dir,
+    split,
+    tasks,
+    protocol,
+    distance,
+    detector,
+    budget,
+    device,
+    weights,
+    output,
+    time_batch,
+    overwrite,
+    re_eval,
+    quiet,
+):
     """Describe a dataset with each descriptor, evaluate, print tables and write a JSON record."""
-    from .bench.runner import RunConfig, run as run_job
+    from .bench.runner import RunConfig
+    from .bench.runner import run as run_job
 
-    config = RunConfig(descriptors=_split_list(descriptors), dataset=dataset, data_dir=data_dir, split=split,
-                       tasks=_split_list(tasks) if tasks is not None else None, protocol=protocol,
-                       distance=distance, device=device,
-                       weights=weights, output=output, overwrite=overwrite, re_eval=re_eval, progress=not quiet,
-                       time_batch=time_batch, detector=detector, budget=budget)
+    config = RunConfig(
+        descriptors=_split_list(descriptors),
+        dataset=dataset,
+        data_dir=data_dir,
+        split=split,
+        tasks=_split_list(tasks) if tasks is not None else None,
+        protocol=protocol,
+        distance=distance,
+        device=device,
+        weights=weights,
+        output=output,
+        overwrite=overwrite,
+        re_eval=re_eval,
+        progress=not quiet,
+        time_batch=time_batch,
+        detector=detector,
+        budget=budget,
+    )
     result = run_job(config, log=lambda msg: click.echo(msg, err=True))
     click.echo(result.markdown)
     if result.record_path:
@@ -122,27 +183,47 @@ def run(descriptors, dataset, data_dir, split, tasks, protocol, distance, detect
 
 
 @main.command()
-@click.option("--descriptor-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Precomputed descriptors: DIR/<seq>/<type>.csv (official hpatches-benchmark layout).")
+@click.option(
+    "--descriptor-dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Precomputed descriptors: DIR/<seq>/<type>.csv (official hpatches-benchmark layout).",
+)
 @click.option("--name", required=True, help="Name of the descriptor in the record and tables.")
-@click.option("--tasks-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Task files (official tasks/ layout); default: those of --dataset.")
+@click.option(
+    "--tasks-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Task files (official tasks/ layout); default: those of --dataset.",
+)
 @click.option("--dataset", default="hpatches", show_default=True, help="Dataset whose task files are used.")
 @data_dir_option
 @click.option("--split", default="full", show_default=True)
 @click.option("--tasks", default="verification,matching,retrieval", show_default=True)
 @click.option("--protocol", default="python", show_default=True)
 @click.option("--distance", type=click.Choice(["l2", "l1", "hamming"]), default="l2", show_default=True)
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
+@click.option(
+    "--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True
+)
 @quiet_option
 @_friendly
 def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, protocol, distance, output, quiet):
     """Score precomputed descriptors (bring your own) on the HPatches tasks."""
     from .bench.evaluate import EvaluateConfig, evaluate_dir
 
-    config = EvaluateConfig(descriptor_dir=descriptor_dir, name=name, tasks_dir=tasks_dir, dataset=dataset,
-                            data_dir=data_dir, split=split, tasks=_split_list(tasks), protocol=protocol,
-                            distance=distance, output=output, progress=not quiet)
+    config = EvaluateConfig(
+        descriptor_dir=descriptor_dir,
+        name=name,
+        tasks_dir=tasks_dir,
+        dataset=dataset,
+        data_dir=data_dir,
+        split=split,
+        tasks=_split_list(tasks),
+        protocol=protocol,
+        distance=distance,
+        output=output,
+        progress=not quiet,
+    )
     result = evaluate_dir(config)
     click.echo(result.markdown)
     if result.record_path:
@@ -153,8 +234,13 @@ def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, p
 @click.option("--descriptor", "-d", "name", required=True, help="Descriptor (NAME:key=value ...).")
 @click.option("--dataset", default="hpatches-synth", show_default=True)
 @data_dir_option
-@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to write <seq>/<type>.csv into.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write <seq>/<type>.csv into.",
+)
 @device_option
 @weights_option
 @click.option("--overwrite", is_flag=True, help="Rewrite sequences that are already exported.")
@@ -196,8 +282,13 @@ def data_download(name, data_dir, quiet):
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--output", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for report.md and the PNG figures.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for report.md and the PNG figures.",
+)
 @_friendly
 def report(runs, output):
     """Rebuild tables and figures from JSON records (files or folders of them)."""
@@ -209,13 +300,27 @@ def report(runs, output):
 
 
 @main.command()
-@click.option("--baseline", required=True, type=click.Path(exists=True, path_type=Path),
-              help="Baseline record (JSON) or folder of records.")
+@click.option(
+    "--baseline",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Baseline record (JSON) or folder of records.",
+)
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--accuracy-tolerance", type=float, default=0.005, show_default=True,
-              help="Largest allowed drop of any accuracy metric (fraction: 0.005 = 0.5 points).")
-@click.option("--speed-tolerance", type=float, default=0.25, show_default=True,
-              help="Largest allowed slow-down of normalised speed (0.25 = 25 %).")
+@click.option(
+    "--accuracy-tolerance",
+    type=float,
+    default=0.005,
+    show_default=True,
+    help="Largest allowed drop of any accuracy metric (fraction: 0.005 = 0.5 points).",
+)
+@click.option(
+    "--speed-tolerance",
+    type=float,
+    default=0.25,
+    show_default=True,
+    help="Largest allowed slow-down of normalised speed (0.25 = 25 %).",
+)
 @click.option("--show-ok", is_flag=True, help="List unchanged rows too.")
 @_friendly
 def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok):
@@ -240,20 +345,53 @@ def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok):
 @click.option("--fp16", is_flag=True, help="Half precision (descriptors that support it).")
 @click.option("--tf32", is_flag=True, help="Allow TF32 matmuls on GPU (off by default).")
 @click.option("--repeats", type=int, default=10, show_default=True, help="Timed repeats per batch size.")
-@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed calls before timing (first reported apart).")
-@click.option("--random-weights", is_flag=True, help="Learned descriptors without weights: random weights, timing only.")
-@click.option("--no-calibration", is_flag=True, help="Skip the calibration workload (speeds then cannot be normalised).")
-@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True)
+@click.option(
+    "--warmup", type=int, default=2, show_default=True, help="Untimed calls before timing (first reported apart)."
+)
+@click.option(
+    "--random-weights", is_flag=True, help="Learned descriptors without weights: random weights, timing only."
+)
+@click.option(
+    "--no-calibration", is_flag=True, help="Skip the calibration workload (speeds then cannot be normalised)."
+)
+@click.option(
+    "--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True
+)
 @quiet_option
 @_friendly
-def time_command(descriptors, device, batch_sizes, patch_size, image_size, threads, fp16, tf32, repeats, warmup,
-                 random_weights, no_calibration, output, quiet):
+def time_command(
+    descriptors,
+    device,
+    batch_sizes,
+    patch_size,
+    image_size,
+    threads,
+    fp16,
+    tf32,
+    repeats,
+    warmup,
+    random_weights,
+    no_calibration,
+    output,
+    quiet,
+):
     """Time descriptors per patch (or per image) on CPU or GPU, with batching. See docs/timing.md."""
     from .bench.timing import TimingConfig, dense_table, save_timing, time_descriptors, timing_table
 
-    config = TimingConfig(descriptors=descriptors, device=device, batch_sizes=batch_sizes, patch_size=patch_size,
-                          image_size=image_size, threads=threads, fp16=fp16, tf32=tf32, repeats=repeats,
-                          warmup=warmup, random_weights=random_weights, calibrate=not no_calibration)
+    config = TimingConfig(
+        descriptors=descriptors,
+        device=device,
+        batch_sizes=batch_sizes,
+        patch_size=patch_size,
+        image_size=image_size,
+        threads=threads,
+        fp16=fp16,
+        tf32=tf32,
+        repeats=repeats,
+        warmup=warmup,
+        random_weights=random_weights,
+        calibrate=not no_calibration,
+    )
     record = time_descriptors(config, progress=not quiet)
     click.echo(timing_table(record.timings))
     if any(r.unit == "image" for r in record.timings):
@@ -277,9 +415,16 @@ def weights_list():
 
     from .adapters.weights import weights_table
 
-    rows = [[w.descriptor, w.variant + (" (default)" if w.default else ""), w.trained_on
-             + (" [saw HPatches]" if w.saw_hpatches else ""), w.licence, "cached" if w.cached else w.command]
-            for w in weights_table()]
+    rows = [
+        [
+            w.descriptor,
+            w.variant + (" (default)" if w.default else ""),
+            w.trained_on + (" [saw HPatches]" if w.saw_hpatches else ""),
+            w.licence,
+            "cached" if w.cached else w.command,
+        ]
+        for w in weights_table()
+    ]
     click.echo(tabulate(rows, headers=["descriptor", "variant", "trained on", "licence", "status"], tablefmt="github"))
 
 

@@ -1,5 +1,6 @@
 """Registration by subclassing: import every module of a package once, so that the classes they
 define register themselves. Used by the descriptor and dataset registries (no central name lists)."""
+
 from __future__ import annotations
 
 import importlib

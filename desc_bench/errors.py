@@ -3,6 +3,7 @@
 Every error says what was expected, what was found and what to do. Code never uses ``assert`` for
 user errors; it raises one of these, and the CLI prints the message without a traceback.
 """
+
 from __future__ import annotations
 
 

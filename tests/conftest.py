@@ -1,4 +1,5 @@
 """Shared fixtures. Tests that need ../shared skip with a clear reason when it is absent."""
+
 from __future__ import annotations
 
 import os

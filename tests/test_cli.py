@@ -3,6 +3,7 @@
 The tiny set is made by the embedded generator and laid out as `desc-bench data download hpatches`
 lays out the real release, so the same loader, tasks and CLI paths run as on real data.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,34 +32,83 @@ def env(tmp_path):
 
 def test_run_evaluate_export_report_check(tiny_hpatches, tmp_path, env):
     runs = tmp_path / "runs"
-    result = invoke(["run", "-d", "sift-opencv,rootsift-opencv", "--dataset", "hpatches", "--data-dir",
-                     str(tiny_hpatches), "-o", str(runs), "-q", "--time-batch", "16"], env)
+    result = invoke(
+        [
+            "run",
+            "-d",
+            "sift-opencv,rootsift-opencv",
+            "--dataset",
+            "hpatches",
+            "--data-dir",
+            str(tiny_hpatches),
+            "-o",
+            str(runs),
+            "-q",
+            "--time-batch",
+            "16",
+        ],
+        env,
+    )
     assert result.exit_code == 0, result.output
     assert "## Summary" in result.output and "Easy" in result.output and "rootsift-opencv" in result.output
     records = sorted(runs.glob("*.json"))
     assert len(records) == 1 and records[0].with_suffix(".md").is_file()
     record = json.loads(records[0].read_text())
     assert record["calibration"] is not None and record["timings"][0]["batch"] == 16
-    matching = {(r["descriptor"], r["noise"]): r["value"] for r in record["results"]
-                if r["task"] == "matching" and r["subset"] == "all" and r["variant"] == ""}
+    matching = {
+        (r["descriptor"], r["noise"]): r["value"]
+        for r in record["results"]
+        if r["task"] == "matching" and r["subset"] == "all" and r["variant"] == ""
+    }
     assert 0.0 < matching[("sift-opencv", "easy")] <= 1.0
 
     # export, then evaluate the exported files: the same numbers as the run
     exported = tmp_path / "exported"
-    result = invoke(["export", "-d", "sift-opencv", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches),
-                     "-o", str(exported), "-q"], env)
+    result = invoke(
+        [
+            "export",
+            "-d",
+            "sift-opencv",
+            "--dataset",
+            "hpatches",
+            "--data-dir",
+            str(tiny_hpatches),
+            "-o",
+            str(exported),
+            "-q",
+        ],
+        env,
+    )
     assert result.exit_code == 0, result.output
     assert (exported / sorted(p.name for p in exported.iterdir())[0] / "t5.csv").is_file()
     evaluated = tmp_path / "evaluated"
-    result = invoke(["evaluate", "--descriptor-dir", str(exported), "--name", "sift-opencv",
-                     "--tasks-dir", str(tiny_hpatches / "hpatches" / "tasks"), "-o", str(evaluated), "-q"], env)
+    result = invoke(
+        [
+            "evaluate",
+            "--descriptor-dir",
+            str(exported),
+            "--name",
+            "sift-opencv",
+            "--tasks-dir",
+            str(tiny_hpatches / "hpatches" / "tasks"),
+            "-o",
+            str(evaluated),
+            "-q",
+        ],
+        env,
+    )
     assert result.exit_code == 0, result.output
     ours = json.loads(next(evaluated.glob("*.json")).read_text())["results"]
-    theirs = {(r["task"], r["metric"], r["noise"], r["subset"], r["variant"]): r["value"]
-              for r in record["results"] if r["descriptor"] == "sift-opencv"}
+    theirs = {
+        (r["task"], r["metric"], r["noise"], r["subset"], r["variant"]): r["value"]
+        for r in record["results"]
+        if r["descriptor"] == "sift-opencv"
+    }
     assert len(ours) == len(theirs)
     for r in ours:
-        assert r["value"] == pytest.approx(theirs[(r["task"], r["metric"], r["noise"], r["subset"], r["variant"])], abs=1e-6)
+        assert r["value"] == pytest.approx(
+            theirs[(r["task"], r["metric"], r["noise"], r["subset"], r["variant"])], abs=1e-6
+        )
 
     # report and check from records alone
     result = invoke(["report", str(runs), "-o", str(tmp_path / "report")], env)
@@ -68,8 +118,23 @@ def test_run_evaluate_export_report_check(tiny_hpatches, tmp_path, env):
     assert result.exit_code == 0, result.output
 
     # a second run resumes from the cache and gives the same numbers
-    result = invoke(["run", "-d", "sift-opencv", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches),
-                     "-o", str(tmp_path / "runs2"), "-q", "--time-batch", "0"], env)
+    result = invoke(
+        [
+            "run",
+            "-d",
+            "sift-opencv",
+            "--dataset",
+            "hpatches",
+            "--data-dir",
+            str(tiny_hpatches),
+            "-o",
+            str(tmp_path / "runs2"),
+            "-q",
+            "--time-batch",
+            "0",
+        ],
+        env,
+    )
     assert result.exit_code == 0
     again = json.loads(next((tmp_path / "runs2").glob("*.json")).read_text())["results"]
     assert [r["value"] for r in again] == [r["value"] for r in record["results"] if r["descriptor"] == "sift-opencv"]
@@ -82,8 +147,9 @@ def test_clear_errors(tiny_hpatches, tmp_path, env):
     assert result.exit_code == 2 and "hpatches-synth" in result.output
     result = invoke(["run", "-d", "sift-opencv", "--dataset", "hpatches", "--data-dir", str(tmp_path / "empty")], env)
     assert result.exit_code == 2 and "desc-bench data download hpatches" in result.output
-    result = invoke(["run", "-d", "sift-opencv", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches),
-                     "--split", "zzz"], env)
+    result = invoke(
+        ["run", "-d", "sift-opencv", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches), "--split", "zzz"], env
+    )
     assert result.exit_code == 2 and "full" in result.output
 
 
@@ -95,8 +161,9 @@ def test_list(tiny_hpatches, env):
 
 
 def test_time_command(tmp_path, env):
-    result = invoke(["time", "-d", "sift-opencv", "--batch-sizes", "1,8", "--repeats", "2", "-o", str(tmp_path / "t"),
-                     "-q"], env)
+    result = invoke(
+        ["time", "-d", "sift-opencv", "--batch-sizes", "1,8", "--repeats", "2", "-o", str(tmp_path / "t"), "-q"], env
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(next((tmp_path / "t").glob("*.json")).read_text())
     assert [t["batch"] for t in record["timings"]] == [1, 8]
@@ -112,8 +179,23 @@ def test_a_failing_descriptor_becomes_error_rows_and_the_run_goes_on(tiny_hpatch
 
     monkeypatch.setattr(RootSiftOpenCV, "describe_patches", explode)
     monkeypatch.setenv("DESC_BENCH_CACHE", str(tmp_path / "cache"))
-    result = invoke(["run", "-d", "rootsift-opencv,sift-opencv", "--dataset", "hpatches", "--data-dir",
-                     str(tiny_hpatches), "-o", str(tmp_path / "runs"), "-q", "--time-batch", "0"], {})
+    result = invoke(
+        [
+            "run",
+            "-d",
+            "rootsift-opencv,sift-opencv",
+            "--dataset",
+            "hpatches",
+            "--data-dir",
+            str(tiny_hpatches),
+            "-o",
+            str(tmp_path / "runs"),
+            "-q",
+            "--time-batch",
+            "0",
+        ],
+        {},
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
     failed = [r for r in record["results"] if r["descriptor"] == "rootsift-opencv"]
@@ -139,8 +221,19 @@ def test_options_are_checked_before_any_work(tiny_hpatches, tmp_path, env):
 
 
 def test_distance_and_protocol_are_part_of_every_row(tiny_hpatches, tmp_path, env):
-    common = ["-d", "sift-torch-mp", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches), "--tasks",
-              "matching", "-q", "--time-batch", "0"]
+    common = [
+        "-d",
+        "sift-torch-mp",
+        "--dataset",
+        "hpatches",
+        "--data-dir",
+        str(tiny_hpatches),
+        "--tasks",
+        "matching",
+        "-q",
+        "--time-batch",
+        "0",
+    ]
     assert invoke(["run", *common, "-o", str(tmp_path / "l2")], env).exit_code == 0
     result = invoke(["run", *common, "--distance", "l1", "-o", str(tmp_path / "l1")], env)
     assert result.exit_code == 0 and "sift-torch-mp (l1)" in result.output
@@ -153,12 +246,53 @@ def test_distance_and_protocol_are_part_of_every_row(tiny_hpatches, tmp_path, en
 
 def test_evaluate_refuses_float_files_as_hamming_and_pair_datasets(tiny_hpatches, tmp_path, env):
     exported = tmp_path / "exported"
-    invoke(["export", "-d", "sift-torch-mp", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches),
-            "-o", str(exported), "-q"], env)  # unit-norm floats, not bytes
+    invoke(
+        [
+            "export",
+            "-d",
+            "sift-torch-mp",
+            "--dataset",
+            "hpatches",
+            "--data-dir",
+            str(tiny_hpatches),
+            "-o",
+            str(exported),
+            "-q",
+        ],
+        env,
+    )  # unit-norm floats, not bytes
     tasks = str(tiny_hpatches / "hpatches" / "tasks")
-    result = invoke(["evaluate", "--descriptor-dir", str(exported), "--name", "x", "--tasks-dir", tasks,
-                     "--distance", "hamming", "-q", "-o", str(tmp_path / "e")], env)
+    result = invoke(
+        [
+            "evaluate",
+            "--descriptor-dir",
+            str(exported),
+            "--name",
+            "x",
+            "--tasks-dir",
+            tasks,
+            "--distance",
+            "hamming",
+            "-q",
+            "-o",
+            str(tmp_path / "e"),
+        ],
+        env,
+    )
     assert result.exit_code == 2 and "packed bytes" in result.output
-    result = invoke(["evaluate", "--descriptor-dir", str(exported), "--name", "x", "--dataset", "hpatches-seq-synth",
-                     "--data-dir", str(tmp_path / "pairs"), "-q"], env)
+    result = invoke(
+        [
+            "evaluate",
+            "--descriptor-dir",
+            str(exported),
+            "--name",
+            "x",
+            "--dataset",
+            "hpatches-seq-synth",
+            "--data-dir",
+            str(tmp_path / "pairs"),
+            "-q",
+        ],
+        env,
+    )
     assert result.exit_code == 2 and "image-pair dataset" in result.output

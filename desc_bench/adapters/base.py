@@ -14,11 +14,12 @@ Hooks (a subclass implements at least one):
                                        map cell (i, j) is at pixel (offset + stride*j, offset + stride*i)
     describe_keypoints(image, frames)  uint8 image and :class:`Frames`        -> (N, dim)
 """
+
 from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -143,7 +144,7 @@ class Descriptor:
     supports_fp16: ClassVar[bool] = False  # may run under float16 autocast (`desc-bench time --fp16`);
     # hand-written descriptors honour it through compute_dtype
 
-    _registry: ClassVar[dict[str, type["Descriptor"]]] = {}
+    _registry: ClassVar[dict[str, type[Descriptor]]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -159,11 +160,14 @@ class Descriptor:
         except RuntimeError:
             raise InputError(f"{self.name}: {device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise InputError(f"{self.name}: device {device!r} was asked for, but this torch sees no CUDA GPU; "
-                             "use --device cpu")
+            raise InputError(
+                f"{self.name}: device {device!r} was asked for, but this torch sees no CUDA GPU; use --device cpu"
+            )
         if weights is not None and not type(self).weights:
-            raise InputError(f"{self.name} takes no weights (it has no weight files), but weights={weights!r} "
-                             "was given; leave weights out for this descriptor")
+            raise InputError(
+                f"{self.name} takes no weights (it has no weight files), but weights={weights!r} "
+                "was given; leave weights out for this descriptor"
+            )
         self.options = self.parse_options(options)
         self.weights_name = weights if weights is not None else self.default_weights
         self.setup()
@@ -260,7 +264,9 @@ class Descriptor:
         out = out.float()
         if not torch.isfinite(out).all():
             bad = int((~torch.isfinite(out)).any(dim=1).sum())
-            raise DescriptorOutputError(f"descriptor {self.name!r} returned NaN or infinite values for {bad} of {count} inputs")
+            raise DescriptorOutputError(
+                f"descriptor {self.name!r} returned NaN or infinite values for {bad} of {count} inputs"
+            )
         return out.to(self.device)
 
     def __repr__(self) -> str:
@@ -290,6 +296,4 @@ def _convert(descriptor: str, key: str, value: Any, default: Any) -> Any:
             raise ValueError(value)
         return type(default)(value)
     except ValueError:
-        raise InputError(
-            f"option {key}={value!r} of {descriptor} is not a valid {type(default).__name__}"
-        ) from None
+        raise InputError(f"option {key}={value!r} of {descriptor} is not a valid {type(default).__name__}") from None

@@ -28,6 +28,7 @@ its Gaussian channels with ``j*len(sigmas)+i`` instead of ``i*orientations+j`` a
 sigmas and kernel radii to integers. This module implements the intended, scikit-image behaviour
 (agreement within 4e-3 on the oracle).
 """
+
 from __future__ import annotations
 
 import math
@@ -123,12 +124,15 @@ class DaisyLayout:
         return (len(self.offsets) + 1) * self.orientations
 
 
-def layout(
-    radius: int = 15, rings: int = 3, histograms: int = 8, orientations: int = 8, step: int = 4
-) -> DaisyLayout:
+def layout(radius: int = 15, rings: int = 3, histograms: int = 8, orientations: int = 8, step: int = 4) -> DaisyLayout:
     """scikit-image's default rules: ``sigma_i = radius (i+1) / (2 rings)``, ``r_i = radius (i+1) / rings``."""
-    for key, value in (("radius", radius), ("rings", rings), ("histograms", histograms),
-                       ("orientations", orientations), ("step", step)):
+    for key, value in (
+        ("radius", radius),
+        ("rings", rings),
+        ("histograms", histograms),
+        ("orientations", orientations),
+        ("step", step),
+    ):
         if int(value) != value or value < 1:
             raise InputError(f"daisy: {key} must be a positive integer, got {value!r}")
     radius, rings, histograms = int(radius), int(rings), int(histograms)
@@ -139,7 +143,9 @@ def layout(
         for j in range(histograms):
             theta = 2 * math.pi * j / histograms
             # Python's round (half to even), as scikit-image
-            offsets.append((i + 1, int(round(ring_radii[i] * math.sin(theta))), int(round(ring_radii[i] * math.cos(theta)))))
+            offsets.append(
+                (i + 1, int(round(ring_radii[i] * math.sin(theta))), int(round(ring_radii[i] * math.cos(theta))))
+            )
     return DaisyLayout(radius, int(step), int(orientations), (sigmas[0],) + sigmas, tuple(offsets))
 
 
@@ -169,7 +175,9 @@ class Daisy:
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         r, s = self.layout.radius, self.layout.step
         if height <= 2 * r or width <= 2 * r:
-            raise InputError(f"daisy: image {height}x{width} is too small for radius {r} (needs more than {2 * r} px per side)")
+            raise InputError(
+                f"daisy: image {height}x{width} is too small for radius {r} (needs more than {2 * r} px per side)"
+            )
         return (height - 2 * r + s - 1) // s, (width - 2 * r + s - 1) // s
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -256,8 +264,9 @@ class Daisy:
             pad = (len(taps) - 1) // 2
             with torch.inference_mode(False):  # a normal tensor: usable with autograd after an inference-mode call
                 basis = torch.eye(size, dtype=torch.float64)
-                responses = correlate_last(symmetric_pad_last(basis, pad, block_extra(size, BLOCK)),
-                                           banded_matrix(taps, BLOCK), size)  # row i: the pass applied to e_i
+                responses = correlate_last(
+                    symmetric_pad_last(basis, pad, block_extra(size, BLOCK)), banded_matrix(taps, BLOCK), size
+                )  # row i: the pass applied to e_i
                 cache[key] = responses.t().contiguous().to(like.device, like.dtype)
         return cache[key]
 
@@ -356,8 +365,13 @@ class DaisyOpenCV(Descriptor):
             raise InputError(f"daisy-opencv: norm must be one of {', '.join(OPENCV_NORMS)}, got {opts.norm!r}")
         self.dim = (opts.q_radius * opts.q_theta + 1) * opts.q_hist
         self.extractor = cv2.xfeatures2d.DAISY_create(
-            radius=float(opts.radius), q_radius=opts.q_radius, q_theta=opts.q_theta, q_hist=opts.q_hist,
-            norm=OPENCV_NORMS[opts.norm], interpolation=opts.interpolation, use_orientation=opts.use_orientation,
+            radius=float(opts.radius),
+            q_radius=opts.q_radius,
+            q_theta=opts.q_theta,
+            q_hist=opts.q_hist,
+            norm=OPENCV_NORMS[opts.norm],
+            interpolation=opts.interpolation,
+            use_orientation=opts.use_orientation,
         )
 
     def _compute(self, gray: np.ndarray, xy: np.ndarray, sizes: np.ndarray, angles: np.ndarray) -> np.ndarray:
@@ -365,13 +379,16 @@ class DaisyOpenCV(Descriptor):
         kept, descs = self.extractor.compute(np.ascontiguousarray(gray), keypoints)
         if descs is None or len(kept) != len(keypoints):
             raise DescriptorOutputError(
-                f"daisy-opencv: OpenCV kept {0 if descs is None else len(kept)} of {len(keypoints)} keypoints")
+                f"daisy-opencv: OpenCV kept {0 if descs is None else len(kept)} of {len(keypoints)} keypoints"
+            )
         return descs
 
     def describe_keypoints(self, image: np.ndarray, frames: Frames) -> torch.Tensor:
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise InputError(f"daisy-opencv: expected a uint8 (H, W) or (H, W, 3) image, got {image.dtype} {image.shape}")
+            raise InputError(
+                f"daisy-opencv: expected a uint8 (H, W) or (H, W, 3) image, got {image.dtype} {image.shape}"
+            )
         gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         if len(frames) == 0:
             return torch.zeros(0, self.dim, device=self.device)

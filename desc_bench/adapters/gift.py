@@ -27,6 +27,7 @@ GIFT describes keypoints (the group features come from warped copies of the whol
 implements ``describe_keypoints`` for images; on patches ``describe_patches`` describes each patch at
 its centre ``((P-1)/2, (P-1)/2)``, batching all patches through each of the 25 warps.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -52,13 +53,20 @@ class Extractor(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv0 = nn.Sequential(
-            nn.Conv2d(3, 16, 5, padding=2, bias=False), nn.InstanceNorm2d(16), nn.ReLU(inplace=True),
-            nn.Conv2d(16, 32, 5, padding=2, bias=False), nn.InstanceNorm2d(32), nn.ReLU(inplace=True),
+            nn.Conv2d(3, 16, 5, padding=2, bias=False),
+            nn.InstanceNorm2d(16),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(16, 32, 5, padding=2, bias=False),
+            nn.InstanceNorm2d(32),
+            nn.ReLU(inplace=True),
             nn.AvgPool2d(2, 2),
         )
         self.conv1 = nn.Sequential(
-            nn.Conv2d(32, 32, 5, padding=2, bias=False), nn.InstanceNorm2d(32), nn.ReLU(inplace=True),
-            nn.Conv2d(32, 32, 5, padding=2, bias=False), nn.InstanceNorm2d(32),
+            nn.Conv2d(32, 32, 5, padding=2, bias=False),
+            nn.InstanceNorm2d(32),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 5, padding=2, bias=False),
+            nn.InstanceNorm2d(32),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,14 +147,15 @@ class Gift(LearnedDescriptor):
     summary = "GIFT (NeurIPS 2019), 5 scales x 5 rotations group CNN; weights not at a stable URL"
     weights = {
         "stage2-pretrain": WeightFile(
-            urls=(), git_blob=None, format="gift",
+            urls=(),
+            git_blob=None,
+            format="gift",
             licence="AGPL-3.0 (zju3dv/GIFT; SenseTime IP note)",
             trained_on="MS-COCO with synthetic homographies (GIFT-stage2-pretrain/20001.pth, OneDrive)",
         ),
     }
     network = GiftNet
     default_weights = "stage2-pretrain"
-
 
     def group_features(self, images: np.ndarray, xy: np.ndarray) -> torch.Tensor:
         """Group features ``(B * N, 32, 5, 5)`` of uint8 BGR images ``(B, H, W, 3)`` at keypoints ``xy``
@@ -158,9 +167,19 @@ class Gift(LearnedDescriptor):
             while level < si:  # one more blur per scale step, cumulative
                 current = [cv2.GaussianBlur(im, (5, 5), 1.5) for im in current]
                 level += 1
-            warped = np.stack([cv2.warpAffine(im, affine, (tw, th), flags=cv2.INTER_LINEAR,
-                                              borderMode=cv2.BORDER_CONSTANT, borderValue=(127, 127, 127))
-                               for im in current])
+            warped = np.stack(
+                [
+                    cv2.warpAffine(
+                        im,
+                        affine,
+                        (tw, th),
+                        flags=cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT,
+                        borderValue=(127, 127, 127),
+                    )
+                    for im in current
+                ]
+            )
             tensor = torch.from_numpy(warped).to(self.device).permute(0, 3, 1, 2).float()
             maps = self.net.extractor((tensor - 127.0) / 128.0)
             points = xy @ affine[:, :2].T + affine[:, 2]

@@ -20,6 +20,7 @@ affine batch norms, no dropout and no final batch norm (its last convolution is 
 For inference every batch norm is folded into the convolution before it and the network runs in
 channels-last memory format, which makes it faster on CPU than the unfused module.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -45,8 +46,14 @@ def _urls(path: str) -> tuple[str, ...]:
 
 
 def _checkpoint(path: str, blob: str, trained_on: str, saw_hpatches: bool = False) -> WeightFile:
-    return WeightFile(urls=_urls(path), git_blob=blob, format="checkpoint:state_dict", licence=_MIT,
-                      trained_on=trained_on, saw_hpatches=saw_hpatches)
+    return WeightFile(
+        urls=_urls(path),
+        git_blob=blob,
+        format="checkpoint:state_dict",
+        licence=_MIT,
+        trained_on=trained_on,
+        saw_hpatches=saw_hpatches,
+    )
 
 
 # (in, out, stride) of the six 3x3 convolutions
@@ -57,8 +64,11 @@ def hardnet_features(ps: bool = False) -> nn.Sequential:
     """The upstream ``features`` stack (HardNet, or HardNetPS with ``ps=True``), unfused."""
     layers: list[nn.Module] = []
     for cin, cout, stride in _CONVS:
-        layers += [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=ps),
-                   nn.BatchNorm2d(cout, affine=ps), nn.ReLU()]
+        layers += [
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=ps),
+            nn.BatchNorm2d(cout, affine=ps),
+            nn.ReLU(),
+        ]
     if ps:
         layers.append(nn.Conv2d(128, 128, 8, bias=True))
     else:
@@ -75,7 +85,11 @@ def fuse(features: nn.Sequential) -> nn.Sequential:
         module = modules[i]
         if isinstance(module, nn.Conv2d):
             weight = module.weight.detach().double()
-            bias = module.bias.detach().double() if module.bias is not None else torch.zeros(weight.shape[0], dtype=torch.float64)
+            bias = (
+                module.bias.detach().double()
+                if module.bias is not None
+                else torch.zeros(weight.shape[0], dtype=torch.float64)
+            )
             if i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d):
                 bn = modules[i + 1]
                 scale = 1.0 / torch.sqrt(bn.running_var.double() + bn.eps)
@@ -85,8 +99,14 @@ def fuse(features: nn.Sequential) -> nn.Sequential:
                 weight = weight * scale.view(-1, 1, 1, 1)
                 bias = bias * scale + shift
                 i += 1
-            conv = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
-                             padding=module.padding, bias=True)
+            conv = nn.Conv2d(
+                module.in_channels,
+                module.out_channels,
+                module.kernel_size,
+                stride=module.stride,
+                padding=module.padding,
+                bias=True,
+            )
             conv.weight.data.copy_(weight.float())
             conv.bias.data.copy_(bias.float())
             fused.append(conv)
@@ -106,16 +126,29 @@ class HardNet(LearnedDescriptor):
     summary = "HardNet (NeurIPS 2017), 32x32 patches; weights HardNetLib+ (Liberty, augmented)"
     ps: ClassVar[bool] = False
     weights = {
-        "liberty-aug": _checkpoint("pretrained/train_liberty_with_aug/checkpoint_liberty_with_aug.pth",
-                                   "c1b2a5f4e79a5f3e50ec9a1ac98a428965cef37b", "Brown liberty, augmented (HardNetLib+)"),
-        "liberty": _checkpoint("pretrained/train_liberty/checkpoint_liberty_no_aug.pth",
-                               "8694b2a670aec840800966e42cd8c79e3be66e9a", "Brown liberty, no augmentation"),
-        "notredame-aug": _checkpoint("pretrained/train_notredame_with_aug/checkpoint_notredame_with_aug.pth",
-                                     "e3d10581066a9408db8c9a6b545e08318bdead2c", "Brown notredame, augmented"),
-        "yosemite-aug": _checkpoint("pretrained/train_yosemite_with_aug/checkpoint_yosemite_with_aug.pth",
-                                    "ec9124d045fa7c05cefa76a7ae48a016754aae85", "Brown yosemite, augmented"),
-        "6brown": _checkpoint("pretrained/6Brown/hardnetBr6.pth", "26df901859b3bbfc0cafaca504f09e771ac7b427",
-                              "6Brown (all Brown sets)"),
+        "liberty-aug": _checkpoint(
+            "pretrained/train_liberty_with_aug/checkpoint_liberty_with_aug.pth",
+            "c1b2a5f4e79a5f3e50ec9a1ac98a428965cef37b",
+            "Brown liberty, augmented (HardNetLib+)",
+        ),
+        "liberty": _checkpoint(
+            "pretrained/train_liberty/checkpoint_liberty_no_aug.pth",
+            "8694b2a670aec840800966e42cd8c79e3be66e9a",
+            "Brown liberty, no augmentation",
+        ),
+        "notredame-aug": _checkpoint(
+            "pretrained/train_notredame_with_aug/checkpoint_notredame_with_aug.pth",
+            "e3d10581066a9408db8c9a6b545e08318bdead2c",
+            "Brown notredame, augmented",
+        ),
+        "yosemite-aug": _checkpoint(
+            "pretrained/train_yosemite_with_aug/checkpoint_yosemite_with_aug.pth",
+            "ec9124d045fa7c05cefa76a7ae48a016754aae85",
+            "Brown yosemite, augmented",
+        ),
+        "6brown": _checkpoint(
+            "pretrained/6Brown/hardnetBr6.pth", "26df901859b3bbfc0cafaca504f09e771ac7b427", "6Brown (all Brown sets)"
+        ),
     }
     default_weights = "liberty-aug"
 
@@ -125,7 +158,7 @@ class HardNet(LearnedDescriptor):
 
     def build(self, state: dict[str, torch.Tensor]) -> None:
         features = hardnet_features(self.ps)
-        features.load_state_dict({k[len("features."):]: v for k, v in state.items()}, strict=False)
+        features.load_state_dict({k[len("features.") :]: v for k, v in state.items()}, strict=False)
         self.net = fuse(features.eval()).to(self.device).eval()
         if self.device.type == "cpu":
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -143,9 +176,12 @@ class HardNetPlusPlus(HardNet):
     name = "hardnet++"
     summary = "HardNet++ (Brown + HPatches training: not comparable on HPatches)"
     weights = {
-        "brown+hpatches": _checkpoint("pretrained/pretrained_all_datasets/HardNet++.pth",
-                                      "84aa9c230b7cd6d0a8a7d13b65b39cfb0f406eec", "Brown + HPatches",
-                                      saw_hpatches=True),
+        "brown+hpatches": _checkpoint(
+            "pretrained/pretrained_all_datasets/HardNet++.pth",
+            "84aa9c230b7cd6d0a8a7d13b65b39cfb0f406eec",
+            "Brown + HPatches",
+            saw_hpatches=True,
+        ),
     }
     default_weights = "brown+hpatches"
 
@@ -157,9 +193,12 @@ class HardNetPS(HardNet):
     summary = "HardNetPS (PS dataset, Mitra et al. 2018; third-party weights)"
     ps = True
     weights = {
-        "ps": WeightFile(urls=_urls("pretrained/3rd_party/HardNetPS/HardNetPS.pth"),
-                         git_blob="2d5b2988f18d6bd9523c69907ee4cbf07e060ab0", format="state_dict",
-                         licence="MIT repository; weights from the PS-dataset authors (Mitra et al.)",
-                         trained_on="PS dataset"),
+        "ps": WeightFile(
+            urls=_urls("pretrained/3rd_party/HardNetPS/HardNetPS.pth"),
+            git_blob="2d5b2988f18d6bd9523c69907ee4cbf07e060ab0",
+            format="state_dict",
+            licence="MIT repository; weights from the PS-dataset authors (Mitra et al.)",
+            trained_on="PS dataset",
+        ),
     }
     default_weights = "ps"

@@ -16,6 +16,7 @@ State-dict names follow upstream (``desc_extractor.backbone.model.{0,1,4,5}...``
 trained (or got from the authors) with ``desc-bench weights add msnet-v0 PATH``. Written without
 torchvision.
 """
+
 from __future__ import annotations
 
 import torch
@@ -69,8 +70,10 @@ class DescExtractor(nn.Module):
         super().__init__()
         self.backbone = Backbone()
         self.regress = nn.Sequential(
-            nn.Conv2d(128, 256, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(256, 128, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(128, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 128, 3, padding=1),
+            nn.ReLU(inplace=True),
             nn.Conv2d(128, 128, 1),
         )
 
@@ -99,12 +102,16 @@ class MSNetV0(LearnedDescriptor):
     normalize_samples = True  # upstream interpolates the map, then L2-normalises again
     summary = "MSNet-V0 (ResNet-18 C3, stride 4); weights never published: add your own file"
     weights = {
-        "v0": WeightFile(urls=(), git_blob=None, format="msnet", licence="MIT (lin-zju/my-descriptor-space)",
-                         trained_on="MS-COCO with synthetic homographies (lin-zju/my-descriptor-space)"),
+        "v0": WeightFile(
+            urls=(),
+            git_blob=None,
+            format="msnet",
+            licence="MIT (lin-zju/my-descriptor-space)",
+            trained_on="MS-COCO with synthetic homographies (lin-zju/my-descriptor-space)",
+        ),
     }
     network = MSNetV0Net
     default_weights = "v0"
-
 
     def dense_map(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)

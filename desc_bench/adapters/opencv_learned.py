@@ -22,6 +22,7 @@ depends on the other patches of the batch or on its position in it), patches in 
 On images, frames without a size get the same 65 / 5.303, angle 0. Images are padded by reflection
 before describing so that OpenCV drops no keypoint near the border.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,10 @@ class _OpenCVLearned(Descriptor):
     @classmethod
     def availability(cls) -> str | None:
         if _xfeatures(cls.factory) is None:
-            return (f"needs opencv-contrib-python: cv2.xfeatures2d.{cls.factory} is missing from OpenCV "
-                    f"{cv2.__version__} (pip install opencv-contrib-python)")
+            return (
+                f"needs opencv-contrib-python: cv2.xfeatures2d.{cls.factory} is missing from OpenCV "
+                f"{cv2.__version__} (pip install opencv-contrib-python)"
+            )
         return None
 
     def make(self, create: Any) -> Any:
@@ -84,8 +87,9 @@ class _OpenCVLearned(Descriptor):
         self._local = threading.local()
         size = self._extractor.descriptorSize()
         if size != self.dim:
-            raise DescriptorOutputError(f"{self.name}: OpenCV {cv2.__version__} gives {size}-byte/float "
-                                        f"descriptors, expected {self.dim}")
+            raise DescriptorOutputError(
+                f"{self.name}: OpenCV {cv2.__version__} gives {size}-byte/float descriptors, expected {self.dim}"
+            )
 
     def _thread_extractor(self) -> Any:
         """This thread's extractor: OpenCV's VGG and BoostDesc keep per-call state in the object, so
@@ -102,8 +106,10 @@ class _OpenCVLearned(Descriptor):
         count = len(xy)
         pad = int(math.ceil(self.options.scale_factor * float(sizes.max()) * 0.75)) + 8
         padded = cv2.copyMakeBorder(np.ascontiguousarray(gray), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
-        keypoints = [cv2.KeyPoint(float(x + pad), float(y + pad), float(s), float(a), 0.0, 0, i)
-                     for i, ((x, y), s, a) in enumerate(zip(xy, sizes, angles))]
+        keypoints = [
+            cv2.KeyPoint(float(x + pad), float(y + pad), float(s), float(a), 0.0, 0, i)
+            for i, ((x, y), s, a) in enumerate(zip(xy, sizes, angles))
+        ]
         kept, desc = self._thread_extractor().compute(padded, keypoints)
         if desc is None or len(kept) != count:
             found = 0 if desc is None else len(kept)

@@ -9,6 +9,7 @@
   a dense-only descriptor describes a patch as a small image at its centre; a patch-only
   descriptor describes an image at keypoints by sampling patches around the frames.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -41,9 +42,7 @@ def as_patch_tensor(patches: torch.Tensor | np.ndarray, name: str) -> torch.Tens
     if patches.ndim == 3:
         patches = patches.unsqueeze(1)
     if patches.ndim != 4 or patches.shape[1] != 1 or patches.shape[2] != patches.shape[3]:
-        raise InputError(
-            f"{name}: expected gray square patches of shape (B, 1, P, P), got {tuple(patches.shape)}"
-        )
+        raise InputError(f"{name}: expected gray square patches of shape (B, 1, P, P), got {tuple(patches.shape)}")
     if patches.shape[2] < 8:
         raise InputError(f"{name}: patch size {patches.shape[2]} is too small (at least 8 px)")
     return patches.float()
@@ -182,8 +181,9 @@ def extract_patches(image: np.ndarray, frames: Frames, size: int = PATCH_SIZE) -
         px = x + s * (c * u - n * v)
         py = y + s * (n * u + c * v)
         grid = torch.stack([2.0 * px / max(width - 1, 1) - 1.0, 2.0 * py / max(height - 1, 1) - 1.0], dim=-1)
-        sampled = F.grid_sample(tensor.expand(stop - start, -1, -1, -1), grid, mode="bilinear",
-                                padding_mode="border", align_corners=True)
+        sampled = F.grid_sample(
+            tensor.expand(stop - start, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=True
+        )
         out.append(sampled)
     return torch.cat(out)
 
@@ -215,8 +215,10 @@ def check_image(image: np.ndarray, name: str) -> np.ndarray:
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
         raise InputError(f"{name}: expected an image of shape (H, W) or (H, W, 3) (RGB), got shape {image.shape}")
     if image.dtype != np.uint8:
-        raise InputError(f"{name}: expected a uint8 image with values 0..255, got dtype {image.dtype}; "
-                         "convert it first (e.g. np.clip(image, 0, 255).astype(np.uint8))")
+        raise InputError(
+            f"{name}: expected a uint8 image with values 0..255, got dtype {image.dtype}; "
+            "convert it first (e.g. np.clip(image, 0, 255).astype(np.uint8))"
+        )
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError(f"{name}: the image is empty (shape {image.shape})")
     return image

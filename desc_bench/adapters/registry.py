@@ -3,13 +3,14 @@
 Adapters register themselves when their module is imported (``Descriptor.__init_subclass__``).
 The first lookup imports every module of this package once; there is no central list of names.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..errors import DescriptorUnavailableError, InputError, UnknownNameError
 from ..discovery import import_modules
+from ..errors import DescriptorUnavailableError, InputError, UnknownNameError
 from .base import Descriptor
 
 _INFRASTRUCTURE = frozenset({"base", "registry", "prepare", "weights"})

@@ -35,6 +35,7 @@ Buffers (padded energies, cells, output) are kept per input shape, dtype and dev
 the next call with the same key. The returned map is a fresh tensor unless ``reuse_output=True``,
 in which case (as in the port) it is overwritten by the next call.
 """
+
 from __future__ import annotations
 
 import math
@@ -145,7 +146,8 @@ class SiftFlow:
             "sin": angles.sin().to(images.dtype).to(images.device).view(1, nb, 1, 1),
             "sobel": torch.tensor(
                 [[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], [[-1, -2, -1], [0, 0, 0], [1, 2, 1]]],
-                dtype=images.dtype, device=images.device,
+                dtype=images.dtype,
+                device=images.device,
             ).unsqueeze(1),
             # energies, padded by r left/right for the horizontal filter
             "bands": new(batch, nb, height, width + 2 * r),

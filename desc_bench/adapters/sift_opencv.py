@@ -13,6 +13,7 @@ defaulting to the HPatches patch-centre size for 65 px, angle in degrees, 0 when
 
 RootSIFT: L1-normalise, then element-wise square root (so the result has unit L2 norm).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -69,8 +70,9 @@ class SiftOpenCV(Descriptor):
         gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
         sizes = frames.scale if frames.scale is not None else np.full(len(frames), DEFAULT_KEYPOINT_SIZE)
         angles = frames.angle if frames.angle is not None else np.zeros(len(frames))
-        keypoints = [cv2.KeyPoint(float(x), float(y), float(s), float(a))
-                     for (x, y), s, a in zip(frames.xy, sizes, angles)]
+        keypoints = [
+            cv2.KeyPoint(float(x), float(y), float(s), float(a)) for (x, y), s, a in zip(frames.xy, sizes, angles)
+        ]
         if not keypoints:
             return torch.zeros(0, self.dim)
         kept, desc = self._sift.compute(np.ascontiguousarray(gray), keypoints)

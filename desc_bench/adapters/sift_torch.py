@@ -22,13 +22,15 @@ The computation (equal to ``ducha-aiki/pytorch-sift`` ``SIFTNet`` to float preci
 Output layout is angle-major: index ``angle_bin * 16 + row * 4 + col``.
 
 Implementation: the window and the separable tent pooling are folded into one precomputed
-``(P*P, 16)`` matrix (rows of pixels outside the circular mask dropped). The orientation split is one broadcast expression over 9 rows (the 9th holds
+``(P*P, 16)`` matrix (rows of pixels outside the circular mask dropped).
+The orientation split is one broadcast expression over 9 rows (the 9th holds
 the wrap-around from +pi to -pi), with no loop over bins, and the pooling of a batch is a single
 ``(B*9, P*P) @ (P*P, 16)`` matrix product; a tiny ``(8, 9)`` 0/1 matrix then folds the wrap row in
 and orders the bins as upstream does. On CPU the batch is processed in sub-batches of about 32
 patches of 65 px so that the orientation maps stay in cache. Everything is differentiable with
 respect to the input; float64 inputs are computed in float64.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -154,7 +156,7 @@ class _Constants:
     fold: torch.Tensor  # (bins, bins+1): output bin j = map row (j + bins/2) mod bins, + wrap row
 
     @classmethod
-    def build(cls, config: SIFTConfig, device: torch.device, dtype: torch.dtype) -> "_Constants":
+    def build(cls, config: SIFTConfig, device: torch.device, dtype: torch.dtype) -> _Constants:
         bins = config.num_ang_bins
         pooling = pooling_weights(config)
         # Pixels with zero weight everywhere (outside the circular mask) are dropped up front.
@@ -183,10 +185,12 @@ class SIFTNet(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"patch_size={c.patch_size}, sigma_type={c.sigma_type.value}, circular={c.circular}, "
-                f"rootsift={c.rootsift}, bins={c.num_ang_bins}x{c.num_spatial_bins}x{c.num_spatial_bins}")
+        return (
+            f"patch_size={c.patch_size}, sigma_type={c.sigma_type.value}, circular={c.circular}, "
+            f"rootsift={c.rootsift}, bins={c.num_ang_bins}x{c.num_spatial_bins}x{c.num_spatial_bins}"
+        )
 
-    def constants(self, ref: torch.Tensor) -> "_Constants":
+    def constants(self, ref: torch.Tensor) -> _Constants:
         """The precomputed matrices on ``ref``'s device and dtype (built once from float64)."""
         key = (ref.device, ref.dtype)
         if key not in self._constants:

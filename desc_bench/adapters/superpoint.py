@@ -20,6 +20,7 @@ encoder ``conv1a/1b`` (1->64->64), pool, ``conv2a/2b`` (64), pool, ``conv3a/3b``
 The released weights are under Magic Leap's academic, non-profit, non-commercial research-only
 licence (no redistribution); the notice is printed whenever they are used.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,9 +44,18 @@ NOTICE = (
 
 # name: (in, out, kernel)
 _LAYERS = {
-    "conv1a": (1, 64, 3), "conv1b": (64, 64, 3), "conv2a": (64, 64, 3), "conv2b": (64, 64, 3),
-    "conv3a": (64, 128, 3), "conv3b": (128, 128, 3), "conv4a": (128, 128, 3), "conv4b": (128, 128, 3),
-    "convPa": (128, 256, 3), "convPb": (256, 65, 1), "convDa": (128, 256, 3), "convDb": (256, 256, 1),
+    "conv1a": (1, 64, 3),
+    "conv1b": (64, 64, 3),
+    "conv2a": (64, 64, 3),
+    "conv2b": (64, 64, 3),
+    "conv3a": (64, 128, 3),
+    "conv3b": (128, 128, 3),
+    "conv4a": (128, 128, 3),
+    "conv4b": (128, 128, 3),
+    "convPa": (128, 256, 3),
+    "convPb": (256, 65, 1),
+    "convDa": (128, 256, 3),
+    "convDb": (256, 256, 1),
 }
 
 
@@ -107,23 +117,27 @@ class SuperPoint(LearnedDescriptor):
     summary = "SuperPoint (CVPR-W 2018), dense stride 8 with its own detector; non-commercial weights"
     weights = {
         "v1": WeightFile(
-            urls=(f"https://raw.githubusercontent.com/{_REPO}/{_COMMIT}/superpoint_v1.pth",
-                  f"https://github.com/{_REPO}/raw/{_COMMIT}/superpoint_v1.pth",
-                  f"https://raw.githubusercontent.com/{_REPO}/master/superpoint_v1.pth"),
-            git_blob="107a444ca318d487390137d619d49f2f0a3b1ad8", format="state_dict",
+            urls=(
+                f"https://raw.githubusercontent.com/{_REPO}/{_COMMIT}/superpoint_v1.pth",
+                f"https://github.com/{_REPO}/raw/{_COMMIT}/superpoint_v1.pth",
+                f"https://raw.githubusercontent.com/{_REPO}/master/superpoint_v1.pth",
+            ),
+            git_blob="107a444ca318d487390137d619d49f2f0a3b1ad8",
+            format="state_dict",
             licence="Magic Leap academic/non-profit non-commercial research only; no redistribution",
-            notice=NOTICE, trained_on="MS-COCO (self-supervised, homographic adaptation)",
+            notice=NOTICE,
+            trained_on="MS-COCO (self-supervised, homographic adaptation)",
         ),
     }
     network = SuperPointNet
     default_weights = "v1"
 
-
     def dense_map(self, images: torch.Tensor) -> torch.Tensor:
         height, width = images.shape[-2:]
         if height < 8 or width < 8:
-            raise InputError(f"superpoint needs an image (or patch) of at least 8x8 pixels (one 8x8 cell), "
-                             f"got {width}x{height}")
+            raise InputError(
+                f"superpoint needs an image (or patch) of at least 8x8 pixels (one 8x8 cell), got {width}x{height}"
+            )
         return self.net(images)[1]
 
     def detect(self, image: np.ndarray) -> Frames:

@@ -20,6 +20,7 @@ The formats (``WeightFile.format``):
     "msnet"                  ``{"model": {...}, ...}``, keys possibly prefixed by ``module.``
 :func:`load_state_dict` recognises all of them from the file's structure.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -81,9 +82,7 @@ def _variant(cls: type[Descriptor], variant: str | None) -> tuple[str, WeightFil
         raise WeightsError(f"descriptor {cls.name!r} uses no weight files")
     name = variant or cls.default_weights or next(iter(cls.weights))
     if name not in cls.weights:
-        raise WeightsError(
-            f"unknown weights {name!r} for {cls.name}; valid variants: {', '.join(sorted(cls.weights))}"
-        )
+        raise WeightsError(f"unknown weights {name!r} for {cls.name}; valid variants: {', '.join(sorted(cls.weights))}")
     return name, cls.weights[name]
 
 
@@ -186,10 +185,18 @@ def weights_table() -> list[WeightsInfo]:
             path = cached_path(name, variant, weight)
             rows.append(
                 WeightsInfo(
-                    descriptor=name, variant=variant, default=variant == cls.default_weights,
-                    format=weight.format, licence=weight.licence, trained_on=weight.trained_on,
-                    saw_hpatches=weight.saw_hpatches, git_blob=weight.git_blob, cached=path.is_file(),
-                    path=str(path), urls=weight.urls, command=fetch_command(cls, variant),
+                    descriptor=name,
+                    variant=variant,
+                    default=variant == cls.default_weights,
+                    format=weight.format,
+                    licence=weight.licence,
+                    trained_on=weight.trained_on,
+                    saw_hpatches=weight.saw_hpatches,
+                    git_blob=weight.git_blob,
+                    cached=path.is_file(),
+                    path=str(path),
+                    urls=weight.urls,
+                    command=fetch_command(cls, variant),
                 )
             )
     return rows
@@ -351,7 +358,7 @@ def _candidates(raw: Any) -> list[dict[str, Any]]:
     for state in found:
         out.append(state)
         if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
-            out.append({k[len("module."):]: v for k, v in state.items()})
+            out.append({k[len("module.") :]: v for k, v in state.items()})
     return out
 
 
@@ -492,8 +499,26 @@ class LearnedDescriptor(Descriptor):
 
 
 __all__ = [
-    "RANDOM", "RANDOM_NOTE", "HPATCHES_NOTE", "WeightsInfo", "ResolvedWeights", "LearnedDescriptor",
-    "cache_root", "cached_path", "fetch_command", "weights_availability", "verify", "sha256_of",
-    "weights_table", "fetch_weights", "add_weights", "resolve", "resolve_weights", "load_state_dict",
-    "random_state", "show_notice", "download_path", "state_shapes",
+    "RANDOM",
+    "RANDOM_NOTE",
+    "HPATCHES_NOTE",
+    "WeightsInfo",
+    "ResolvedWeights",
+    "LearnedDescriptor",
+    "cache_root",
+    "cached_path",
+    "fetch_command",
+    "weights_availability",
+    "verify",
+    "sha256_of",
+    "weights_table",
+    "fetch_weights",
+    "add_weights",
+    "resolve",
+    "resolve_weights",
+    "load_state_dict",
+    "random_state",
+    "show_notice",
+    "download_path",
+    "state_shapes",
 ]

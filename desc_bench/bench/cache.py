@@ -9,6 +9,7 @@ The key hashes the descriptor spec (name and options), the weights checksum and 
 configuration. A sequence file appears only once complete (atomic rename), so an interrupted run
 resumes at the first sequence that is missing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,7 +65,13 @@ class DescriptorCache:
         write_npz(self.path(sequence), arrays)
 
     def score_path(self, evaluation_key: str) -> Path:
-        return self.root / "scores" / _safe(f"{self.dataset}-{self.version}") / _safe(f"{self.spec}-{self.key}") / f"{evaluation_key}.json"
+        return (
+            self.root
+            / "scores"
+            / _safe(f"{self.dataset}-{self.version}")
+            / _safe(f"{self.spec}-{self.key}")
+            / f"{evaluation_key}.json"
+        )
 
     def load_scores(self, evaluation_key: str) -> list[dict] | None:
         path = self.score_path(evaluation_key)

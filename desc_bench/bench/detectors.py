@@ -12,8 +12,8 @@
 Shapes: ``image`` is ``(H, W)`` or ``(H, W, 3)`` RGB uint8; frames are ``(N, 2)`` xy pixels with
 pixel centres at integers, ``N <= budget``.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import cv2
 import numpy as np

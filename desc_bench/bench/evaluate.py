@@ -3,6 +3,7 @@
 ``DIR/<seq>/<type>.csv`` (one row per patch) with task files from ``--tasks-dir`` (the official
 ``tasks/`` layout: ``splits/splits.json``, ``verif_*`` and ``retr_*`` CSVs) or from a dataset.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,18 +57,39 @@ def evaluate_dir(config: EvaluateConfig) -> RunOutput:
     descs = read_descriptor_dir(config.descriptor_dir, binary=distance is Distance.HAMMING, progress=config.progress)
     missing = [s for s in split.test if s not in descs]
     if missing:
-        raise DatasetError(f"split {split.name} needs {len(missing)} sequence(s) missing from "
-                           f"{config.descriptor_dir}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-    scores = evaluate_all(descs, TaskFiles(tasks_dir), split, distance, which=tuple(config.tasks),
-                          protocol=config.protocol, progress=config.progress)
-    rows = [ResultRow(descriptor=config.name, weights="precomputed", dataset=config.dataset, split=config.split,
-                      protocol=config.protocol, distance=distance.value, mode="precomputed",
-                      **dataclasses.asdict(s)) for s in scores]
-    meta = machine_metadata("cpu", command="evaluate", descriptor_dir=str(config.descriptor_dir),
-                            tasks_dir=str(tasks_dir))
+        raise DatasetError(
+            f"split {split.name} needs {len(missing)} sequence(s) missing from "
+            f"{config.descriptor_dir}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    scores = evaluate_all(
+        descs,
+        TaskFiles(tasks_dir),
+        split,
+        distance,
+        which=tuple(config.tasks),
+        protocol=config.protocol,
+        progress=config.progress,
+    )
+    rows = [
+        ResultRow(
+            descriptor=config.name,
+            weights="precomputed",
+            dataset=config.dataset,
+            split=config.split,
+            protocol=config.protocol,
+            distance=distance.value,
+            mode="precomputed",
+            **dataclasses.asdict(s),
+        )
+        for s in scores
+    ]
+    meta = machine_metadata(
+        "cpu", command="evaluate", descriptor_dir=str(config.descriptor_dir), tasks_dir=str(tasks_dir)
+    )
     record = Record(metadata=meta, results=rows)
     output = RunOutput(record, run_report(record))
     if config.output is not None:
-        output.record_path, output.markdown_path = write_run(config.output, f"evaluate-{config.name}", record,
-                                                            output.markdown)
+        output.record_path, output.markdown_path = write_run(
+            config.output, f"evaluate-{config.name}", record, output.markdown
+        )
     return output

@@ -3,6 +3,7 @@
 ``export_descriptors`` writes that layout for any registered descriptor (``desc-bench export``);
 ``read_descriptor_dir`` reads it back for ``desc-bench evaluate`` (bring your own descriptors).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,14 +24,16 @@ def _write_csv(path: Path, array: np.ndarray) -> None:
         np.savetxt(tmp, array, delimiter=",", fmt=fmt)
 
 
-def export_descriptors(desc: Descriptor, patchset: PatchSet, out_dir: Path, sequences=None,
-                       overwrite: bool = False, progress: bool = True) -> Path:
+def export_descriptors(
+    desc: Descriptor, patchset: PatchSet, out_dir: Path, sequences=None, overwrite: bool = False, progress: bool = True
+) -> Path:
     """Describe the sequences and write ``out_dir/<seq>/<type>.csv``; finished sequences are kept."""
     from .runner import describe_sequence
 
     out_dir = Path(out_dir)
-    for seq in tqdm(sequences or patchset.sequence_names(), desc=f"export {desc.describe()}", unit="seq",
-                    disable=not progress):
+    for seq in tqdm(
+        sequences or patchset.sequence_names(), desc=f"export {desc.describe()}", unit="seq", disable=not progress
+    ):
         folder = out_dir / seq
         if not overwrite and all((folder / f"{t}.csv").is_file() for t in PATCH_TYPES):
             continue
@@ -61,12 +64,16 @@ def read_descriptor_dir(root: Path, binary: bool = False, progress: bool = True)
             if not np.isfinite(values).all():
                 raise DatasetError(f"descriptor file {path} contains NaN or infinite values")
             if binary and not (np.array_equal(values, np.round(values)) and values.min() >= 0 and values.max() <= 255):
-                raise DatasetError(f"descriptor file {path}: Hamming distance needs packed bytes (integers "
-                                   "0..255), found other values; use --distance l2 or l1 for float descriptors")
+                raise DatasetError(
+                    f"descriptor file {path}: Hamming distance needs packed bytes (integers "
+                    "0..255), found other values; use --distance l2 or l1 for float descriptors"
+                )
             arrays[t] = values.astype(np.uint8) if binary else values.astype(np.float32)
         shapes = {t: a.shape for t, a in arrays.items()}
         if len(set(shapes.values())) != 1:
-            raise DatasetError(f"sequence {seq}: descriptor files differ in shape: "
-                               + ", ".join(f"{t}.csv {s}" for t, s in shapes.items() if s != shapes['ref']))
+            raise DatasetError(
+                f"sequence {seq}: descriptor files differ in shape: "
+                + ", ".join(f"{t}.csv {s}" for t, s in shapes.items() if s != shapes["ref"])
+            )
         out[seq] = arrays
     return out

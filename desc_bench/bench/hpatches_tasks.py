@@ -33,10 +33,11 @@ Score rows:
     retrieval     metric "map"; variant "pool=K" and "pool=mean" (mean over the pool sizes).
                   Headline: noise mean, variant "pool=mean" (python) or "pool=all" (matlab).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -292,7 +293,12 @@ def _nearest(a: np.ndarray, b: np.ndarray, distance: Distance) -> tuple[np.ndarr
 
 
 def evaluate_matching(
-    descs: Descs, split, distance=Distance.L2, protocol: str = "python", progress: bool = False, tasks: TaskFiles | None = None
+    descs: Descs,
+    split,
+    distance=Distance.L2,
+    protocol: str = "python",
+    progress: bool = False,
+    tasks: TaskFiles | None = None,
 ) -> list[Score]:
     """Image matching: per sequence, noise and image i = 1..5, AP of nearest-neighbour matches ref -> image i."""
     _check_protocol(protocol)
@@ -367,11 +373,15 @@ def evaluate_retrieval(
     sequences = sorted(set(queries.sequences) | set(distractors.sequences))
     chk = _check_descs(descs, sequences, distance)
     _check_refs(chk, queries.sequences, queries.seq, queries.idx, str(tasks.path("queries", split.name)))
-    _check_refs(chk, distractors.sequences, distractors.seq, distractors.idx, str(tasks.path("distractors", split.name)))
+    _check_refs(
+        chk, distractors.sequences, distractors.seq, distractors.idx, str(tasks.path("distractors", split.name))
+    )
     squared = chk.distance is Distance.L2  # only the order matters: compare squared L2 throughout
     zeros_q = np.zeros(len(queries), dtype=np.int64)
     q_desc = _gather(chk, queries.sequences, queries.seq, zeros_q, queries.idx, "e")
-    d_desc = _gather(chk, distractors.sequences, distractors.seq, np.zeros(len(distractors), np.int64), distractors.idx, "e")
+    d_desc = _gather(
+        chk, distractors.sequences, distractors.seq, np.zeros(len(distractors), np.int64), distractors.idx, "e"
+    )
     pos = np.empty((len(queries), len(NOISES), N_POSITIVES))  # (Q, noise, image) distances
     for n, noise in enumerate(NOISES):
         for i in range(1, N_POSITIVES + 1):

@@ -22,6 +22,7 @@ distance)`` -> (N,) float64 for :class:`~desc_bench.adapters.base.Distance` L2, 
 float64 expansion |a|^2 + |b|^2 - 2ab, which is exact for integer-valued descriptors (so ties are
 kept) and within 1e-12 relative otherwise.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -27,6 +27,7 @@ detector (:mod:`desc_bench.bench.detectors`); the rows' ``mode`` says how it ran
   frame of image 1 to its nearest neighbour in image k; matching score = |descriptor matches that
   are geometric matches| / min(|A|, |B|); repeatability = |geometric matches| / min(|A|, |B|).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,8 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..adapters.prepare import dense_mode
 from ..adapters.base import Descriptor, Distance, Frames
+from ..adapters.prepare import dense_mode
 from ..errors import DescBenchError, InputError, UnknownNameError
 from ..results.schema import ResultRow
 from . import detectors as det
@@ -57,14 +58,28 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "mma": Protocol("mma", "mma", "mma", tuple(range(1, 11)), "dog",
-                    "D2-Net mean matching accuracy, mutual NN, thresholds 1..10 px"),
-    "pck-gift": Protocol("pck-gift", "pck", "pck", (5, 2, 1), "dog",
-                         "GIFT PCK at 480 px, both-direction NN, t = 5, 2, 1 (paper: SuperPoint detections)"),
-    "pck-msnet": Protocol("pck-msnet", "pck", "pck", (3,), "harris",
-                          "MSNet PCK at 640 px, Harris samples, one-direction NN, t = 3"),
-    "oxford-ms": Protocol("oxford-ms", "matching-score", "matching-score", (0.4,), "dog",
-                          "Mikolajczyk matching score and repeatability, overlap error < 40 %"),
+    "mma": Protocol(
+        "mma", "mma", "mma", tuple(range(1, 11)), "dog", "D2-Net mean matching accuracy, mutual NN, thresholds 1..10 px"
+    ),
+    "pck-gift": Protocol(
+        "pck-gift",
+        "pck",
+        "pck",
+        (5, 2, 1),
+        "dog",
+        "GIFT PCK at 480 px, both-direction NN, t = 5, 2, 1 (paper: SuperPoint detections)",
+    ),
+    "pck-msnet": Protocol(
+        "pck-msnet", "pck", "pck", (3,), "harris", "MSNet PCK at 640 px, Harris samples, one-direction NN, t = 3"
+    ),
+    "oxford-ms": Protocol(
+        "oxford-ms",
+        "matching-score",
+        "matching-score",
+        (0.4,),
+        "dog",
+        "Mikolajczyk matching score and repeatability, overlap error < 40 %",
+    ),
 }
 HEADLINE = {"mma": 3, "pck-gift": 5, "pck-msnet": 3}
 
@@ -200,7 +215,7 @@ def frame_shapes(frames: Frames, default_radius: float = DEFAULT_RADIUS) -> np.n
     """``(N, 2, 2)`` region shapes Sigma (the region is ``(x - c)^T Sigma^-1 (x - c) <= 1``): circles
     of radius ``size / 2`` (OpenCV's diameter convention), or ``default_radius`` without a scale."""
     radius = np.full(len(frames), default_radius) if frames.scale is None else frames.scale / 2.0
-    return (radius ** 2)[:, None, None] * np.eye(2)[None]
+    return (radius**2)[:, None, None] * np.eye(2)[None]
 
 
 def homography_jacobian(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -249,9 +264,12 @@ def overlap_errors(ca, sa, cb, sb, radius: float = OVERLAP_RADIUS, grid: int = O
         X, Y = gx[:, None, :], gy[:, :, None]  # (P, 1, G), (P, G, 1)
 
         def inside_ellipse(c, inv):
-            dx, dy = X - c[sl, 0, None, None], Y - c[sl, 1, None, None]
-            q = inv[sl, 0, 0, None, None] * dx * dx + 2 * inv[sl, 0, 1, None, None] * dx * dy \
-                + inv[sl, 1, 1, None, None] * dy * dy
+            dx, dy = X - c[sl, 0, None, None], Y - c[sl, 1, None, None]  # noqa: B023
+            q = (
+                inv[sl, 0, 0, None, None] * dx * dx  # noqa: B023
+                + 2 * inv[sl, 0, 1, None, None] * dx * dy  # noqa: B023
+                + inv[sl, 1, 1, None, None] * dy * dy  # noqa: B023
+            )
             return q <= 1.0
 
         a, b = inside_ellipse(ca, ia), inside_ellipse(cb, ib)
@@ -292,7 +310,8 @@ def geometric_matches(ca, sa, cb, sb, max_error: float = 0.4) -> tuple[np.ndarra
     i, j = np.nonzero((ratio > 1.0 - max_error) & (dist < reach_a[:, None] + reach_b[None] * factor[:, None]))
     # IoU <= lens(bounding discs) / max(area): a cheap exact bound that prunes most candidates
     bound = lens_area(reach_a[i], reach_b[j] * factor[i], dist[i, j]) / (
-        np.pi * np.maximum(area_a[i], area_b[j]) * factor[i] ** 2)
+        np.pi * np.maximum(area_a[i], area_b[j]) * factor[i] ** 2
+    )
     keep = bound > 1.0 - max_error
     i, j = i[keep], j[keep]
     if len(i) == 0:
@@ -311,8 +330,9 @@ def geometric_matches(ca, sa, cb, sb, max_error: float = 0.4) -> tuple[np.ndarra
     return np.array(matches, np.int64).reshape(-1, 2), np.array(errors)
 
 
-def matching_score_pair(frames_a: Frames, frames_b: Frames, d_a, d_b, H, shape_a, shape_b,
-                        distance: Distance) -> tuple[float, float, int]:
+def matching_score_pair(
+    frames_a: Frames, frames_b: Frames, d_a, d_b, H, shape_a, shape_b, distance: Distance
+) -> tuple[float, float, int]:
     """(matching score, repeatability, correspondences) of one Oxford pair."""
     keep_a = inside(warp_points(H, frames_a.xy), shape_b[1], shape_b[0])
     Hinv = np.linalg.inv(H)
@@ -348,8 +368,17 @@ def _fmt(t: float) -> str:
     return f"{t:g}"
 
 
-def evaluate_pairs(descriptor: Descriptor, pairset, protocol_name: str, *, detector: str | None = None,
-                   budget: int = 1000, thresholds=None, seed: int = 0, progress: bool = True) -> list[ResultRow]:
+def evaluate_pairs(
+    descriptor: Descriptor,
+    pairset,
+    protocol_name: str,
+    *,
+    detector: str | None = None,
+    budget: int = 1000,
+    thresholds=None,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[ResultRow]:
     """Evaluate one descriptor on every pair of ``pairset`` with a named protocol.
 
     Returns aggregate rows (subset "all", "i", "v"; Oxford also one per sequence) and per-pair rows
@@ -363,17 +392,35 @@ def evaluate_pairs(descriptor: Descriptor, pairset, protocol_name: str, *, detec
         raise InputError("pck-msnet samples its own Harris keypoints; use detector 'harris'")
     thresholds = tuple(thresholds) if thresholds else spec.thresholds
     base = f"det={detector}:budget={budget}"
-    common = dict(descriptor=descriptor.describe(), weights=descriptor.weights_label, dataset=pairset.name,
-                  split="all", protocol=spec.name, task=spec.task, mode=dense_mode(descriptor))
+    common = dict(
+        descriptor=descriptor.describe(),
+        weights=descriptor.weights_label,
+        dataset=pairset.name,
+        split="all",
+        protocol=spec.name,
+        task=spec.task,
+        mode=dense_mode(descriptor),
+    )
     notes = f"detector={detector} budget={budget} seed={seed}"
     try:
-        runner = {"mma": _run_mma, "pck-gift": _run_pck_gift, "pck-msnet": _run_pck_msnet,
-                  "oxford-ms": _run_oxford}[spec.name]
+        runner = {"mma": _run_mma, "pck-gift": _run_pck_gift, "pck-msnet": _run_pck_msnet, "oxford-ms": _run_oxford}[
+            spec.name
+        ]
         results, extra_notes = runner(descriptor, pairset, detector, budget, thresholds, seed, progress)
     except (DescBenchError, RuntimeError, ValueError) as exc:
         metrics = _metric_names(spec, thresholds)
-        return [ResultRow(**common, metric=m, value=None, subset="all", variant=base,
-                          error=f"{type(exc).__name__}: {exc}", notes=notes) for m in metrics]
+        return [
+            ResultRow(
+                **common,
+                metric=m,
+                value=None,
+                subset="all",
+                variant=base,
+                error=f"{type(exc).__name__}: {exc}",
+                notes=notes,
+            )
+            for m in metrics
+        ]
     if extra_notes:
         notes = f"{notes} {extra_notes}"
     return _rows(spec, results, common, base, notes, _metric_names(spec, thresholds))
@@ -385,13 +432,23 @@ def _metric_names(spec: Protocol, thresholds) -> list[str]:
     return [f"{spec.metric}@{_fmt(t)}" for t in thresholds]
 
 
-def _rows(spec: Protocol, results: list[PairResult], common: dict, base: str, notes: str,
-          names: list[str]) -> list[ResultRow]:
+def _rows(
+    spec: Protocol, results: list[PairResult], common: dict, base: str, notes: str, names: list[str]
+) -> list[ResultRow]:
     rows: list[ResultRow] = []
     if not results:
-        return [ResultRow(**common, metric=m, value=None, subset="all", variant=base, notes=notes,
-                          error="no pair could be evaluated (no keypoints in the common region)")
-                for m in names]
+        return [
+            ResultRow(
+                **common,
+                metric=m,
+                value=None,
+                subset="all",
+                variant=base,
+                notes=notes,
+                error="no pair could be evaluated (no keypoints in the common region)",
+            )
+            for m in names
+        ]
     metrics = results[0].metrics
     groups = {"all": results}
     for kind in ("i", "v"):
@@ -404,8 +461,16 @@ def _rows(spec: Protocol, results: list[PairResult], common: dict, base: str, no
     for subset, chosen in groups.items():
         values = np.array([r.values for r in chosen])
         for m, metric in enumerate(metrics):
-            rows.append(ResultRow(**common, metric=metric, value=float(values[:, m].mean()), subset=subset,
-                                  variant=base, notes=f"{notes} pairs={len(chosen)}"))
+            rows.append(
+                ResultRow(
+                    **common,
+                    metric=metric,
+                    value=float(values[:, m].mean()),
+                    subset=subset,
+                    variant=base,
+                    notes=f"{notes} pairs={len(chosen)}",
+                )
+            )
     for r in results:
         variant = f"{base}:pair=1-{r.target}"
         for metric, value in zip(r.metrics, r.values):
@@ -445,7 +510,9 @@ def _described_pairs(descriptor, pairset, detector, budget, seed, progress, labe
         for k in range(2, len(seq.images) + 1):
             image_b = seq.image(k)
             frames_b = det.detect(detector, image_b, budget, seed)
-            yield _DescribedPair(seq, k, image_a, frames_a, d_a, image_b, frames_b, describe(descriptor, image_b, frames_b))
+            yield _DescribedPair(
+                seq, k, image_a, frames_a, d_a, image_b, frames_b, describe(descriptor, image_b, frames_b)
+            )
 
 
 def _run_mma(descriptor, pairset, detector, budget, thresholds, seed, progress):
@@ -460,8 +527,11 @@ def _run_mma(descriptor, pairset, detector, budget, thresholds, seed, progress):
 
 
 def _subset(frames: Frames, keep: np.ndarray) -> Frames:
-    return Frames(frames.xy[keep], None if frames.scale is None else frames.scale[keep],
-                  None if frames.angle is None else frames.angle[keep])
+    return Frames(
+        frames.xy[keep],
+        None if frames.scale is None else frames.scale[keep],
+        None if frames.angle is None else frames.angle[keep],
+    )
 
 
 def _run_pck_gift(descriptor, pairset, detector, budget, thresholds, seed, progress):
@@ -504,8 +574,9 @@ def _run_pck_msnet(descriptor, pairset, detector, budget, thresholds, seed, prog
                 d0 = describe(descriptor, image0, Frames(kps0.astype(np.float64)))
                 d1 = describe(descriptor, image1, Frames(kps1.astype(np.float64)))
                 values = pck_msnet_pair(kps1, nearest(d0, d1, descriptor.distance), thresholds)
-            results.append(PairResult(seq.name, seq.kind, k, metrics, tuple(values),
-                                      (("keypoints", float(len(kps0))),)))
+            results.append(
+                PairResult(seq.name, seq.kind, k, metrics, tuple(values), (("keypoints", float(len(kps0))),))
+            )
     return results, f"size={MSNET_SIZE} matching=nn-one-direction harris-percentile=90"
 
 
@@ -513,10 +584,19 @@ def _run_oxford(descriptor, pairset, detector, budget, thresholds, seed, progres
     results = []
     metrics = ("matching-score", "repeatability")
     for p in _described_pairs(descriptor, pairset, detector, budget, seed, progress, "oxford-ms"):
-        score, rep, count = matching_score_pair(p.frames_a, p.frames_b, p.d_a, p.d_b, p.seq.homography(p.k),
-                                                p.image_a.shape, p.image_b.shape, descriptor.distance)
-        results.append(PairResult(p.seq.name, p.seq.kind, p.k, metrics, (score, rep),
-                                  (("correspondences", float(count)),)))
+        score, rep, count = matching_score_pair(
+            p.frames_a,
+            p.frames_b,
+            p.d_a,
+            p.d_b,
+            p.seq.homography(p.k),
+            p.image_a.shape,
+            p.image_b.shape,
+            descriptor.distance,
+        )
+        results.append(
+            PairResult(p.seq.name, p.seq.kind, p.k, metrics, (score, rep), (("correspondences", float(count)),))
+        )
     return results, f"overlap<0.4 radius={OVERLAP_RADIUS:g} matching=nn"
 
 
@@ -525,12 +605,19 @@ def _run_oxford(descriptor, pairset, detector, budget, thresholds, seed, progres
 
 def _aggregate(rows, protocols, subsets=("all",)):
     """Aggregate rows of the given protocols (no per-pair rows, no errors)."""
-    return [r for r in rows if r.protocol in protocols and r.error is None and ":pair=" not in r.variant
-            and r.subset in subsets]
+    return [
+        r
+        for r in rows
+        if r.protocol in protocols and r.error is None and ":pair=" not in r.variant and r.subset in subsets
+    ]
 
 
 def _label(row: ResultRow) -> str:
-    return row.descriptor if not row.variant else f"{row.descriptor} ({row.variant.replace('det=', '').replace(':budget=', ':')})"
+    return (
+        row.descriptor
+        if not row.variant
+        else f"{row.descriptor} ({row.variant.replace('det=', '').replace(':budget=', ':')})"
+    )
 
 
 def _table(header, body) -> str:
@@ -551,8 +638,9 @@ def pck_table(rows, subset: str = "all") -> str:
     columns.sort(key=lambda c: (c[0], c[1], -float(c[2].split("@")[1])))
     labels = list(dict.fromkeys(_label(r) for r in chosen))
     cell = {(_label(r), r.dataset, r.protocol, r.metric): r.value for r in chosen}
-    header = ["descriptor"] + [f"{d} {m.replace('@', '-')}" + (" (msnet)" if p == "pck-msnet" else "")
-                               for d, p, m in columns]
+    header = ["descriptor"] + [
+        f"{d} {m.replace('@', '-')}" + (" (msnet)" if p == "pck-msnet" else "") for d, p, m in columns
+    ]
     body = [[label] + [cell.get((label, d, p, m)) for d, p, m in columns] for label in labels]
     return _table(header, body)
 
@@ -572,8 +660,11 @@ def oxford_table(rows, metric: str = "matching-score") -> str:
     """Markdown: rows = descriptors, columns = the 8 Oxford sequences (pairs 1-2..1-6 averaged) and the mean."""
     from ..datasets.sequences import OXFORD_SEQUENCES
 
-    chosen = [r for r in rows if r.protocol == "oxford-ms" and r.metric == metric and r.error is None
-              and ":pair=" not in r.variant]
+    chosen = [
+        r
+        for r in rows
+        if r.protocol == "oxford-ms" and r.metric == metric and r.error is None and ":pair=" not in r.variant
+    ]
     names = [s for s in OXFORD_SEQUENCES if any(r.subset == s for r in chosen)]
     names += [s for s in dict.fromkeys(r.subset for r in chosen) if s not in names and s not in ("all", "i", "v")]
     labels = list(dict.fromkeys(_label(r) for r in chosen))

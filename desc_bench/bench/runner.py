@@ -8,12 +8,13 @@ Image-pair datasets: each descriptor is evaluated with the named pair protocol.
 A descriptor that cannot run (missing weights or library) or fails becomes rows with an error
 string, and the run goes on with the others.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from ..adapters.base import Descriptor, Distance
 from ..adapters.prepare import patch_mode
 from ..adapters.registry import descriptor as build_descriptor
-from ..adapters.registry import parse_spec, descriptor_class
+from ..adapters.registry import descriptor_class, parse_spec
 from ..datasets.base import PATCH_TYPES, PatchSet
 from ..errors import DescBenchError, InputError, UnknownNameError
 from ..results.schema import Record, ResultRow, TimingRow, config_json, machine_metadata
@@ -63,8 +64,9 @@ class RunConfig:
 
         from .. import __version__
 
-        return stable_hash(EXTRACTION_VERSION, __version__, torch.__version__, cv2.__version__,
-                           torch.device(self.device).type)
+        return stable_hash(
+            EXTRACTION_VERSION, __version__, torch.__version__, cv2.__version__, torch.device(self.device).type
+        )
 
 
 @dataclass
@@ -95,8 +97,17 @@ def _weights_id(desc: Descriptor) -> str:
 
 def _error_rows(spec: str, config: RunConfig, message: str, weights: str = "none") -> list[ResultRow]:
     return [
-        ResultRow(descriptor=spec, weights=weights, dataset=config.dataset, split=config.split,
-                  protocol=config.protocol, task=task, metric="skipped", value=None, error=message)
+        ResultRow(
+            descriptor=spec,
+            weights=weights,
+            dataset=config.dataset,
+            split=config.split,
+            protocol=config.protocol,
+            task=task,
+            metric="skipped",
+            value=None,
+            error=message,
+        )
         for task in config.tasks
     ]
 
@@ -115,11 +126,17 @@ def describe_sequence(desc: Descriptor, patches: dict[str, np.ndarray]) -> dict[
     count = len(patches["ref"])
     stacked = np.concatenate([patches[t] for t in PATCH_TYPES])[:, None]
     described = desc.compute_patches(torch.from_numpy(stacked)).cpu().numpy()
-    return {t: described[i * count:(i + 1) * count] for i, t in enumerate(PATCH_TYPES)}
+    return {t: described[i * count : (i + 1) * count] for i, t in enumerate(PATCH_TYPES)}
 
 
-def extract_sequences(desc: Descriptor, patchset: PatchSet, sequences: tuple[str, ...], cache: DescriptorCache,
-                      overwrite: bool = False, progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+def extract_sequences(
+    desc: Descriptor,
+    patchset: PatchSet,
+    sequences: tuple[str, ...],
+    cache: DescriptorCache,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, dict[str, np.ndarray]]:
     """Describe every patch type of the sequences, resuming from the per-sequence cache."""
     out: dict[str, dict[str, np.ndarray]] = {}
     bar = tqdm(sequences, desc=f"extract {desc.describe()}", unit="seq", disable=not progress, leave=False)
@@ -140,8 +157,13 @@ def _tasks_fingerprint(tasks_dir: Path, split: str) -> list[tuple[str, int, int]
 
 def _descriptor_cache(desc: Descriptor, spec: str, data, config: RunConfig) -> DescriptorCache:
     root = getattr(data, "root", None)  # patch sets: two copies of a dataset never share a cache
-    return DescriptorCache(_cache_root(), data.name, data.version, spec,
-                           stable_hash(_weights_id(desc), config.extraction_key(), root.resolve() if root else ""))
+    return DescriptorCache(
+        _cache_root(),
+        data.name,
+        data.version,
+        spec,
+        stable_hash(_weights_id(desc), config.extraction_key(), root.resolve() if root else ""),
+    )
 
 
 def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConfig) -> list[ResultRow]:
@@ -151,20 +173,36 @@ def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConf
     split = patchset.split(config.split)
     distance = _distance(desc, config)
     cache = _descriptor_cache(desc, spec, patchset, config)
-    eval_key = stable_hash(config.split, sorted(config.tasks), config.protocol, distance.value, patchset.version,
-                           _tasks_fingerprint(patchset.tasks_dir, config.split))
+    eval_key = stable_hash(
+        config.split,
+        sorted(config.tasks),
+        config.protocol,
+        distance.value,
+        patchset.version,
+        _tasks_fingerprint(patchset.tasks_dir, config.split),
+    )
     cached = None if (config.re_eval or config.overwrite) else cache.load_scores(eval_key)
     if cached is None:
         descs = extract_sequences(desc, patchset, split.test, cache, config.overwrite, config.progress)
         tasks = TaskFiles(patchset.tasks_dir)
-        scores = evaluate_all(descs, tasks, split, distance, which=tuple(config.tasks),
-                              protocol=config.protocol, progress=config.progress)
+        scores = evaluate_all(
+            descs, tasks, split, distance, which=tuple(config.tasks), protocol=config.protocol, progress=config.progress
+        )
         cached = [dataclasses.asdict(s) for s in scores]
         cache.save_scores(eval_key, cached)
     notes = _weight_notes(desc)
     return [
-        ResultRow(descriptor=spec, weights=desc.weights_label, dataset=patchset.name, split=config.split,
-                  protocol=config.protocol, distance=distance.value, mode=patch_mode(desc), notes=notes, **score)
+        ResultRow(
+            descriptor=spec,
+            weights=desc.weights_label,
+            dataset=patchset.name,
+            split=config.split,
+            protocol=config.protocol,
+            distance=distance.value,
+            mode=patch_mode(desc),
+            notes=notes,
+            **score,
+        )
         for score in cached
     ]
 
@@ -185,8 +223,16 @@ def _pair_rows(desc: Descriptor, spec: str, pairset, config: RunConfig) -> list[
     if cached is None:
         rows = evaluate_pairs(desc, pairset, config.protocol, progress=config.progress, **options)
         notes = _weight_notes(desc)
-        rows = [dataclasses.replace(r, descriptor=spec, weights=desc.weights_label, distance=desc.distance.value,
-                                    notes="; ".join(n for n in (r.notes, notes) if n)) for r in rows]
+        rows = [
+            dataclasses.replace(
+                r,
+                descriptor=spec,
+                weights=desc.weights_label,
+                distance=desc.distance.value,
+                notes="; ".join(n for n in (r.notes, notes) if n),
+            )
+            for r in rows
+        ]
         cached = [dataclasses.asdict(r) for r in rows]
         if all(r.error is None for r in rows):  # failures are retried next time
             cache.save_scores(key, cached)
@@ -202,9 +248,19 @@ def _timing_row(desc: Descriptor, spec: str, config: RunConfig) -> TimingRow | N
         row = time_patches(desc, config.time_batch)
         return dataclasses.replace(row, descriptor=spec)
     except DESCRIPTOR_FAILURES as exc:
-        return TimingRow(descriptor=spec, weights=desc.weights_label, device=config.device, batch=config.time_batch,
-                         input_size="65", unit="patch", median_ms=None, iqr_ms=None, per_second=None,
-                         peak_memory_mb=None, error=str(exc))
+        return TimingRow(
+            descriptor=spec,
+            weights=desc.weights_label,
+            device=config.device,
+            batch=config.time_batch,
+            input_size="65",
+            unit="patch",
+            median_ms=None,
+            iqr_ms=None,
+            per_second=None,
+            peak_memory_mb=None,
+            error=str(exc),
+        )
 
 
 def _calibration(timings: list[TimingRow], config: RunConfig):
@@ -230,7 +286,9 @@ def _check_config(config: RunConfig) -> RunConfig:
 
         protocol = config.protocol or "python"
         if protocol not in PROTOCOLS:
-            raise InputError(f"unknown protocol {protocol!r} for the HPatches patch tasks; valid: {', '.join(PROTOCOLS)}")
+            raise InputError(
+                f"unknown protocol {protocol!r} for the HPatches patch tasks; valid: {', '.join(PROTOCOLS)}"
+            )
         tasks = PATCH_TASKS if config.tasks is None else tuple(config.tasks)
         unknown = set(tasks) - set(PATCH_TASKS)
         if unknown or not tasks:
@@ -242,8 +300,10 @@ def _check_config(config: RunConfig) -> RunConfig:
     from .pairs import protocol as pair_protocol
 
     if config.split != "full" or config.tasks is not None or config.distance is not None:
-        raise InputError(f"--split, --tasks and --distance apply to HPatches patch datasets; {config.dataset!r} is an "
-                         "image-pair dataset (choose --protocol, --detector, --budget)")
+        raise InputError(
+            f"--split, --tasks and --distance apply to HPatches patch datasets; {config.dataset!r} is an "
+            "image-pair dataset (choose --protocol, --detector, --budget)"
+        )
     if config.protocol is not None:
         pair_protocol(config.protocol)  # UnknownNameError lists the pair protocols
     if config.detector is not None and config.detector not in detectors.DETECTORS:
@@ -291,8 +351,9 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
             if timing is not None:
                 timings.append(timing)
 
-    meta = machine_metadata(config.device, command="run", config=config_json(config),
-                            dataset_version=getattr(data, "version", ""))
+    meta = machine_metadata(
+        config.device, command="run", config=config_json(config), dataset_version=getattr(data, "version", "")
+    )
     record = Record(metadata=meta, results=results, timings=timings, calibration=_calibration(timings, config))
     from ..results.tables import run_report
 

@@ -21,14 +21,15 @@ same process, so speeds from different machines or noisy runs compare as ratios.
 Reference figures (METRICS.md section 4): pytorch-sift, 65 px, batch 256: 0.74 ms/patch CPU;
 SIFT Flow (Liu et al., TPAMI 2011), 1024x436, batch 1: 19 ms GPU without transfer, 128 ms with.
 """
+
 from __future__ import annotations
 
 import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -53,7 +54,7 @@ class ImageSize:
     height: int
 
     @classmethod
-    def parse(cls, text: "str | ImageSize | Sequence[int]") -> "ImageSize":
+    def parse(cls, text: str | ImageSize | Sequence[int]) -> ImageSize:
         """``"1024x436"`` (width x height), an ImageSize or a (width, height) pair."""
         if isinstance(text, ImageSize):
             return text
@@ -73,7 +74,7 @@ class ImageSize:
         return f"{self.width}x{self.height}"
 
 
-def parse_batch_sizes(text: "str | Sequence[int]") -> tuple[int, ...]:
+def parse_batch_sizes(text: str | Sequence[int]) -> tuple[int, ...]:
     """``"1,16,256"`` or a sequence of ints -> a tuple of positive batch sizes."""
     items = text.split(",") if isinstance(text, str) else list(text)
     try:
@@ -355,16 +356,42 @@ def _fp16_problem(descriptor: Descriptor, fp16: bool) -> str | None:
     return None
 
 
-def _row(descriptor: Descriptor | str, weights: str, device: torch.device, batch: int, input_size: str,
-         unit: str, fp16: bool, repeats: int, random_weights: bool, m: Measurement | None = None,
-         error: str | None = None, threads: int | None = None) -> TimingRow:
+def _row(
+    descriptor: Descriptor | str,
+    weights: str,
+    device: torch.device,
+    batch: int,
+    input_size: str,
+    unit: str,
+    fp16: bool,
+    repeats: int,
+    random_weights: bool,
+    m: Measurement | None = None,
+    error: str | None = None,
+    threads: int | None = None,
+) -> TimingRow:
     name = descriptor if isinstance(descriptor, str) else descriptor.describe()
-    common = dict(descriptor=name, weights=weights, device=str(device), batch=batch, input_size=input_size,
-                  unit=unit, fp16=fp16, repeats=repeats, random_weights=random_weights)
+    common = dict(
+        descriptor=name,
+        weights=weights,
+        device=str(device),
+        batch=batch,
+        input_size=input_size,
+        unit=unit,
+        fp16=fp16,
+        repeats=repeats,
+        random_weights=random_weights,
+    )
     if m is None:
-        return TimingRow(median_ms=None, iqr_ms=None, per_second=None, peak_memory_mb=None,
-                         threads=threads if threads is not None else torch.get_num_threads(),
-                         error=error or "not measured", **common)
+        return TimingRow(
+            median_ms=None,
+            iqr_ms=None,
+            per_second=None,
+            peak_memory_mb=None,
+            threads=threads if threads is not None else torch.get_num_threads(),
+            error=error or "not measured",
+            **common,
+        )
     stats = summarize(m.samples_ms)
     with_transfer = summarize(m.transfer_samples_ms).median / batch if m.transfer_samples_ms else None
     return TimingRow(
@@ -383,9 +410,17 @@ def _is_random(descriptor: Descriptor) -> bool:
     return descriptor.weights_name == RANDOM_WEIGHTS
 
 
-def time_patches(descriptor: Descriptor, batch_size: int, patch_size: int = 65, repeats: int = 10,
-                 warmup: int = 2, fp16: bool = False, seed: int = 0, threads: int = 0,
-                 tf32: bool = False) -> TimingRow:
+def time_patches(
+    descriptor: Descriptor,
+    batch_size: int,
+    patch_size: int = 65,
+    repeats: int = 10,
+    warmup: int = 2,
+    fp16: bool = False,
+    seed: int = 0,
+    threads: int = 0,
+    tf32: bool = False,
+) -> TimingRow:
     """Time ``compute_patches`` on a batch of random patches; one :class:`TimingRow` per patch.
 
     The runner calls this to add a speed column to accuracy tables. Errors in the descriptor
@@ -403,13 +438,31 @@ def time_patches(descriptor: Descriptor, batch_size: int, patch_size: int = 65, 
 
     with pinned_threads(threads), tf32_mode(tf32):
         m = measure(call, patches, device, repeats, warmup)
-    return _row(descriptor, descriptor.weights_label, device, batch_size, str(patch_size), "patch", fp16,
-                repeats, _is_random(descriptor), m)
+    return _row(
+        descriptor,
+        descriptor.weights_label,
+        device,
+        batch_size,
+        str(patch_size),
+        "patch",
+        fp16,
+        repeats,
+        _is_random(descriptor),
+        m,
+    )
 
 
-def time_images(descriptor: Descriptor, batch_size: int, image_size: ImageSize | str, repeats: int = 10,
-                warmup: int = 2, fp16: bool = False, seed: int = 0, threads: int = 0,
-                tf32: bool = False) -> TimingRow:
+def time_images(
+    descriptor: Descriptor,
+    batch_size: int,
+    image_size: ImageSize | str,
+    repeats: int = 10,
+    warmup: int = 2,
+    fp16: bool = False,
+    seed: int = 0,
+    threads: int = 0,
+    tf32: bool = False,
+) -> TimingRow:
     """Time ``dense_map`` on a batch of random prepared images; one :class:`TimingRow` per image."""
     size = ImageSize.parse(image_size)
     if Kind.DENSE not in descriptor.kind():
@@ -426,8 +479,18 @@ def time_images(descriptor: Descriptor, batch_size: int, image_size: ImageSize |
 
     with pinned_threads(threads), tf32_mode(tf32):
         m = measure(call, images, device, repeats, warmup)
-    return _row(descriptor, descriptor.weights_label, device, batch_size, str(size), "image", fp16,
-                repeats, _is_random(descriptor), m)
+    return _row(
+        descriptor,
+        descriptor.weights_label,
+        device,
+        batch_size,
+        str(size),
+        "image",
+        fp16,
+        repeats,
+        _is_random(descriptor),
+        m,
+    )
 
 
 # ---- calibration ----------------------------------------------------------------------------
@@ -479,11 +542,14 @@ def time_descriptors(config: TimingConfig, progress: bool = True) -> Record:
     unit_size = str(config.image_size) if config.image_size else str(config.patch_size)
     rows: list[TimingRow] = []
     with pinned_threads(config.threads) as threads, tf32_mode(config.tf32):
-        metadata = machine_metadata(
-            str(device), command="time", tf32=config.tf32, timing_config=config_json(config)
+        metadata = machine_metadata(str(device), command="time", tf32=config.tf32, timing_config=config_json(config))
+        steps = tqdm(
+            total=len(config.descriptors) * len(config.batch_sizes),
+            disable=not progress,
+            file=sys.stderr,
+            unit="step",
+            desc="timing",
         )
-        steps = tqdm(total=len(config.descriptors) * len(config.batch_sizes), disable=not progress,
-                     file=sys.stderr, unit="step", desc="timing")
         with steps:
             for name in config.descriptors:
                 try:
@@ -491,10 +557,21 @@ def time_descriptors(config: TimingConfig, progress: bool = True) -> Record:
                 except Exception as exc:  # noqa: BLE001 - a row says what went wrong; the run goes on
                     unit = "image" if config.image_size else "patch"
                     for batch in config.batch_sizes:
-                        rows.append(_row(name, RANDOM_WEIGHTS if config.random_weights else "none", device,
-                                         batch, unit_size, unit, config.fp16, config.repeats,
-                                         config.random_weights, error=f"cannot build: {_error_text(exc)}",
-                                         threads=threads))
+                        rows.append(
+                            _row(
+                                name,
+                                RANDOM_WEIGHTS if config.random_weights else "none",
+                                device,
+                                batch,
+                                unit_size,
+                                unit,
+                                config.fp16,
+                                config.repeats,
+                                config.random_weights,
+                                error=f"cannot build: {_error_text(exc)}",
+                                threads=threads,
+                            )
+                        )
                         steps.update()
                     continue
                 dense = config.image_size is not None and Kind.DENSE in desc.kind()
@@ -513,16 +590,25 @@ def _time_one(desc: Descriptor, batch: int, config: TimingConfig, dense: bool, t
         if config.image_size is not None and not dense:
             raise InputError(f"{desc.name} has no dense_map hook; time it per patch (without --image-size)")
         if dense:
-            return time_images(desc, batch, config.image_size, config.repeats, config.warmup, config.fp16,
-                               config.seed)
-        return time_patches(desc, batch, config.patch_size, config.repeats, config.warmup, config.fp16,
-                            config.seed)
+            return time_images(desc, batch, config.image_size, config.repeats, config.warmup, config.fp16, config.seed)
+        return time_patches(desc, batch, config.patch_size, config.repeats, config.warmup, config.fp16, config.seed)
     except Exception as exc:  # noqa: BLE001 - an out-of-memory batch must not end the run
         _free(desc.device)
         unit = "image" if config.image_size else "patch"
         size = str(config.image_size) if config.image_size else str(config.patch_size)
-        return _row(desc, desc.weights_label, desc.device, batch, size, unit, config.fp16, config.repeats,
-                    _is_random(desc), error=_error_text(exc), threads=threads)
+        return _row(
+            desc,
+            desc.weights_label,
+            desc.device,
+            batch,
+            size,
+            unit,
+            config.fp16,
+            config.repeats,
+            _is_random(desc),
+            error=_error_text(exc),
+            threads=threads,
+        )
 
 
 def _free(device: torch.device) -> None:
@@ -543,12 +629,39 @@ def timing_table(rows: Sequence[TimingRow]) -> str:
     """Markdown table: one line per descriptor and batch size (times per patch or image)."""
     from tabulate import tabulate
 
-    header = ["descriptor", "weights", "device", "size", "batch", "fp16", "threads", "ms/unit median",
-              "IQR", "units/s", "peak MB", "first call ms (batch)", "ms/unit with transfer", "error"]
+    header = [
+        "descriptor",
+        "weights",
+        "device",
+        "size",
+        "batch",
+        "fp16",
+        "threads",
+        "ms/unit median",
+        "IQR",
+        "units/s",
+        "peak MB",
+        "first call ms (batch)",
+        "ms/unit with transfer",
+        "error",
+    ]
     lines = [
-        [r.descriptor, "random weights, timing only" if r.random_weights else r.weights, r.device, f"{r.input_size} {r.unit}", r.batch, "yes" if r.fp16 else "no",
-         r.threads, _fmt(r.median_ms), _fmt(r.iqr_ms), _fmt(r.per_second), _fmt(r.peak_memory_mb),
-         _fmt(r.first_call_ms), _fmt(r.median_ms_with_transfer), r.error or ""]
+        [
+            r.descriptor,
+            "random weights, timing only" if r.random_weights else r.weights,
+            r.device,
+            f"{r.input_size} {r.unit}",
+            r.batch,
+            "yes" if r.fp16 else "no",
+            r.threads,
+            _fmt(r.median_ms),
+            _fmt(r.iqr_ms),
+            _fmt(r.per_second),
+            _fmt(r.peak_memory_mb),
+            _fmt(r.first_call_ms),
+            _fmt(r.median_ms_with_transfer),
+            r.error or "",
+        ]
         for r in rows
     ]
     return tabulate(lines, headers=header, tablefmt="github", disable_numparse=True)
@@ -571,9 +684,18 @@ def dense_table(rows: Sequence[TimingRow]) -> str:
     lines = []
     for (name, size, batch, fp16), by_device in sorted(cells.items()):
         gpu, cpu = by_device.get("cuda"), by_device.get("cpu")
-        lines.append([name, size, batch, "yes" if fp16 else "no",
-                      _fmt(gpu.peak_memory_mb) if gpu else "-", _fmt(gpu.median_ms) if gpu else "-",
-                      _fmt(gpu.median_ms_with_transfer) if gpu else "-", _fmt(cpu.median_ms) if cpu else "-"])
+        lines.append(
+            [
+                name,
+                size,
+                batch,
+                "yes" if fp16 else "no",
+                _fmt(gpu.peak_memory_mb) if gpu else "-",
+                _fmt(gpu.median_ms) if gpu else "-",
+                _fmt(gpu.median_ms_with_transfer) if gpu else "-",
+                _fmt(cpu.median_ms) if cpu else "-",
+            ]
+        )
     header = ["descriptor", "image", "batch", "FP16", "GPU memory MB", "GPU ms", "GPU ms with transfer", "CPU ms"]
     return tabulate(lines, headers=header, tablefmt="github", disable_numparse=True)
 

@@ -4,6 +4,7 @@
 (ref, e1..e5, h1..h5, t1..t5), each a 65 px wide column of N stacked 65x65 gray patches, plus the
 task files (``<tasks_dir>/splits/splits.json``, ``retr_*`` and ``verif_*`` CSVs).
 """
+
 from __future__ import annotations
 
 import json
@@ -51,10 +52,7 @@ def read_splits(path: Path) -> dict[str, Split]:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DatasetError(f"splits file {path} is not valid JSON: {exc}") from None
-    return {
-        key: Split(key, tuple(value["test"]), tuple(value.get("train", ())))
-        for key, value in raw.items()
-    }
+    return {key: Split(key, tuple(value["test"]), tuple(value.get("train", ()))) for key, value in raw.items()}
 
 
 def split_named(splits: dict[str, Split], name: str) -> Split:
@@ -122,7 +120,7 @@ class DatasetSource:
     summary: str = ""
     embedded: bool = False  # generated locally, no download needed
 
-    _registry: dict[str, type["DatasetSource"]] = {}
+    _registry: dict[str, type[DatasetSource]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

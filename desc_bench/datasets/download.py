@@ -13,6 +13,7 @@
 - :func:`git_blob_sha1` hashes a file as ``git hash-object`` does (SHA-1 of ``"blob <size>\\0"``
   followed by the content), the id upstream repositories publish for every file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,9 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -67,8 +69,9 @@ def git_blob_sha1(path: Path | str) -> str:
     return h.hexdigest()
 
 
-def verify_file(path: Path, *, sha256: str | None = None, md5: str | None = None,
-                size: int | None = None, source: str = "") -> dict[str, str]:
+def verify_file(
+    path: Path, *, sha256: str | None = None, md5: str | None = None, size: int | None = None, source: str = ""
+) -> dict[str, str]:
     """Check size and checksums of ``path``; return its sha256 (and md5); raise DownloadError on a mismatch."""
     where = f" from {source}" if source else ""
     found_size = path.stat().st_size
@@ -122,14 +125,22 @@ def _start(url: str, part: Path, resume: bool, timeout: float):
     return response, 0, int(length) if length and length.isdigit() else None
 
 
-def _transfer(response: BinaryIO, part: Path, offset: int, total: int | None, label: str,
-              progress: bool) -> int:
+def _transfer(response: BinaryIO, part: Path, offset: int, total: int | None, label: str, progress: bool) -> int:
     mode = "ab" if offset else "wb"
     written = offset
-    with open(part, mode) as out, tqdm(
-        total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-        desc=label, disable=not progress, leave=False,
-    ) as bar:
+    with (
+        open(part, mode) as out,
+        tqdm(
+            total=total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=label,
+            disable=not progress,
+            leave=False,
+        ) as bar,
+    ):
         if offset:
             out.truncate(offset)
         for block in iter(lambda: response.read(CHUNK), b""):
@@ -139,9 +150,17 @@ def _transfer(response: BinaryIO, part: Path, offset: int, total: int | None, la
     return written
 
 
-def fetch(url: str, dest: Path | str, *, sha256: str | None = None, size: int | None = None,
-          md5: str | None = None, progress: bool = True, resume: bool = True,
-          timeout: float = TIMEOUT_S) -> Path:
+def fetch(
+    url: str,
+    dest: Path | str,
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+    md5: str | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    timeout: float = TIMEOUT_S,
+) -> Path:
     """Download ``url`` to ``dest`` (resuming ``dest.part``); verify, then rename atomically.
 
     Returns ``dest``. An existing ``dest`` that verifies (or any existing ``dest`` when no checksum
@@ -232,11 +251,12 @@ class _Writer:
         path = Path(self.root, rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not _inside(self.root, os.path.realpath(path.parent)):
-            raise DownloadError(f"unsafe archive {self.archive}: {what} {name!r} is written through a link "
-                                "that points outside the target folder")
+            raise DownloadError(
+                f"unsafe archive {self.archive}: {what} {name!r} is written through a link "
+                "that points outside the target folder"
+            )
         if path.is_symlink():
-            raise DownloadError(f"unsafe archive {self.archive}: {what} {name!r} would be written through "
-                                "a symlink")
+            raise DownloadError(f"unsafe archive {self.archive}: {what} {name!r} would be written through a symlink")
         return path
 
     def directory(self, name: str) -> None:
@@ -253,14 +273,14 @@ class _Writer:
 
     def _link_target(self, name: str, link: str, relative_to_member: bool, kind: str) -> str:
         if link.startswith("/") or re.match(r"^[A-Za-z]:", link):
-            raise DownloadError(f"unsafe archive {self.archive}: {kind} {name!r} points to the absolute "
-                                f"path {link!r}")
+            raise DownloadError(f"unsafe archive {self.archive}: {kind} {name!r} points to the absolute path {link!r}")
         base = posixpath.dirname(_member_path(name, self.archive)) if relative_to_member else ""
         target = posixpath.normpath(posixpath.join(base, link.replace("\\", "/")))
         real = os.path.realpath(os.path.join(self.root, target))
         if target == ".." or target.startswith("../") or not _inside(self.root, real):
-            raise DownloadError(f"unsafe archive {self.archive}: {kind} {name!r} -> {link!r} points outside "
-                                "the target folder")
+            raise DownloadError(
+                f"unsafe archive {self.archive}: {kind} {name!r} -> {link!r} points outside the target folder"
+            )
         return real
 
     def symlink(self, name: str, link: str) -> None:
@@ -271,16 +291,19 @@ class _Writer:
     def hardlink(self, name: str, link: str) -> None:
         real = self._link_target(name, link, False, "hard link")
         if not os.path.isfile(real):
-            raise DownloadError(f"unsafe archive {self.archive}: hard link {name!r} -> {link!r} does not "
-                                "point to a file extracted before it")
+            raise DownloadError(
+                f"unsafe archive {self.archive}: hard link {name!r} -> {link!r} does not "
+                "point to a file extracted before it"
+            )
         shutil.copyfile(real, self._target(name, "hard link"))
 
 
 def _extract_tar(archive: Path, writer: _Writer, progress: bool) -> int:
     count = 0
-    with tarfile.open(archive, "r:*") as tar, tqdm(
-        unit=" files", desc=f"extracting {archive.name}", disable=not progress, leave=False
-    ) as bar:
+    with (
+        tarfile.open(archive, "r:*") as tar,
+        tqdm(unit=" files", desc=f"extracting {archive.name}", disable=not progress, leave=False) as bar,
+    ):
         for member in tar:  # streamed: one pass over the (possibly compressed) archive
             if member.isdir():
                 writer.directory(member.name)
@@ -292,8 +315,13 @@ def _extract_tar(archive: Path, writer: _Writer, progress: bool) -> int:
             elif member.islnk():
                 writer.hardlink(member.name, member.linkname)
             else:
-                kind = ("device file" if (member.ischr() or member.isblk())
-                        else "FIFO" if member.isfifo() else f"member of type {member.type!r}")
+                kind = (
+                    "device file"
+                    if (member.ischr() or member.isblk())
+                    else "FIFO"
+                    if member.isfifo()
+                    else f"member of type {member.type!r}"
+                )
                 raise DownloadError(f"unsafe archive {archive}: {member.name!r} is a {kind}; refusing it")
             count += 1
             bar.update()
@@ -303,8 +331,7 @@ def _extract_tar(archive: Path, writer: _Writer, progress: bool) -> int:
 def _extract_zip(archive: Path, writer: _Writer, progress: bool) -> int:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
-        for info in tqdm(infos, unit=" files", desc=f"extracting {archive.name}", disable=not progress,
-                         leave=False):
+        for info in tqdm(infos, unit=" files", desc=f"extracting {archive.name}", disable=not progress, leave=False):
             mode = info.external_attr >> 16  # Unix mode when made on Unix, else 0
             file_type = stat.S_IFMT(mode)
             if info.is_dir():
@@ -312,8 +339,9 @@ def _extract_zip(archive: Path, writer: _Writer, progress: bool) -> int:
             elif file_type == stat.S_IFLNK:
                 writer.symlink(info.filename, zf.read(info).decode("utf-8", "surrogateescape"))
             elif file_type not in (0, stat.S_IFREG):
-                raise DownloadError(f"unsafe archive {archive}: {info.filename!r} is not a regular file, "
-                                    "folder or symlink; refusing it")
+                raise DownloadError(
+                    f"unsafe archive {archive}: {info.filename!r} is not a regular file, folder or symlink; refusing it"
+                )
             else:
                 with zf.open(info) as source:
                     writer.file(info.filename, source, (mode & 0o777) or None)
@@ -329,12 +357,13 @@ def _check_links(root: Path, archive: Path) -> None:
             path = os.path.join(folder, name)
             if os.path.islink(path) and not _inside(real_root, os.path.realpath(path)):
                 rel = os.path.relpath(path, root)
-                raise DownloadError(f"unsafe archive {archive}: symlink {rel!r} -> {os.readlink(path)!r} "
-                                    "points outside the target folder")
+                raise DownloadError(
+                    f"unsafe archive {archive}: symlink {rel!r} -> {os.readlink(path)!r} "
+                    "points outside the target folder"
+                )
 
 
-def safe_extract(archive: Path | str, target: Path | str, *, overwrite: bool = False,
-                 progress: bool = False) -> Path:
+def safe_extract(archive: Path | str, target: Path | str, *, overwrite: bool = False, progress: bool = False) -> Path:
     """Extract a .tar/.tar.gz/.tgz/.zip archive so that its members end up under ``target``.
 
     Members are written to a temporary sibling folder that is renamed to ``target`` only when the
@@ -359,8 +388,10 @@ def safe_extract(archive: Path | str, target: Path | str, *, overwrite: bool = F
             extractor(archive, _Writer(staging, archive), progress)
             _check_links(staging, archive)
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise DownloadError(f"cannot extract {archive}: {exc} (the archive may be truncated or "
-                                "corrupt: delete it and download it again)") from None
+            raise DownloadError(
+                f"cannot extract {archive}: {exc} (the archive may be truncated or "
+                "corrupt: delete it and download it again)"
+            ) from None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)

@@ -19,6 +19,7 @@ release structure, and fetches the task files from hpatches/hpatches-benchmark a
 ``e0c993c7``; files that cannot be fetched are regenerated with the official deterministic
 algorithm (:func:`desc_bench.datasets.tasks.generate_task_files`).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import DatasetError, DownloadError
-from .base import PATCH, PATCH_TYPES, DatasetSource, PatchSet, read_patch_file, read_splits
 from ..results.store import write_json
+from .base import PATCH, PATCH_TYPES, DatasetSource, PatchSet, read_patch_file, read_splits
 from .download import fetch, safe_extract, sha256_file, verify_file
 
 VERSION = "hpatches-release-v1"  # the 2017 release; part of descriptor cache keys
@@ -59,12 +60,16 @@ class ArchiveMirror:
 ARCHIVE_MIRRORS: tuple[ArchiveMirror, ...] = (
     # hpatches-benchmark download.sh and the hpatches-dataset README; md5 as published next to this
     # URL by public loaders (e.g. pytorch HPatches dataset classes)
-    ArchiveMirror("http://icvl.ee.ic.ac.uk/vbalnt/hpatches/hpatches-release.tar.gz",
-                  "hpatches-release.tar.gz", md5="0ab830d37fceb2b4c86cb1cc6cc79a61"),
+    ArchiveMirror(
+        "http://icvl.ee.ic.ac.uk/vbalnt/hpatches/hpatches-release.tar.gz",
+        "hpatches-release.tar.gz",
+        md5="0ab830d37fceb2b4c86cb1cc6cc79a61",
+    ),
     # the authors' Hugging Face mirror (same account as hpatches-sequences-release.zip); checksum
     # not published: the structure is verified after extraction and the sha256 recorded
-    ArchiveMirror("https://huggingface.co/datasets/vbalnt/hpatches/resolve/main/hpatches-release.zip",
-                  "hpatches-release.zip"),
+    ArchiveMirror(
+        "https://huggingface.co/datasets/vbalnt/hpatches/resolve/main/hpatches-release.zip", "hpatches-release.zip"
+    ),
 )
 
 # sha256 of the task files at TASKS_COMMIT that are known (byte copies of the upstream blobs); the
@@ -128,13 +133,16 @@ def check_sequence(folder: Path) -> int:
             raise DatasetError(f"missing patch file {path} (every sequence needs {', '.join(PATCH_TYPES)})")
         width, height = png_size(path)
         if width != PATCH or height == 0 or height % PATCH:
-            raise DatasetError(f"malformed patch file {path}: expected width {PATCH} and a height that is a "
-                               f"multiple of {PATCH}, found {width}x{height}")
+            raise DatasetError(
+                f"malformed patch file {path}: expected width {PATCH} and a height that is a "
+                f"multiple of {PATCH}, found {width}x{height}"
+            )
         counts[patch_type] = height // PATCH
     if len(set(counts.values())) != 1:
         bad = "; ".join(f"{folder / (t + '.png')} has {n}" for t, n in counts.items() if n != counts["ref"])
-        raise DatasetError(f"sequence {folder.name}: every patch file must hold as many patches as ref.png "
-                           f"({counts['ref']}); {bad}")
+        raise DatasetError(
+            f"sequence {folder.name}: every patch file must hold as many patches as ref.png ({counts['ref']}); {bad}"
+        )
     return counts["ref"]
 
 
@@ -142,8 +150,9 @@ def sequence_folders(release: Path) -> tuple[Path, ...]:
     """Sequence folders of a release (folders with a ref.png), sorted by name."""
     if not release.is_dir():
         return ()
-    return tuple(sorted(p for p in release.iterdir()
-                        if p.is_dir() and not p.name.startswith(".") and (p / "ref.png").exists()))
+    return tuple(
+        sorted(p for p in release.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "ref.png").exists())
+    )
 
 
 def check_release(release: Path) -> dict[str, int]:
@@ -165,9 +174,11 @@ def _find_release(extracted: Path) -> Path:
     roots = {p.parent.parent for p in candidates}
     if len(roots) == 1:
         return roots.pop()
-    raise DatasetError(f"the downloaded archive does not have the hpatches-release layout "
-                       f"(<seq>/ref.png, e1.png, ...): found {len(candidates)} ref.png files in "
-                       f"{len(roots)} folders")
+    raise DatasetError(
+        f"the downloaded archive does not have the hpatches-release layout "
+        f"(<seq>/ref.png, e1.png, ...): found {len(candidates)} ref.png files in "
+        f"{len(roots)} folders"
+    )
 
 
 # ---------------------------------------------------------------------------------------- tasks
@@ -200,20 +211,27 @@ def _regenerate(names: list[str], tasks_dir: Path, release: Path, progress: bool
     try:
         from . import tasks as generator
     except ImportError as exc:
-        raise DatasetError(f"task files {', '.join(names)} could not be downloaded and the generator "
-                           f"desc_bench.datasets.tasks cannot be imported ({exc})") from None
+        raise DatasetError(
+            f"task files {', '.join(names)} could not be downloaded and the generator "
+            f"desc_bench.datasets.tasks cannot be imported ({exc})"
+        ) from None
     splits = read_splits(tasks_dir / SPLITS_FILE)
     needed = [s for s in splits if any(n.endswith(f"_split-{s}.csv") for n in names)]
     sequences = sorted({seq for s in needed for seq in splits[s].test})
     missing = [seq for seq in sequences if not (release / seq).is_dir()]
     if missing:
-        raise DatasetError(f"cannot regenerate task files: sequences {', '.join(missing)} of splits "
-                           f"{', '.join(needed)} are missing from {release}")
+        raise DatasetError(
+            f"cannot regenerate task files: sequences {', '.join(missing)} of splits "
+            f"{', '.join(needed)} are missing from {release}"
+        )
     counts = check_release(release)  # every sequence (headers only): the generator takes what it needs
     staging = Path(tempfile.mkdtemp(prefix=".tasks-generating-", dir=tasks_dir.parent))
     try:
-        kinds = tuple(k for k, prefix in (("verification", "verif_"), ("retrieval", "retr_"))
-                      if any(n.startswith(prefix) for n in names))
+        kinds = tuple(
+            k
+            for k, prefix in (("verification", "verif_"), ("retrieval", "retr_"))
+            if any(n.startswith(prefix) for n in names)
+        )
         options = {"kinds": kinds}
         if "retrieval" in kinds and hasattr(generator, "std_filter"):
             # the official candidate filter (ref patch std > 10) needs the patches
@@ -226,15 +244,23 @@ def _regenerate(names: list[str], tasks_dir: Path, release: Path, progress: bool
                 raise DatasetError(f"the task generator did not write {name}")
             (tasks_dir / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(made, tasks_dir / name)
-            files.append(TaskFile(name, "regenerated",
-                                  f"official algorithm (seed 42); download failed: {reasons.get(name, '')}"))
+            files.append(
+                TaskFile(name, "regenerated", f"official algorithm (seed 42); download failed: {reasons.get(name, '')}")
+            )
         return files
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def download_tasks(tasks_dir: Path, release: Path, *, progress: bool = True, split_names=None,
-                   base_url: str | None = None, regenerate: bool = True) -> tuple[TaskFile, ...]:
+def download_tasks(
+    tasks_dir: Path,
+    release: Path,
+    *,
+    progress: bool = True,
+    split_names=None,
+    base_url: str | None = None,
+    regenerate: bool = True,
+) -> tuple[TaskFile, ...]:
     """Fetch missing task files from hpatches-benchmark@e0c993c7; regenerate those that fail.
 
     splits.json must be downloadable (it defines the splits); ``split_names`` defaults to every
@@ -268,8 +294,11 @@ def download_tasks(tasks_dir: Path, release: Path, *, progress: bool = True, spl
     for item in files:
         recorded[item.name] = asdict(item)
     write_json(sources_path, recorded)
-    present = [TaskFile(n, "present") for n in (SPLITS_FILE,) + task_file_names(split_names)
-               if n not in {f.name for f in files}]
+    present = [
+        TaskFile(n, "present")
+        for n in (SPLITS_FILE,) + task_file_names(split_names)
+        if n not in {f.name for f in files}
+    ]
     return tuple(files) + tuple(present)
 
 
@@ -286,15 +315,24 @@ def download_release(folder: Path, *, progress: bool = True, keep_archive: bool 
     failures, archive, mirror = [], None, None
     for mirror in ARCHIVE_MIRRORS:  # each mirror has its own file name: its .part resumes separately
         try:
-            archive = fetch(mirror.url, folder / mirror.filename, md5=mirror.md5, sha256=mirror.sha256,
-                            size=mirror.size, progress=progress)
+            archive = fetch(
+                mirror.url,
+                folder / mirror.filename,
+                md5=mirror.md5,
+                sha256=mirror.sha256,
+                size=mirror.size,
+                progress=progress,
+            )
             break
         except DownloadError as exc:
             failures.append(str(exc))
     if archive is None:
-        raise DownloadError("cannot download the HPatches release from any mirror:\n  " + "\n  ".join(failures)
-                            + f"\nDownload it by hand, extract it so that {release}/<seq>/ref.png exists, "
-                            "or use the embedded `hpatches-synth` dataset")
+        raise DownloadError(
+            "cannot download the HPatches release from any mirror:\n  "
+            + "\n  ".join(failures)
+            + f"\nDownload it by hand, extract it so that {release}/<seq>/ref.png exists, "
+            "or use the embedded `hpatches-synth` dataset"
+        )
     hashes = verify_file(archive, md5=mirror.md5, sha256=mirror.sha256, size=mirror.size)
     staging = folder / ".extracted"
     for stale in folder.glob(".extracted*"):  # left by an extraction that was killed
@@ -308,14 +346,24 @@ def download_release(folder: Path, *, progress: bool = True, keep_archive: bool 
         os.replace(found, release)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    write_json(folder / "MANIFEST.json", {
-        "dataset": "hpatches", "version": VERSION, "url": mirror.url, "file": mirror.filename,
-        "size": archive.stat().st_size, "sha256": hashes["sha256"], "md5": hashes["md5"],
-        "verified": "md5 as published" if mirror.md5 else ("sha256" if mirror.sha256 else
-                                                            "structure only (no checksum published)"),
-        "sequences": len(counts), "patches": sum(counts.values()),
-        "downloaded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    write_json(
+        folder / "MANIFEST.json",
+        {
+            "dataset": "hpatches",
+            "version": VERSION,
+            "url": mirror.url,
+            "file": mirror.filename,
+            "size": archive.stat().st_size,
+            "sha256": hashes["sha256"],
+            "md5": hashes["md5"],
+            "verified": "md5 as published"
+            if mirror.md5
+            else ("sha256" if mirror.sha256 else "structure only (no checksum published)"),
+            "sequences": len(counts),
+            "patches": sum(counts.values()),
+            "downloaded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
     if not keep_archive:
         archive.unlink()
     return release
@@ -347,22 +395,27 @@ class HPatches(DatasetSource):
 
     def availability(self, data_dir: Path) -> str | None:
         release, tasks = self.release_dir(data_dir), self.tasks_dir(data_dir)
-        fix = ("run `desc-bench data download hpatches` (about 4.2 GB), or pass --data-dir / set "
-               "DESC_BENCH_DATA to the folder that holds hpatches/hpatches-release, or use the embedded "
-               "`hpatches-synth` dataset, which needs no download")
+        fix = (
+            "run `desc-bench data download hpatches` (about 4.2 GB), or pass --data-dir / set "
+            "DESC_BENCH_DATA to the folder that holds hpatches/hpatches-release, or use the embedded "
+            "`hpatches-synth` dataset, which needs no download"
+        )
         if not sequence_folders(release):
             return f"the patch release is missing (no {release}/<seq>/ref.png); {fix}"
         if not (tasks / SPLITS_FILE).is_file():
-            return (f"the task files are missing (no {tasks / SPLITS_FILE}); run `desc-bench data download "
-                    "hpatches` (it fetches only what is missing)")
+            return (
+                f"the task files are missing (no {tasks / SPLITS_FILE}); run `desc-bench data download "
+                "hpatches` (it fetches only what is missing)"
+            )
         return None
 
     def open(self, data_dir: Path) -> PatchSet:
         problem = self.availability(data_dir)
         if problem is not None:
             raise DatasetError(f"dataset 'hpatches' is not available in {data_dir}: {problem}")
-        return PatchSet(name=self.name, root=self.release_dir(data_dir), tasks_dir=self.tasks_dir(data_dir),
-                        version=VERSION)
+        return PatchSet(
+            name=self.name, root=self.release_dir(data_dir), tasks_dir=self.tasks_dir(data_dir), version=VERSION
+        )
 
     def download(self, data_dir: Path, progress: bool = True) -> Path:
         """Fetch the release archive and the task files (regenerating task files that are unavailable)."""
@@ -372,10 +425,14 @@ class HPatches(DatasetSource):
             release = download_release(folder, progress=progress)
         download_tasks(self.tasks_dir(data_dir), release, progress=progress)
         splits = read_splits(self.tasks_dir(data_dir) / SPLITS_FILE)
-        missing = sorted({seq for split in splits.values() for seq in split.test + split.train}
-                         - {p.name for p in sequence_folders(release)})
+        missing = sorted(
+            {seq for split in splits.values() for seq in split.test + split.train}
+            - {p.name for p in sequence_folders(release)}
+        )
         if missing:
-            raise DatasetError(f"the release at {release} lacks {len(missing)} sequences of the splits: "
-                               f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; delete it and "
-                               "run `desc-bench data download hpatches` again")
+            raise DatasetError(
+                f"the release at {release} lacks {len(missing)} sequences of the splits: "
+                f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; delete it and "
+                "run `desc-bench data download hpatches` again"
+            )
         return folder

@@ -10,6 +10,7 @@ Folders:
                           (descriptor caches and weights live under it)
 where <user cache> is $XDG_CACHE_HOME or ~/.cache.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import DatasetError, UnknownNameError
 from ..discovery import import_modules
+from ..errors import DatasetError, UnknownNameError
 from .base import DatasetSource
 
 _INFRASTRUCTURE = frozenset({"base", "registry", "download", "tasks"})
@@ -85,8 +86,11 @@ def unavailable_message(name: str, data_dir: Path | str | None = None) -> str | 
     if problem is None:
         return None
     has_download = type(source).download is not DatasetSource.download
-    how = "" if (not has_download or "desc-bench data download" in problem) else (
-        f"; run `desc-bench data download {name}`")
+    how = (
+        ""
+        if (not has_download or "desc-bench data download" in problem)
+        else (f"; run `desc-bench data download {name}`")
+    )
     return f"dataset {name!r} is not available in {root}: {problem}{how}{_fallback_hint(name, problem)}"
 
 
@@ -107,8 +111,9 @@ def download(name: str, data_dir: Path | str | None = None, progress: bool = Tru
     """Download (or generate) a dataset into the data root; returns its folder."""
     source = dataset_source(name)
     if type(source).download is DatasetSource.download:
-        raise DatasetError(f"dataset {name!r} has nothing to download"
-                           + (" (it is generated locally)" if source.embedded else ""))
+        raise DatasetError(
+            f"dataset {name!r} has nothing to download" + (" (it is generated locally)" if source.embedded else "")
+        )
     return source.download(data_root(data_dir), progress=progress)
 
 
@@ -128,6 +133,9 @@ def datasets(data_dir: Path | str | None = None) -> list[DatasetInfo]:
     rows = []
     for name, cls in dataset_sources().items():
         problem = unavailable_message(name, data_dir)
-        rows.append(DatasetInfo(name=name, kind=cls.kind, available=problem is None,
-                                status=problem or "ok", summary=cls.summary))
+        rows.append(
+            DatasetInfo(
+                name=name, kind=cls.kind, available=problem is None, status=problem or "ok", summary=cls.summary
+            )
+        )
     return rows

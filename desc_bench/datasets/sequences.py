@@ -22,6 +22,7 @@ Registered sources (kind "pairs"); ``<data_dir>`` is the ``data_dir`` given to `
   ``hpatches-seq-full`` and ``hpatches-seq-synth``; :func:`transformed` makes them from any set.
   They are deterministic (fixed seed per sequence and image) and computed in memory on load.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,10 +46,18 @@ TARGETS = tuple(range(2, IMAGES + 1))
 HPATCHES_FOLDER = "hpatches-sequences-release"
 HPATCHES_URLS = ("http://icvl.ee.ic.ac.uk/vbalnt/hpatches/hpatches-sequences-release.tar.gz",)
 # The 8 sequences larger than 1600x1200 that D2-Net leaves out of the MMA benchmark.
-MMA_EXCLUDED = frozenset({
-    "i_contruction", "i_crownnight", "i_dc", "i_pencils", "i_whitebuilding",
-    "v_artisans", "v_astronautis", "v_talent",
-})
+MMA_EXCLUDED = frozenset(
+    {
+        "i_contruction",
+        "i_crownnight",
+        "i_dc",
+        "i_pencils",
+        "i_whitebuilding",
+        "v_artisans",
+        "v_astronautis",
+        "v_talent",
+    }
+)
 
 OXFORD_FOLDER = "oxford-affine"
 OXFORD_SEQUENCES = ("graf", "wall", "boat", "bark", "bikes", "trees", "leuven", "ubc")
@@ -77,8 +86,9 @@ class Warp:
     def apply(self, image: np.ndarray) -> np.ndarray:
         size = (self.width, self.height)
         warped = cv2.warpPerspective(image, self.matrix, size, flags=cv2.INTER_LINEAR)
-        covered = cv2.warpPerspective(np.ones(image.shape[:2], np.uint8), self.matrix, size,
-                                      flags=cv2.INTER_NEAREST).astype(bool)
+        covered = cv2.warpPerspective(
+            np.ones(image.shape[:2], np.uint8), self.matrix, size, flags=cv2.INTER_NEAREST
+        ).astype(bool)
         if self.background is not None:
             back = cv2.resize(read_image(self.background), size, interpolation=cv2.INTER_AREA)
         else:
@@ -100,7 +110,7 @@ class Sequence:
 
     @property
     def kind(self) -> str:
-        """"i" (illumination), "v" (viewpoint) or "" by the HPatches name prefix."""
+        """ "i" (illumination), "v" (viewpoint) or "" by the HPatches name prefix."""
         prefix = self.name[:2]
         return prefix[0] if prefix in ("i_", "v_") else ""
 
@@ -115,8 +125,9 @@ class Sequence:
     def homography(self, index: int) -> np.ndarray:
         """``H_1k`` for k = ``index`` in 2..6 (a copy)."""
         if not 2 <= index <= len(self.homographies) + 1:
-            raise DatasetError(f"sequence {self.name} has homographies H_1_2..H_1_{len(self.homographies) + 1}, "
-                               f"not H_1_{index}")
+            raise DatasetError(
+                f"sequence {self.name} has homographies H_1_2..H_1_{len(self.homographies) + 1}, not H_1_{index}"
+            )
         return self.homographies[index - 1 - 1].copy()
 
 
@@ -148,7 +159,7 @@ class PairSet:
         """Every pair (sequence, k), k = 2..6, in a fixed order."""
         return [(seq, k) for seq in self.sequences for k in range(2, len(seq.images) + 1)]
 
-    def subset(self, names) -> "PairSet":
+    def subset(self, names) -> PairSet:
         """The same set restricted to the named sequences (in the given order)."""
         return replace(self, sequences=tuple(self.sequence(n) for n in names))
 
@@ -198,19 +209,27 @@ def _find_image(folder: Path, stem: str) -> Path:
         path = folder / f"{stem}{suffix}"
         if path.is_file():
             return path
-    raise DatasetError(f"missing image {folder / (stem + IMAGE_SUFFIXES[0])} "
-                       f"(looked for {stem}{{{','.join(IMAGE_SUFFIXES)}}})")
+    raise DatasetError(
+        f"missing image {folder / (stem + IMAGE_SUFFIXES[0])} (looked for {stem}{{{','.join(IMAGE_SUFFIXES)}}})"
+    )
 
 
 def _check_complete(folder: Path, image_stems, homography_names, alternative: str | None = None) -> None:
     """Raise one DatasetError naming every missing image and homography file of a sequence."""
-    missing = [str(folder / (stem + IMAGE_SUFFIXES[0])) for stem in image_stems
-               if not any((folder / (stem + suffix)).is_file() for suffix in IMAGE_SUFFIXES)]
-    missing += [str(folder / name) for name in homography_names
-                if not (folder / name).is_file() and not (alternative and (folder / (name + alternative)).is_file())]
+    missing = [
+        str(folder / (stem + IMAGE_SUFFIXES[0]))
+        for stem in image_stems
+        if not any((folder / (stem + suffix)).is_file() for suffix in IMAGE_SUFFIXES)
+    ]
+    missing += [
+        str(folder / name)
+        for name in homography_names
+        if not (folder / name).is_file() and not (alternative and (folder / (name + alternative)).is_file())
+    ]
     if missing:
         raise DatasetError(
-            f"sequence {folder.name} is incomplete: missing " + ", ".join(missing)
+            f"sequence {folder.name} is incomplete: missing "
+            + ", ".join(missing)
             + f" (images may also be {'/'.join(IMAGE_SUFFIXES[1:])}); every sequence needs images 1..6 and "
             "the homographies from image 1 to images 2..6"
         )
@@ -232,8 +251,9 @@ def load_oxford_sequence(folder: Path) -> Sequence:
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"sequence folder {folder} is missing")
-    _check_complete(folder, [f"img{i}" for i in range(1, IMAGES + 1)],
-                    [f"H1to{k}p" for k in TARGETS], alternative=".xml")
+    _check_complete(
+        folder, [f"img{i}" for i in range(1, IMAGES + 1)], [f"H1to{k}p" for k in TARGETS], alternative=".xml"
+    )
     images = tuple(_find_image(folder, f"img{i}") for i in range(1, IMAGES + 1))
     homographies = []
     for k in TARGETS:
@@ -244,8 +264,7 @@ def load_oxford_sequence(folder: Path) -> Sequence:
     return Sequence(folder.name, images, tuple(homographies))
 
 
-def open_hpatches_sequences(root: Path, names=None, *, name: str = "hpatches-seq",
-                            exclude=frozenset()) -> PairSet:
+def open_hpatches_sequences(root: Path, names=None, *, name: str = "hpatches-seq", exclude=frozenset()) -> PairSet:
     """A PairSet of the sequences under ``root`` (all sub-folders, sorted, or ``names``)."""
     root = Path(root)
     if not root.is_dir():
@@ -369,8 +388,14 @@ SYNTH_VERSION = "1"
 SYNTH_SIZE = (480, 360)  # width, height of every image
 # (sequence name, scikit-image loader name); loaders verified to work offline (bundled files).
 SYNTH_SOURCES = (
-    ("i_chelsea", "chelsea"), ("i_coffee", "coffee"), ("i_immuno", "immunohistochemistry"), ("i_brick", "brick"),
-    ("v_astronaut", "astronaut"), ("v_rocket", "rocket"), ("v_camera", "camera"), ("v_gravel", "gravel"),
+    ("i_chelsea", "chelsea"),
+    ("i_coffee", "coffee"),
+    ("i_immuno", "immunohistochemistry"),
+    ("i_brick", "brick"),
+    ("v_astronaut", "astronaut"),
+    ("v_rocket", "rocket"),
+    ("v_camera", "camera"),
+    ("v_gravel", "gravel"),
 )
 
 
@@ -483,8 +508,7 @@ def _download_hpatches(data_dir: Path, progress: bool) -> Path:
     target = data_dir / HPATCHES_FOLDER
     if target.is_dir():
         return target
-    archive = fetch_any(HPATCHES_URLS, data_dir / "downloads" / "hpatches-sequences-release.tar.gz",
-                        progress=progress)
+    archive = fetch_any(HPATCHES_URLS, data_dir / "downloads" / "hpatches-sequences-release.tar.gz", progress=progress)
     return extract_folder(archive, target, progress=progress)
 
 
@@ -535,8 +559,9 @@ class OxfordAffine(DatasetSource):
             target = root / seq
             if target.is_dir():
                 continue
-            archive = fetch(OXFORD_URL.format(seq=seq), Path(data_dir) / "downloads" / f"oxford-{seq}.tar.gz",
-                            progress=progress)
+            archive = fetch(
+                OXFORD_URL.format(seq=seq), Path(data_dir) / "downloads" / f"oxford-{seq}.tar.gz", progress=progress
+            )
             extract_folder(archive, target, progress=progress)
         return root
 
@@ -564,12 +589,16 @@ def _variant_source(base: type[DatasetSource], variant: str) -> type[DatasetSour
         return transformed(base().open(data_dir), variant)
 
     words = {"er": "rotated (ER, U(-90, 90) deg)", "es": "scaled (ES, 2^-U(1.5, 2), inverted half the time)"}
-    return type(f"{base.__name__}{variant.upper()}", (base,), {
-        "name": f"{base.name}-{variant}",
-        "summary": f"{base.name} with GIFT's {words[variant]} target images",
-        "open": open_,
-        "__module__": __name__,
-    })
+    return type(
+        f"{base.__name__}{variant.upper()}",
+        (base,),
+        {
+            "name": f"{base.name}-{variant}",
+            "summary": f"{base.name} with GIFT's {words[variant]} target images",
+            "open": open_,
+            "__module__": __name__,
+        },
+    )
 
 
 for _base in (HPatchesSequences, HPatchesSequencesFull, SyntheticSequences):

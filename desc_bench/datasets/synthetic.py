@@ -33,6 +33,7 @@ split) takes about 14 s of CPU and 157 MB. SIFT detections may differ between Op
 dataset version (:func:`dataset_version`, a hash of ``params.json``, which records the OpenCV
 version) identifies the data a cache was made from.
 """
+
 from __future__ import annotations
 
 import enum
@@ -372,7 +373,12 @@ def inside(matrices: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Whether each patch map ``(N, 3, 3)`` (patch pixels -> image) stays inside the image: ``(N,)``."""
     height, width = shape
     corners = apply_homography(matrices, _CORNERS)
-    ok = (corners[..., 0] >= 0) & (corners[..., 0] <= width - 1) & (corners[..., 1] >= 0) & (corners[..., 1] <= height - 1)
+    ok = (
+        (corners[..., 0] >= 0)
+        & (corners[..., 0] <= width - 1)
+        & (corners[..., 1] >= 0)
+        & (corners[..., 1] <= height - 1)
+    )
     return ok.all(1)
 
 
@@ -402,8 +408,11 @@ def sample_patches(levels: list[np.ndarray], matrices: np.ndarray) -> np.ndarray
     for index, (matrix, level) in enumerate(zip(matrices, chosen)):
         to_level = np.diag([0.5**level, 0.5**level, 1.0]) @ matrix
         patch = cv2.warpPerspective(
-            levels[level], to_level, (PATCH, PATCH),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
+            levels[level],
+            to_level,
+            (PATCH, PATCH),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
         )
         out[index] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
     return out
@@ -443,7 +452,9 @@ def generate_sequence(source: Source, params: SynthParams, with_images: bool = F
     for k in range(1, TARGETS + 1):
         if source.change is Change.VIEWPOINT:
             h = viewpoint_homography(rng, shape, k)
-            warped = cv2.warpPerspective(reference, h, (shape[1], shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            warped = cv2.warpPerspective(
+                reference, h, (shape[1], shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+            )
             targets.append(photometric_change(rng, warped, strength=0.25))
         else:
             h = np.eye(3)
@@ -574,7 +585,10 @@ def _write_tasks(root: Path, splits: dict, counts: dict[str, int], params: Synth
 
     generate_task_files(
         root / "tasks",
-        {key: Split(value["name"], tuple(value["test"]), tuple(value.get("train", ()))) for key, value in splits.items()},
+        {
+            key: Split(value["name"], tuple(value["test"]), tuple(value.get("train", ())))
+            for key, value in splits.items()
+        },
         counts,
         n_pairs=params.n_pairs,
         n_queries=params.n_queries,
@@ -707,7 +721,9 @@ def open_patch_set(root: Path) -> PatchSet:
     root = Path(root)
     version = dataset_version(root)
     stored = json.loads((root / "params.json").read_text())
-    return PatchSet(name=NAME, root=root, tasks_dir=root / "tasks", version=version, sequences=tuple(stored["sequences"]))
+    return PatchSet(
+        name=NAME, root=root, tasks_dir=root / "tasks", version=version, sequences=tuple(stored["sequences"])
+    )
 
 
 class HPatchesSynth(DatasetSource):

@@ -28,12 +28,13 @@ With the real patch counts and the std filter this reproduces the official retri
 in tests/datasets/test_tasks.py against the published files); the verification files are not in the
 public snapshot, and the same algorithm generates them.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,7 @@ def _read_table(path: Path, columns: tuple[str, ...], name_columns: tuple[str, .
         raise DatasetError(f"malformed task file {path}: {exc}") from None
     if tuple(frame.columns) != columns:
         raise DatasetError(
-            f"malformed task file {path}: expected header {','.join(columns)}, found {','.join(map(str, frame.columns))}"
+            f"malformed task file {path}: expected header {','.join(columns)}, found {','.join(map(str, frame.columns))}"  # noqa: E501
         )
     for c in columns:
         if c in name_columns:
@@ -243,7 +244,11 @@ def _counts_of(test: tuple[str, ...], patch_counts: dict[str, int]) -> np.ndarra
 
 
 def generate_verification(
-    test: tuple[str, ...], patch_counts: dict[str, int], n_pairs: int = 1_000_000, seed: int = 42, progress: bool = False
+    test: tuple[str, ...],
+    patch_counts: dict[str, int],
+    n_pairs: int = 1_000_000,
+    seed: int = 42,
+    progress: bool = False,
 ) -> dict[str, PairList]:
     """The three verification pair lists (pos, neg_intra, neg_inter) of one split, as the official gen_verif."""
     from tqdm.auto import tqdm

@@ -8,10 +8,11 @@ Patch Retrieval; Balntas et al., CVPR 2017): one horizontal bar per descriptor a
 (log2 scale), one line per descriptor, device and precision, with the interquartile range shaded.
 Each function builds its own ``matplotlib.figure.Figure`` and writes the file atomically.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .schema import TimingRow
 from .store import atomic_path
@@ -86,8 +87,20 @@ _MARKERS = (  # noise, legend label, marker, face colour
     ("hard", "Hard", "s", "0.55"),
     ("tough", "Tough", "^", "black"),
 )
-_BAR_COLOURS = ("#8fb8de", "#f4b183", "#a9d18e", "#c9a0dc", "#ffe699", "#9dc3c1",
-                "#d9a5a5", "#bfbfbf", "#b4c7e7", "#c5e0b4", "#e2b0d0", "#f8cbad")
+_BAR_COLOURS = (
+    "#8fb8de",
+    "#f4b183",
+    "#a9d18e",
+    "#c9a0dc",
+    "#ffe699",
+    "#9dc3c1",
+    "#d9a5a5",
+    "#bfbfbf",
+    "#b4c7e7",
+    "#c5e0b4",
+    "#e2b0d0",
+    "#f8cbad",
+)
 
 
 @dataclass(frozen=True)
@@ -124,8 +137,20 @@ def _hpatches_bars(rows: Sequence[ResultRow]) -> dict[str, list[_Bar]]:
     noise_values: dict[tuple, float] = {}
     for r in good:
         if r.noise in ("easy", "hard", "tough"):
-            noise_values[(r.task, r.descriptor, r.weights, r.dataset, r.split, r.protocol,
-                          r.metric, r.variant, r.subset, r.noise)] = r.value
+            noise_values[
+                (
+                    r.task,
+                    r.descriptor,
+                    r.weights,
+                    r.dataset,
+                    r.split,
+                    r.protocol,
+                    r.metric,
+                    r.variant,
+                    r.subset,
+                    r.noise,
+                )
+            ] = r.value
     sources = {(r.dataset, r.split) for _, r in chosen.values()}
     protocols = {r.protocol for _, r in chosen.values()}
     bars: dict[str, list[_Bar]] = {task: [] for task, *_ in _HPATCHES_PANELS}
@@ -134,16 +159,20 @@ def _hpatches_bars(rows: Sequence[ResultRow]) -> dict[str, list[_Bar]]:
         extra = ([f"{r.dataset}/{r.split}"] if len(sources) > 1 else []) + ([r.protocol] if len(protocols) > 1 else [])
         if extra:
             label += f"\n({', '.join(extra)})"  # second line: keeps the panels wide enough at README width
-        marks = tuple((noise, noise_values[key + (r.metric, r.variant, r.subset, noise)])
-                      for noise, *_ in _MARKERS if key + (r.metric, r.variant, r.subset, noise) in noise_values)
+        marks = tuple(
+            (noise, noise_values[key + (r.metric, r.variant, r.subset, noise)])
+            for noise, *_ in _MARKERS
+            if key + (r.metric, r.variant, r.subset, noise) in noise_values
+        )
         bars[r.task].append(_Bar(label, r.value, marks))
     for task in bars:
         bars[task].sort(key=lambda b: (b.mean, b.label))
     return bars
 
 
-def plot_hpatches(rows: Sequence[ResultRow], path: Path | str,
-                  title: str = "HPatches (mean of Easy / Hard / Tough)") -> Path:
+def plot_hpatches(
+    rows: Sequence[ResultRow], path: Path | str, title: str = "HPatches (mean of Easy / Hard / Tough)"
+) -> Path:
     """The three HPatches task panels as the HPatches paper draws them; returns the PNG path.
 
     Panels (left to right): Patch Verification (imbalanced AP), Image Matching and Patch Retrieval
@@ -180,13 +209,28 @@ def plot_hpatches(rows: Sequence[ResultRow], path: Path | str,
             ax.set_yticks([])
             continue
         ys = list(range(len(group)))
-        ax.barh(ys, [b.mean * 100 for b in group], height=0.72, color=[colour[b.label] for b in group],
-                edgecolor="0.35", linewidth=0.6, zorder=2)
+        ax.barh(
+            ys,
+            [b.mean * 100 for b in group],
+            height=0.72,
+            color=[colour[b.label] for b in group],
+            edgecolor="0.35",
+            linewidth=0.6,
+            zorder=2,
+        )
         for noise, _, marker, face in _MARKERS:
             points = [(dict(b.noise)[noise] * 100, y) for b, y in zip(group, ys) if noise in dict(b.noise)]
             if points:
-                ax.scatter([p[0] for p in points], [p[1] for p in points], marker=marker, s=30, facecolor=face,
-                           edgecolor="black", linewidth=0.8, zorder=3)
+                ax.scatter(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    marker=marker,
+                    s=30,
+                    facecolor=face,
+                    edgecolor="black",
+                    linewidth=0.8,
+                    zorder=3,
+                )
         right = max(max([b.mean] + [v for _, v in b.noise]) for b in group) * 100
         for b, y in zip(group, ys):
             end = max([b.mean] + [v for _, v in b.noise]) * 100
@@ -198,13 +242,26 @@ def plot_hpatches(rows: Sequence[ResultRow], path: Path | str,
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
     handles = [Patch(facecolor="#dddddd", edgecolor="0.35", label="mean (bar)")]
-    handles += [Line2D([], [], linestyle="", marker=marker, markerfacecolor=face, markeredgecolor="black",
-                       markersize=7, label=name) for _, name, marker, face in _MARKERS]
-    notes = sorted({r.notes for r in rows if r.notes and r.error is None and r.task in {t for t, *_ in _HPATCHES_PANELS}})
+    handles += [
+        Line2D(
+            [], [], linestyle="", marker=marker, markerfacecolor=face, markeredgecolor="black", markersize=7, label=name
+        )
+        for _, name, marker, face in _MARKERS
+    ]
+    notes = sorted(
+        {r.notes for r in rows if r.notes and r.error is None and r.task in {t for t, *_ in _HPATCHES_PANELS}}
+    )
     if notes:
         handles.append(Patch(visible=False, label="* " + "; ".join(notes)))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False,
-               handletextpad=0.4, columnspacing=1.4)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=len(handles),
+        fontsize=9,
+        frameon=False,
+        handletextpad=0.4,
+        columnspacing=1.4,
+    )
     if title:
         fig.suptitle(title, fontsize=11)
     with atomic_path(path, suffix=".png") as tmp:

@@ -7,11 +7,12 @@ calibration workload timed in the same process (so a slower machine does not rea
 regression); a ratio above ``1 + tolerance`` fails. Rows present on one side only are reported:
 missing rows fail (a metric that vanished is a regression), new rows do not.
 """
+
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from tabulate import tabulate
 
@@ -62,16 +63,33 @@ class Comparison:
         failing = [d for d in self.differences if d.status.fails]
         shown = [d for d in self.differences if show_ok or d.status is not Status.OK]
         counts = {s: sum(d.status is s for d in self.differences) for s in Status}
-        head = ("### desc-bench check: " + ("FAILED" if self.failed else "passed") + "\n\n"
-                + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
-                + f" (accuracy tolerance {self.accuracy_tolerance:g}, speed tolerance {self.speed_tolerance:.0%};"
-                  " speed = median / calibration workload)")
+        head = (
+            "### desc-bench check: "
+            + ("FAILED" if self.failed else "passed")
+            + "\n\n"
+            + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+            + f" (accuracy tolerance {self.accuracy_tolerance:g}, speed tolerance {self.speed_tolerance:.0%};"
+            " speed = median / calibration workload)"
+        )
         if not shown:
             return head + "\n"
-        body = [[d.kind, d.what, _num(d.baseline, d.kind), _num(d.current, d.kind),
-                 _num(d.delta, d.kind, signed=True), d.status.value]
-                for d in sorted(shown, key=lambda d: (not d.status.fails, d.kind, d.what))]
-        table = tabulate(body, headers=["kind", "row", "baseline", "current", "change", "status"], tablefmt="github", disable_numparse=True)
+        body = [
+            [
+                d.kind,
+                d.what,
+                _num(d.baseline, d.kind),
+                _num(d.current, d.kind),
+                _num(d.delta, d.kind, signed=True),
+                d.status.value,
+            ]
+            for d in sorted(shown, key=lambda d: (not d.status.fails, d.kind, d.what))
+        ]
+        table = tabulate(
+            body,
+            headers=["kind", "row", "baseline", "current", "change", "status"],
+            tablefmt="github",
+            disable_numparse=True,
+        )
         return f"{head}\n\n{table}\n" + (f"\n{len(failing)} row(s) failed.\n" if failing else "")
 
 
@@ -118,8 +136,11 @@ def _timing_key(t: TimingRow) -> tuple:
 def _normalised(record: Record) -> dict[tuple, float]:
     if record.calibration is None or not record.calibration.median_ms:
         return {}
-    return {_timing_key(t): t.median_ms / record.calibration.median_ms
-            for t in record.timings if t.error is None and t.median_ms is not None and not t.random_weights}
+    return {
+        _timing_key(t): t.median_ms / record.calibration.median_ms
+        for t in record.timings
+        if t.error is None and t.median_ms is not None and not t.random_weights
+    }
 
 
 def _speed(baseline: Iterable[Record], current: Iterable[Record], tolerance: float) -> list[Difference]:
@@ -139,13 +160,16 @@ def _speed(baseline: Iterable[Record], current: Iterable[Record], tolerance: flo
             out.append(Difference("speed", what, None, c, Status.NEW))
         else:
             ratio = c / b
-            status = Status.SLOWER if ratio > 1 + tolerance else Status.FASTER if ratio < 1 / (1 + tolerance) else Status.OK
+            status = (
+                Status.SLOWER if ratio > 1 + tolerance else Status.FASTER if ratio < 1 / (1 + tolerance) else Status.OK
+            )
             out.append(Difference("speed", what, b, c, status))
     return out
 
 
-def compare(baseline: list[Record], current: list[Record], accuracy_tolerance: float = 0.005,
-            speed_tolerance: float = 0.25) -> Comparison:
+def compare(
+    baseline: list[Record], current: list[Record], accuracy_tolerance: float = 0.005, speed_tolerance: float = 0.25
+) -> Comparison:
     """Compare the rows of the current records with the baseline records."""
     base_rows = [r for rec in baseline for r in rec.results]
     cur_rows = [r for rec in current for r in rec.results]

@@ -1,4 +1,5 @@
 """``desc-bench report``: rebuild the markdown report and PNG figures from JSON records alone."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ Result rows carry descriptor, weights, dataset, split, protocol, task, metric (p
 level and the i/v subset for HPatches), value, and an error string instead of a silent NaN.
 Timing rows carry device, batch, patch size, median and IQR, throughput and peak memory.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,11 +45,21 @@ class ResultRow:
         if self.error is None and (self.value is None or not math.isfinite(self.value)):
             raise RecordError(f"result row {self.key()} has no finite value and no error string")
 
-
     def key(self) -> tuple:
         """Identity of a row across runs (everything but the value)."""
-        return (self.descriptor, self.weights, self.dataset, self.split, self.protocol, self.distance, self.task,
-                self.metric, self.noise, self.subset, self.variant)
+        return (
+            self.descriptor,
+            self.weights,
+            self.dataset,
+            self.split,
+            self.protocol,
+            self.distance,
+            self.task,
+            self.metric,
+            self.noise,
+            self.subset,
+            self.variant,
+        )
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,7 @@ class Record:
         }
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any], source: str = "record") -> "Record":
+    def from_json(cls, raw: dict[str, Any], source: str = "record") -> Record:
         validate(raw, source)
         return cls(
             metadata=raw["metadata"],
@@ -111,8 +122,11 @@ def _check_rows(rows: Any, cls: type, where: str) -> None:
     if not isinstance(rows, list):
         raise RecordError(f"{where}: expected a list")
     names = {f.name for f in dataclasses.fields(cls)}
-    required = {f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise RecordError(f"{where}[{i}]: expected an object, got {type(row).__name__}")
@@ -142,8 +156,9 @@ def validate(raw: Any, source: str = "record") -> None:
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -151,6 +166,7 @@ def _git_commit() -> str:
 
 def config_json(config: Any) -> dict[str, Any]:
     """A configuration dataclass as JSON-ready values (paths and other objects as strings)."""
+
     def plain(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]

@@ -5,10 +5,11 @@ HPatches values are printed as percentages (mAP x 100), the way the field report
 - ``summary_table``: one row per descriptor: the headline of each task (noise "mean", subset "all",
   headline variant), plus the per-patch time when the record has it.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 from tabulate import tabulate
 
@@ -45,12 +46,20 @@ def task_tables(rows: Iterable[ResultRow]) -> str:
             groups[group][(r.metric, r.variant, r.subset)][r.noise] = r.value
     parts = []
     for (label, dataset, split, protocol, distance, task), table in groups.items():
-        body = [[metric, variant or "-", subset] + [_fmt(cols.get(n)) for n in NOISE_COLUMNS]
-                for (metric, variant, subset), cols in sorted(table.items(), key=_row_order)]
+        body = [
+            [metric, variant or "-", subset] + [_fmt(cols.get(n)) for n in NOISE_COLUMNS]
+            for (metric, variant, subset), cols in sorted(table.items(), key=_row_order)
+        ]
         where = ", ".join(p for p in (dataset, f"split {split}", f"{protocol} protocol", distance) if p)
-        parts.append(f"#### {label}: {task} ({where}, %)\n\n"
-                     + tabulate(body, headers=["metric", "variant", "subset", "Easy", "Hard", "Tough", "mean"],
-                                tablefmt="github", disable_numparse=True))
+        parts.append(
+            f"#### {label}: {task} ({where}, %)\n\n"
+            + tabulate(
+                body,
+                headers=["metric", "variant", "subset", "Easy", "Hard", "Tough", "mean"],
+                tablefmt="github",
+                disable_numparse=True,
+            )
+        )
     return "\n\n".join(parts)
 
 
@@ -89,13 +98,21 @@ def summary_table(records: Iterable[Record]) -> str:
         t = timing.get(descriptor)
         label = descriptor if weights in ("none", "") else f"{descriptor} [{weights}]"
         # say how the number was made when it is not the default (python protocol, the descriptor's distance)
-        how = [p for p in (protocol if protocol != "python" else "", distance if distance not in ("", "l2") else "") if p]
+        how = [
+            p for p in (protocol if protocol != "python" else "", distance if distance not in ("", "l2") else "") if p
+        ]
         label += f" ({', '.join(how)})" if how else ""
-        body.append([label + (" *" if notes.get(key) else ""), dataset, split]
-                    + [_fmt(values.get(task)) for task in HPATCHES_TASKS]
-                    + [f"{t.median_ms:.3f}" if t and t.median_ms is not None else "-"])
-    table = tabulate(body, headers=["descriptor", "dataset", "split", "verification mAP", "matching mAP",
-                                    "retrieval mAP", "ms/patch"], tablefmt="github", disable_numparse=True)
+        body.append(
+            [label + (" *" if notes.get(key) else ""), dataset, split]
+            + [_fmt(values.get(task)) for task in HPATCHES_TASKS]
+            + [f"{t.median_ms:.3f}" if t and t.median_ms is not None else "-"]
+        )
+    table = tabulate(
+        body,
+        headers=["descriptor", "dataset", "split", "verification mAP", "matching mAP", "retrieval mAP", "ms/patch"],
+        tablefmt="github",
+        disable_numparse=True,
+    )
     if any(notes.values()):
         table += "\n\n\\* " + "; ".join(sorted({n for n in notes.values() if n}))
     return table
@@ -110,7 +127,9 @@ def error_table(records: Iterable[Record]) -> str:
                 body.append([r.descriptor, r.dataset, r.error])
     if not body:
         return ""
-    return tabulate(body, headers=["descriptor", "dataset", "skipped or failed"], tablefmt="github", disable_numparse=True)
+    return tabulate(
+        body, headers=["descriptor", "dataset", "skipped or failed"], tablefmt="github", disable_numparse=True
+    )
 
 
 def timing_section(records: Iterable[Record]) -> str:
@@ -160,7 +179,12 @@ def records_report(records: list[Record], title: str = "desc-bench report") -> s
     timing = timing_section(records)
     if timing:
         sections.append("## Timing\n\n" + timing)
-    machines = sorted({f"{r.metadata.get('platform')}, torch {r.metadata.get('torch')}, "
-                       f"{r.metadata.get('threads')} threads, device {r.metadata.get('device')}" for r in records})
+    machines = sorted(
+        {
+            f"{r.metadata.get('platform')}, torch {r.metadata.get('torch')}, "
+            f"{r.metadata.get('threads')} threads, device {r.metadata.get('device')}"
+            for r in records
+        }
+    )
     sections.append("Machine: " + "; ".join(machines))
     return "\n\n".join(sections) + "\n"

@@ -3,6 +3,7 @@
 Learned descriptors whose weights are not available here run with random weights
 (``weights="random"``): the contract is about shapes and behaviour, not accuracy.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_compute_patches(name, patches):
     again = desc.compute_patches(patches)
     assert torch.equal(out, again) or torch.allclose(out.float(), again.float(), atol=1e-5)
     # batching invariance: one by one equals all at once
-    single = torch.cat([desc.compute_patches(patches[i:i + 1]) for i in range(3)])
+    single = torch.cat([desc.compute_patches(patches[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(single.float(), out[:3].float(), atol=1e-4, rtol=1e-4)
     # numpy input and (B, P, P) input are accepted
     np_out = desc.compute_patches(patches[:2, 0].numpy())
@@ -86,7 +87,9 @@ def test_compute_dense(name):
     desc = build(name)
     rng = np.random.default_rng(1)
     image = (rng.random((96, 128)) * 255).astype(np.uint8)
-    image = np.asarray(torch.nn.functional.avg_pool2d(torch.from_numpy(image).float()[None], 5, 1, 2)[0]).astype(np.uint8)
+    image = np.asarray(torch.nn.functional.avg_pool2d(torch.from_numpy(image).float()[None], 5, 1, 2)[0]).astype(
+        np.uint8
+    )
     keypoints = np.array([[64.0, 48.0], [40.0, 40.0], [90.0, 60.0]])
     out = desc.compute_dense(image, keypoints, scale=np.full(3, 8.0), angle=np.zeros(3))
     assert out.shape == (3, desc.dim)
@@ -138,6 +141,7 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 def test_output_is_on_the_descriptors_device():
     """check_output moves what a CPU-only hook returns to the descriptor's device ("meta" stands in
     for a GPU here; the CUDA test below checks a real one)."""
+
     class CpuOnly(Descriptor):
         dim = 4
 

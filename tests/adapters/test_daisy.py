@@ -1,5 +1,6 @@
 """daisy-torch against scikit-image (oracle and live), daisy-opencv against its oracle; shapes,
 batching, the patch and keypoint paths of the contract, FP16, CUDA."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -195,7 +196,8 @@ def test_fp16_flat_patches_are_finite(normalization):
     assert half.dtype == torch.float16 and torch.isfinite(half).all()
     torch.testing.assert_close(half.float(), Daisy(normalization=normalization)(flat), rtol=1e-3, atol=1e-4)
     out = desc_bench.descriptor(f"daisy-torch:fp16=true:normalization={normalization}").compute_patches(
-        torch.full((2, 1, 65, 65), 100.0))
+        torch.full((2, 1, 65, 65), 100.0)
+    )
     assert torch.isfinite(out).all()
 
 
@@ -208,8 +210,10 @@ def test_timing_with_fp16():
     with torch.autocast("cpu", dtype=torch.float16):
         assert desc.dense_map(torch.rand(1, 1, 40, 48)).dtype == torch.float16
     assert desc.dense_map(torch.rand(1, 1, 40, 48)).dtype == torch.float32
-    for row in (timing.time_patches(desc, batch_size=2, patch_size=40, repeats=1, warmup=0, fp16=True),
-                timing.time_images(desc, batch_size=1, image_size="48x40", repeats=1, warmup=0, fp16=True)):
+    for row in (
+        timing.time_patches(desc, batch_size=2, patch_size=40, repeats=1, warmup=0, fp16=True),
+        timing.time_images(desc, batch_size=1, image_size="48x40", repeats=1, warmup=0, fp16=True),
+    ):
         assert row.error is None and row.median_ms > 0 and row.fp16
 
 

@@ -3,6 +3,7 @@ format (no real weights exist here), plus OpenCV's built-in learned descriptors 
 
 HardNet is checked against kornia's HardNet loaded with the same state dict.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_weights import write_upstream
 
 import desc_bench
 from desc_bench.adapters import hardnet as H
@@ -17,8 +19,6 @@ from desc_bench.adapters import opencv_learned as CV
 from desc_bench.adapters import superpoint as SP
 from desc_bench.adapters.base import Distance, Frames
 from desc_bench.errors import InputError
-
-from test_weights import write_upstream
 
 NETWORKS = ("hardnet", "hardnet++", "hardnet-ps", "superpoint", "gift", "msnet-v0")
 OPENCV = ("vgg-opencv", "boostdesc-opencv", "beblid-opencv", "teblid-opencv")
@@ -85,7 +85,9 @@ def test_hardnet_ps_fused_equals_unfused(tmp_path):
     path = write_upstream("hardnet-ps", tmp_path / "HardNetPS.pth", seed=5)
     ours = desc_bench.descriptor("hardnet-ps", weights=str(path))
     features = H.hardnet_features(ps=True)
-    features.load_state_dict({k[len("features."):]: v for k, v in torch.load(path, weights_only=True).items()}, strict=False)
+    features.load_state_dict(
+        {k[len("features.") :]: v for k, v in torch.load(path, weights_only=True).items()}, strict=False
+    )
     features.eval()
     patches = torch.from_numpy(np.random.default_rng(6).integers(0, 256, (16, 1, 32, 32)).astype(np.float32))
     flat = patches.reshape(16, -1)
@@ -205,9 +207,26 @@ def test_desc_bench_run_with_an_upstream_format_checkpoint(name, micro_hpatches,
 
     monkeypatch.setenv("DESC_BENCH_CACHE", str(tmp_path / "cache"))
     checkpoint = write_upstream(name, tmp_path / f"{name}.pth")
-    result = CliRunner().invoke(main, ["run", "-d", name, "--weights", str(checkpoint), "--dataset", "hpatches",
-                                       "--data-dir", str(micro_hpatches), "-o", str(tmp_path / "runs"), "-q",
-                                       "--time-batch", "4"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            "-d",
+            name,
+            "--weights",
+            str(checkpoint),
+            "--dataset",
+            "hpatches",
+            "--data-dir",
+            str(micro_hpatches),
+            "-o",
+            str(tmp_path / "runs"),
+            "-q",
+            "--time-batch",
+            "4",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     import json
 

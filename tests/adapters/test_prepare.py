@@ -1,5 +1,6 @@
 """prepare.py: image validation in compute_dense, empty inputs, patch extraction around frames, and
 no inference tensors leaking out of the fixed public methods."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,9 @@ def smooth_image(height: int = 64, width: int = 80, seed: int = 0) -> np.ndarray
 @pytest.mark.parametrize("name", PATHS)
 def test_compute_dense_validates_the_image_on_every_path(name):
     desc = desc_bench.descriptor(name)
-    assert {"sift-opencv": "keypoints", "daisy-torch": "dense-sampled",
-            "sift-torch-mp": "patches-around-frames"}[name] == prepare.dense_mode(desc)
+    assert {"sift-opencv": "keypoints", "daisy-torch": "dense-sampled", "sift-torch-mp": "patches-around-frames"}[
+        name
+    ] == prepare.dense_mode(desc)
     image = smooth_image()
     xy = np.array([[40.0, 32.0], [30.0, 30.0]])
     bad = {
@@ -35,7 +37,7 @@ def test_compute_dense_validates_the_image_on_every_path(name):
         "4-d": image[None, :, :, None],
         "empty": np.zeros((0, 80), np.uint8),
     }
-    for label, value in bad.items():
+    for label, value in bad.items():  # noqa: B007
         with pytest.raises(InputError):
             desc.compute_dense(value, xy)
     with pytest.raises(InputError, match="uint8"):

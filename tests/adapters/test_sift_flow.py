@@ -1,5 +1,6 @@
 """sift-flow: oracle equality with the upstream port (align_corners=True), shapes, batching, buffers,
 the patch and keypoint paths of the contract, FP16, CUDA."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -69,7 +70,13 @@ def test_cell_filter_taps_follow_the_cpp_code():
 
 @pytest.mark.parametrize(
     "cell, step, boundary, expected",
-    [(2, 1, True, (40, 52)), (2, 2, False, (16, 22)), (3, 1, False, (28, 40)), (3, 3, True, (13, 17)), (1, 4, False, (9, 12))],
+    [
+        (2, 1, True, (40, 52)),
+        (2, 2, False, (16, 22)),
+        (3, 1, False, (28, 40)),
+        (3, 3, True, (13, 17)),
+        (1, 4, False, (9, 12)),
+    ],
 )
 def test_output_shapes(cell, step, boundary, expected):
     out = SiftFlow(cell, step, boundary)(smooth_image(0, 40, 52))
@@ -128,7 +135,9 @@ def test_compute_dense_samples_the_map_at_cells():
     desc = desc_bench.descriptor("sift-flow:step=2:boundary=false")
     maps = desc.dense_map(normalise(image_tensor(image, desc.input), desc.input)).clone()  # a reused buffer
     cells = [(0, 0), (3, 5), (12, 20)]  # (row, col) of map cells
-    xy = np.array([[desc.dense_offset + desc.dense_stride * j, desc.dense_offset + desc.dense_stride * i] for i, j in cells])
+    xy = np.array(
+        [[desc.dense_offset + desc.dense_stride * j, desc.dense_offset + desc.dense_stride * i] for i, j in cells]
+    )
     out = desc.compute_dense(image, xy)
     assert out.shape == (3, 128)
     for k, (i, j) in enumerate(cells):
@@ -183,8 +192,10 @@ def test_timing_with_fp16():
     with torch.autocast("cpu", dtype=torch.float16):
         assert desc.dense_map(torch.rand(1, 3, 24, 32)).dtype == torch.float16
     assert desc.dense_map(torch.rand(1, 3, 24, 32)).dtype == torch.float32  # and not without autocast
-    for row in (timing.time_patches(desc, batch_size=2, patch_size=32, repeats=1, warmup=0, fp16=True),
-                timing.time_images(desc, batch_size=1, image_size="32x24", repeats=1, warmup=0, fp16=True)):
+    for row in (
+        timing.time_patches(desc, batch_size=2, patch_size=32, repeats=1, warmup=0, fp16=True),
+        timing.time_images(desc, batch_size=1, image_size="32x24", repeats=1, warmup=0, fp16=True),
+    ):
         assert row.error is None and row.median_ms > 0 and row.fp16
 
 

@@ -3,6 +3,7 @@
 Oracle: ../shared/oracles/pytorch-sift/oracle_pytorch_sift_fox.npz, the outputs of upstream
 ``pytorch_sift.SIFTNet`` (ducha-aiki/pytorch-sift @ 00e726f) on 99 crops of fox.png.
 """
+
 from __future__ import annotations
 
 import math
@@ -145,7 +146,9 @@ def test_values_and_gradients_equal_reference(sigma, circular, root):
     torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-7, atol=1e-12)
 
 
-@pytest.mark.parametrize("sigma,circular,root", [("hesamp", True, False), ("hesamp", True, True), ("vlfeat", False, False)])
+@pytest.mark.parametrize(
+    "sigma,circular,root", [("hesamp", True, False), ("hesamp", True, True), ("vlfeat", False, False)]
+)
 def test_gradcheck_float64(sigma, circular, root):
     # Full Jacobian check on one small patch; fast mode on a batch through the sub-batch path.
     net = SIFTNet(patch_size=12, sigma_type=sigma, circular=circular, rootsift=root)

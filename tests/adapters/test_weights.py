@@ -3,6 +3,7 @@
 Every checkpoint here is built by the test in the upstream format (keys and shapes as in
 shared/weights/MANIFEST.md, seeded random values): no real weights exist on the development machines.
 """
+
 from __future__ import annotations
 
 import collections
@@ -22,7 +23,7 @@ from desc_bench.errors import DescriptorUnavailableError, WeightsError
 LEARNED = ("hardnet", "hardnet++", "hardnet-ps", "superpoint", "gift", "msnet-v0")
 
 
-def random_state(expected: dict[str, tuple[int, ...]], seed: int = 0) -> "collections.OrderedDict[str, torch.Tensor]":
+def random_state(expected: dict[str, tuple[int, ...]], seed: int = 0) -> collections.OrderedDict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     state = collections.OrderedDict()
     for key, shape in expected.items():
@@ -81,6 +82,7 @@ def pin(monkeypatch, name: str, variant: str, path: Path, **changes) -> None:
 
 def test_upstream_layouts_match_the_manifest():
     """Tensor counts and sizes of the architectures equal the MANIFEST's description of the files."""
+
     def count(name):
         shapes = descriptor_class(name).expected_shapes()
         return len(shapes), sum(int(torch.tensor(s).prod()) for s in shapes.values())
@@ -260,7 +262,10 @@ def test_add_does_not_touch_a_resumable_download(data_dir, tmp_path, monkeypatch
     weight = descriptor_class("hardnet").weights["liberty-aug"]
     dest = W.cached_path("hardnet", "liberty-aug", weight)
     dest.parent.mkdir(parents=True)
-    resumable = [dest.with_name(dest.name + ".part"), W.download_path(dest).with_name(W.download_path(dest).name + ".part")]
+    resumable = [
+        dest.with_name(dest.name + ".part"),
+        W.download_path(dest).with_name(W.download_path(dest).name + ".part"),
+    ]
     for part in resumable:
         part.write_bytes(b"first half of a download")
     assert W.add_weights("hardnet", source) == dest and dest.read_bytes() == source.read_bytes()

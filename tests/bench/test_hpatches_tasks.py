@@ -1,4 +1,5 @@
 """HPatches tasks against hand-computed cases and a literal loop-based reference of the official code."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,7 @@ NAMES = {"e": "easy", "h": "hard", "t": "tough"}
 
 # ---- literal reference (loops, following the official python code step by step) ------------------
 def ref_ap(scores, labels, numpos=None, vlfeat=False):
-    scores, labels = [float(s) for s in scores], [int(l) for l in labels]
+    scores, labels = [float(s) for s in scores], [int(l) for l in labels]  # noqa: E741
     p = sum(labels)
     if numpos is not None:
         scores += [-np.inf] * (numpos - p)
@@ -68,8 +69,11 @@ def ref_verification(descs, tasks, split, distance):
         for k, p in files.items():
             names = p.sequences
             d[k] = [
-                dist(descs[names[p.s1[r]]][typ(noise, p.t1[r])][p.idx1[r]],
-                     descs[names[p.s2[r]]][typ(noise, p.t2[r])][p.idx2[r]], distance)
+                dist(
+                    descs[names[p.s1[r]]][typ(noise, p.t1[r])][p.idx1[r]],
+                    descs[names[p.s2[r]]][typ(noise, p.t2[r])][p.idx2[r]],
+                    distance,
+                )
                 for r in range(len(p))
             ]
         for v in ("intra", "inter"):
@@ -128,22 +132,33 @@ def make_descs(distance, seed=0):
     for s in SEQS:
         if distance == "hamming":
             base = rng.integers(0, 256, size=(COUNTS[s], 2), dtype=np.uint8)
-            out[s] = {t: base ^ (rng.random((COUNTS[s], 2)) < 0.1 * (t != "ref")).astype(np.uint8) * rng.integers(0, 256, (COUNTS[s], 2), dtype=np.uint8) for t in PATCH_TYPES}
+            out[s] = {
+                t: base
+                ^ (rng.random((COUNTS[s], 2)) < 0.1 * (t != "ref")).astype(np.uint8)
+                * rng.integers(0, 256, (COUNTS[s], 2), dtype=np.uint8)
+                for t in PATCH_TYPES
+            }
         else:  # small integer values: many exact ties
             base = rng.integers(0, 4, size=(COUNTS[s], 3)).astype(np.float32)
-            out[s] = {t: base + (t != "ref") * rng.integers(-1, 2, size=base.shape).astype(np.float32) for t in PATCH_TYPES}
+            out[s] = {
+                t: base + (t != "ref") * rng.integers(-1, 2, size=base.shape).astype(np.float32) for t in PATCH_TYPES
+            }
     return out
 
 
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory):
     root = tmp_path_factory.mktemp("tasks")
-    generate_task_files(root, {"x": Split("x", SEQS)}, COUNTS, n_pairs=300, n_queries=12, n_distractors=25, progress=False)
+    generate_task_files(
+        root, {"x": Split("x", SEQS)}, COUNTS, n_pairs=300, n_queries=12, n_distractors=25, progress=False
+    )
     return TaskFiles(root)
 
 
 def value(scores, task, metric, noise, subset="all", variant=""):
-    [s] = [s for s in scores if (s.task, s.metric, s.noise, s.subset, s.variant) == (task, metric, noise, subset, variant)]
+    [s] = [
+        s for s in scores if (s.task, s.metric, s.noise, s.subset, s.variant) == (task, metric, noise, subset, variant)
+    ]
     return s.value
 
 

@@ -1,4 +1,5 @@
 """Ranking metrics and distances against hand-computed cases and a literal loop reference."""
+
 from __future__ import annotations
 
 import numpy as np

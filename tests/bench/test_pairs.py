@@ -1,4 +1,5 @@
 """Image-pair protocols: oracle descriptors on synthetic pairs, hand-checked geometry, tables."""
+
 from __future__ import annotations
 
 import hashlib

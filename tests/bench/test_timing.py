@@ -1,6 +1,7 @@
 """Tests of the timing harness: statistics, config parsing, the measurement loop, memory probes,
 CPU timing end to end (patches and dense images), the record schema, tables, the plot, and the
 CUDA path (skipped without a GPU)."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,11 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import requires_cuda
+
 from desc_bench.adapters.base import Descriptor
 from desc_bench.bench import timing as T
 from desc_bench.errors import InputError
@@ -193,12 +193,24 @@ def test_time_images_uses_prepared_dense_inputs(test_descriptors):
 
 def test_time_descriptors_record(test_descriptors, tmp_path):
     threads_before = torch.get_num_threads()
-    config = T.TimingConfig(descriptors=(PATCH, BROKEN, "no-such-descriptor"), batch_sizes=(1, 4),
-                            patch_size=32, threads=1, repeats=3, warmup=1)
+    config = T.TimingConfig(
+        descriptors=(PATCH, BROKEN, "no-such-descriptor"),
+        batch_sizes=(1, 4),
+        patch_size=32,
+        threads=1,
+        repeats=3,
+        warmup=1,
+    )
     record = T.time_descriptors(config, progress=False)
     assert torch.get_num_threads() == threads_before
     assert [(r.descriptor, r.batch) for r in record.timings] == [
-        (PATCH, 1), (PATCH, 4), (BROKEN, 1), (BROKEN, 4), ("no-such-descriptor", 1), ("no-such-descriptor", 4)]
+        (PATCH, 1),
+        (PATCH, 4),
+        (BROKEN, 1),
+        (BROKEN, 4),
+        ("no-such-descriptor", 1),
+        ("no-such-descriptor", 4),
+    ]
     good, broken, unknown = record.timings[:2], record.timings[2:4], record.timings[4:]
     assert all(r.error is None and r.median_ms > 0 and r.threads == 1 for r in good)
     assert all("boom" in r.error and r.median_ms is None for r in broken)
@@ -216,8 +228,15 @@ def test_time_descriptors_record(test_descriptors, tmp_path):
 
 
 def test_time_descriptors_dense_and_fp16_rows(test_descriptors):
-    config = T.TimingConfig(descriptors=(DENSE, PATCH), batch_sizes=(1, 2), image_size="64x48",
-                            fp16=True, repeats=2, warmup=1, calibrate=False)
+    config = T.TimingConfig(
+        descriptors=(DENSE, PATCH),
+        batch_sizes=(1, 2),
+        image_size="64x48",
+        fp16=True,
+        repeats=2,
+        warmup=1,
+        calibrate=False,
+    )
     record = T.time_descriptors(config, progress=False)
     dense, patch = record.timings[:2], record.timings[2:]
     assert all(r.unit == "image" and r.error is None and r.fp16 for r in dense)
@@ -232,18 +251,27 @@ def test_sift_opencv_end_to_end():
 
     if "sift-opencv" not in registered():
         pytest.skip("sift-opencv is not registered yet")
-    config = T.TimingConfig(descriptors=("sift-opencv",), batch_sizes=(2,), repeats=2, warmup=1,
-                            calibrate=False)
+    config = T.TimingConfig(descriptors=("sift-opencv",), batch_sizes=(2,), repeats=2, warmup=1, calibrate=False)
     (row,) = T.time_descriptors(config, progress=False).timings
     assert row.error is None and row.median_ms > 0 and row.unit == "patch" and row.input_size == "65"
 
 
 # ---- tables, plots, outputs -----------------------------------------------------------------
 def _row(name, batch, ms, device="cpu", unit="patch", error=None, **kw):
-    return TimingRow(descriptor=name, weights="none", device=device, batch=batch, input_size="65", unit=unit,
-                     median_ms=ms, iqr_ms=None if ms is None else ms / 10,
-                     per_second=None if ms is None else 1000 / ms, peak_memory_mb=None if ms is None else 1.5,
-                     error=error, **kw)
+    return TimingRow(
+        descriptor=name,
+        weights="none",
+        device=device,
+        batch=batch,
+        input_size="65",
+        unit=unit,
+        median_ms=ms,
+        iqr_ms=None if ms is None else ms / 10,
+        per_second=None if ms is None else 1000 / ms,
+        peak_memory_mb=None if ms is None else 1.5,
+        error=error,
+        **kw,
+    )
 
 
 def test_tables():
@@ -275,8 +303,9 @@ def test_plot_throughput_png(tmp_path):
 
 
 def test_save_timing_and_normalised_time(tmp_path):
-    record = Record(metadata=machine_metadata(),
-                    timings=[_row("a", 1, 2.0), _row("a", 4, 1.0)], calibration=Calibration("ref", 4.0))
+    record = Record(
+        metadata=machine_metadata(), timings=[_row("a", 1, 2.0), _row("a", 4, 1.0)], calibration=Calibration("ref", 4.0)
+    )
     out = T.save_timing(record, tmp_path / "out")
     assert read_record(out.record).timings == record.timings
     text = out.table.read_text()
@@ -300,8 +329,9 @@ def test_cuda_patch_and_dense_timing(test_descriptors):
     assert patch.device.startswith("cuda") and patch.error is None and patch.median_ms > 0
     assert patch.median_ms_with_transfer >= patch.median_ms
     assert patch.peak_memory_mb > 0
-    dense = T.time_images(test_descriptors[DENSE](device="cuda"), batch_size=2, image_size="256x128",
-                          repeats=3, fp16=True)
+    dense = T.time_images(
+        test_descriptors[DENSE](device="cuda"), batch_size=2, image_size="256x128", repeats=3, fp16=True
+    )
     assert dense.error is None and dense.median_ms_with_transfer >= dense.median_ms and dense.fp16
     config = T.TimingConfig(descriptors=(PATCH,), device="cuda", batch_sizes=(1, 16), repeats=2)
     before = torch.backends.cudnn.allow_tf32
@@ -312,8 +342,12 @@ def test_cuda_patch_and_dense_timing(test_descriptors):
 
 
 def test_random_weights_are_marked_timing_only():
-    record = T.time_descriptors(T.TimingConfig(descriptors=("hardnet",), batch_sizes=(4,), repeats=2, warmup=1,
-                                               random_weights=True, calibrate=False), progress=False)
+    record = T.time_descriptors(
+        T.TimingConfig(
+            descriptors=("hardnet",), batch_sizes=(4,), repeats=2, warmup=1, random_weights=True, calibrate=False
+        ),
+        progress=False,
+    )
     (row,) = record.timings
     assert row.error is None and row.random_weights and row.weights == "random"
     assert "random weights, timing only" in T.timing_table(record.timings)

@@ -3,6 +3,7 @@
 The server supports ``Range`` requests (206 / 416), can cut a transfer short once, can ignore
 ranges, and can stall to trigger the client timeout.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -117,8 +118,14 @@ def _leftovers(folder: Path) -> list[str]:
 def test_fetch_downloads_verifies_and_skips_a_verified_copy(server, tmp_path):
     data = _payload(3_000_000)
     server.files["/a.bin"] = data
-    dest = fetch(server.url("/a.bin"), tmp_path / "d" / "a.bin", sha256=hashlib.sha256(data).hexdigest(),
-                 md5=hashlib.md5(data).hexdigest(), size=len(data), progress=False)
+    dest = fetch(
+        server.url("/a.bin"),
+        tmp_path / "d" / "a.bin",
+        sha256=hashlib.sha256(data).hexdigest(),
+        md5=hashlib.md5(data).hexdigest(),
+        size=len(data),
+        progress=False,
+    )
     assert dest.read_bytes() == data
     assert _leftovers(tmp_path / "d") == ["a.bin"]  # no .part left
     n = len(server.requests)
@@ -147,8 +154,7 @@ def test_resume_restarts_when_the_server_ignores_ranges(server, tmp_path):
     server.files["/x.bin"] = data
     server.ranges = False
     (tmp_path / "x.bin.part").write_bytes(b"stale bytes from somewhere else")
-    dest = fetch(server.url("/x.bin"), tmp_path / "x.bin", sha256=hashlib.sha256(data).hexdigest(),
-                 progress=False)
+    dest = fetch(server.url("/x.bin"), tmp_path / "x.bin", sha256=hashlib.sha256(data).hexdigest(), progress=False)
     assert server.requests[-1][1] is not None  # it asked for a range, got 200, rewrote from the start
     assert dest.read_bytes() == data
 
@@ -157,8 +163,7 @@ def test_resume_of_a_complete_part_file_416(server, tmp_path):
     data = _payload(100_000, seed=3)
     server.files["/c.bin"] = data
     (tmp_path / "c.bin.part").write_bytes(data)
-    dest = fetch(server.url("/c.bin"), tmp_path / "c.bin", sha256=hashlib.sha256(data).hexdigest(),
-                 progress=False)
+    dest = fetch(server.url("/c.bin"), tmp_path / "c.bin", sha256=hashlib.sha256(data).hexdigest(), progress=False)
     assert dest.read_bytes() == data
     assert server.requests == [("/c.bin", "bytes=100000-")]
 
@@ -229,12 +234,15 @@ def _info(name: str, kind=tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
 
 
 def test_safe_extract_tar_gz_and_zip(tmp_path):
-    archive = _tar(tmp_path / "ok.tar.gz", [
-        (_info("rel/", tarfile.DIRTYPE), None),
-        (_info("rel/seq/ref.png"), b"png bytes"),
-        (_info("rel/seq/alias.png", tarfile.SYMTYPE, "ref.png"), None),
-        (_info("rel/seq/copy.png", tarfile.LNKTYPE, "rel/seq/ref.png"), None),
-    ])
+    archive = _tar(
+        tmp_path / "ok.tar.gz",
+        [
+            (_info("rel/", tarfile.DIRTYPE), None),
+            (_info("rel/seq/ref.png"), b"png bytes"),
+            (_info("rel/seq/alias.png", tarfile.SYMTYPE, "ref.png"), None),
+            (_info("rel/seq/copy.png", tarfile.LNKTYPE, "rel/seq/ref.png"), None),
+        ],
+    )
     out = safe_extract(archive, tmp_path / "out")
     assert (out / "rel/seq/ref.png").read_bytes() == b"png bytes"
     assert (out / "rel/seq/alias.png").is_symlink() and (out / "rel/seq/alias.png").read_bytes() == b"png bytes"
@@ -307,7 +315,7 @@ def test_unsafe_zip_is_refused(tmp_path, name):
 
 def test_zip_symlink_escape_is_refused(tmp_path):
     info = zipfile.ZipInfo("link")
-    info.external_attr = (0o120777 << 16)
+    info.external_attr = 0o120777 << 16
     with zipfile.ZipFile(tmp_path / "bad.zip", "w") as zf:
         zf.writestr(info, "../../outside")
     with pytest.raises(DownloadError, match="symlink"):
@@ -338,7 +346,13 @@ def test_git_blob_sha1_matches_git(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(_payload(3_000_000, seed=6))  # several read blocks
     if shutil.which("git"):
-        out = subprocess.run(["git", "hash-object", "--no-filters", str(big)], capture_output=True, text=True,
-                             check=True, cwd=tmp_path, env={**os.environ, "GIT_DIR": str(tmp_path / "none")})
+        out = subprocess.run(
+            ["git", "hash-object", "--no-filters", str(big)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+            env={**os.environ, "GIT_DIR": str(tmp_path / "none")},
+        )
         assert git_blob_sha1(big) == out.stdout.strip()
     assert sha256_file(big) == hashlib.sha256(big.read_bytes()).hexdigest()

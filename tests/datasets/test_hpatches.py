@@ -3,6 +3,7 @@
 Downloads run against a local HTTP server on 127.0.0.1 (the archive and task files are built here);
 the task generator is replaced by a recording stub so these tests do not depend on its speed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,10 @@ from desc_bench.datasets.registry import dataset, datasets
 from desc_bench.errors import DatasetError, DownloadError
 
 COUNTS = {"i_tiny": 3, "v_tiny": 2}
-SPLITS = {"a": {"name": "a", "test": ["v_tiny"], "train": ["i_tiny"]},
-          "full": {"name": "full", "test": ["i_tiny", "v_tiny"]}}
+SPLITS = {
+    "a": {"name": "a", "test": ["v_tiny"], "train": ["i_tiny"]},
+    "full": {"name": "full", "test": ["i_tiny", "v_tiny"]},
+}
 
 
 def _patches(seq: str, patch_type: str, n: int) -> np.ndarray:
@@ -213,8 +216,7 @@ def generator(monkeypatch):
     calls = []
 
     def generate_task_files(tasks_dir, splits, patch_counts, *, split_names=None, progress=True, **kw):
-        calls.append({"splits": dict(splits), "patch_counts": dict(patch_counts), "split_names": split_names,
-                      **kw})
+        calls.append({"splits": dict(splits), "patch_counts": dict(patch_counts), "split_names": split_names, **kw})
         for s in split_names:
             for kind in hpatches.TASK_KINDS:
                 (Path(tasks_dir) / f"{kind}_split-{s}.csv").write_text(f"generated {kind} {s}\n")
@@ -245,10 +247,14 @@ def test_download_fetches_verifies_extracts_and_regenerates(data_dir, tmp_path, 
         files.files[f"/tasks/retr_distractors_split-{s}.csv"] = b"s,idx\ni_tiny,0\n"
     files.files["/tasks/verif_pos_split-a.csv"] = b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n"
     md5 = hashlib.md5(archive).hexdigest()
-    monkeypatch.setattr(hpatches, "ARCHIVE_MIRRORS", (
-        hpatches.ArchiveMirror(files.url("/mirror1/hpatches-release.tar.gz"), "one.tar.gz", md5=md5),
-        hpatches.ArchiveMirror(files.url("/mirror2/hpatches-release.tar.gz"), "two.tar.gz", md5=md5),
-    ))
+    monkeypatch.setattr(
+        hpatches,
+        "ARCHIVE_MIRRORS",
+        (
+            hpatches.ArchiveMirror(files.url("/mirror1/hpatches-release.tar.gz"), "one.tar.gz", md5=md5),
+            hpatches.ArchiveMirror(files.url("/mirror2/hpatches-release.tar.gz"), "two.tar.gz", md5=md5),
+        ),
+    )
     monkeypatch.setattr(hpatches, "TASKS_BASE_URL", files.url("/tasks/"))
     monkeypatch.setattr(hpatches, "TASK_SHA256", {"splits/splits.json": hashlib.sha256(splits_json).hexdigest()})
 
@@ -291,8 +297,9 @@ def test_download_fetches_verifies_extracts_and_regenerates(data_dir, tmp_path, 
 def test_download_refuses_a_corrupt_archive(data_dir, tmp_path, files, monkeypatch):
     archive = _release_archive(tmp_path)
     files.files["/r.tar.gz"] = archive
-    monkeypatch.setattr(hpatches, "ARCHIVE_MIRRORS", (
-        hpatches.ArchiveMirror(files.url("/r.tar.gz"), "r.tar.gz", md5="0" * 32),))
+    monkeypatch.setattr(
+        hpatches, "ARCHIVE_MIRRORS", (hpatches.ArchiveMirror(files.url("/r.tar.gz"), "r.tar.gz", md5="0" * 32),)
+    )
     with pytest.raises(DownloadError, match="md5 mismatch") as info:
         hpatches.HPatches().download(data_dir, progress=False)
     assert "hpatches-synth" in str(info.value)
@@ -316,8 +323,14 @@ def test_download_tasks_without_regeneration_reports_failures(data_dir, files, m
     files.files["/t/splits/splits.json"] = json.dumps(SPLITS).encode()
     monkeypatch.setattr(hpatches, "TASK_SHA256", {})
     with pytest.raises(DatasetError, match="HTTP 404"):
-        hpatches.download_tasks(data_dir / "hpatches" / "tasks", release, progress=False, split_names=("a",),
-                                base_url=files.url("/t/"), regenerate=False)
+        hpatches.download_tasks(
+            data_dir / "hpatches" / "tasks",
+            release,
+            progress=False,
+            split_names=("a",),
+            base_url=files.url("/t/"),
+            regenerate=False,
+        )
     with pytest.raises(DatasetError, match="splits file"):
         hpatches.download_tasks(data_dir / "other", release, progress=False, base_url=files.url("/none/"))
 
@@ -327,9 +340,11 @@ def test_regeneration_with_the_real_generator(data_dir, monkeypatch):
     import functools
 
     tasks_module = pytest.importorskip("desc_bench.datasets.tasks")
-    monkeypatch.setattr(tasks_module, "generate_task_files",
-                        functools.partial(tasks_module.generate_task_files, n_pairs=50, n_queries=2,
-                                          n_distractors=2))
+    monkeypatch.setattr(
+        tasks_module,
+        "generate_task_files",
+        functools.partial(tasks_module.generate_task_files, n_pairs=50, n_queries=2, n_distractors=2),
+    )
     release = make_release(data_dir / "hpatches" / "hpatches-release")
     tasks = make_tasks(data_dir / "hpatches" / "tasks")
     made = hpatches.download_tasks(tasks, release, progress=False, base_url="http://127.0.0.1:9/")

@@ -1,4 +1,5 @@
 """The dataset registry: folders, discovery, opening by name, and its errors."""
+
 from __future__ import annotations
 
 from pathlib import Path

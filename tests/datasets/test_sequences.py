@@ -1,4 +1,5 @@
 """Image-pair datasets: loaders of the real sequences, the synthetic set, ER/ES variants, errors."""
+
 from __future__ import annotations
 
 import cv2
@@ -28,8 +29,16 @@ def _warp_agreement(image1, imagek, H):
 
 
 def test_sources_registered_as_pairs():
-    for name in ("hpatches-seq", "hpatches-seq-full", "oxford-affine", "hpatches-seq-synth",
-                 "hpatches-seq-synth-er", "hpatches-seq-synth-es", "hpatches-seq-er", "hpatches-seq-es"):
+    for name in (
+        "hpatches-seq",
+        "hpatches-seq-full",
+        "oxford-affine",
+        "hpatches-seq-synth",
+        "hpatches-seq-synth-er",
+        "hpatches-seq-synth-es",
+        "hpatches-seq-er",
+        "hpatches-seq-es",
+    ):
         assert DatasetSource._registry[name].kind == "pairs", name
     assert S.SyntheticSequences.embedded
 
@@ -62,7 +71,9 @@ def test_synthetic_is_deterministic_and_cached(synth, tmp_path):
     assert again.version == pairset.version
     for a, b in zip(pairset.sequences, again.sequences):
         for k in range(1, 7):
-            assert (root / S.SYNTH_FOLDER / a.name / f"{k}.png").read_bytes() == (tmp_path / S.SYNTH_FOLDER / b.name / f"{k}.png").read_bytes()
+            assert (root / S.SYNTH_FOLDER / a.name / f"{k}.png").read_bytes() == (
+                tmp_path / S.SYNTH_FOLDER / b.name / f"{k}.png"
+            ).read_bytes()
         np.testing.assert_array_equal(np.stack(a.homographies), np.stack(b.homographies))
     stamp = (tmp_path / S.SYNTH_FOLDER / "VERSION").stat().st_mtime_ns
     S.generate_synthetic(tmp_path)  # cached: nothing is rewritten

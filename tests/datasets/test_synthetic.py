@@ -3,6 +3,7 @@
 Unit tests run on the tiny set (4 sequences x 40 patches, about a second); the full default set is
 timed by hand (see the module docstring of desc_bench.datasets.synthetic).
 """
+
 from __future__ import annotations
 
 import json
@@ -158,7 +159,9 @@ def test_task_files_are_consistent_with_the_patches(tiny):
 
 def test_jitter_overlap_matches_the_hpatches_levels():
     rng = np.random.default_rng(0)
-    medians = {n: float(np.median(synth.ellipse_overlap(synth.sample_jitter(rng, 1500, synth.JITTER[n])))) for n in "eht"}
+    medians = {
+        n: float(np.median(synth.ellipse_overlap(synth.sample_jitter(rng, 1500, synth.JITTER[n])))) for n in "eht"
+    }
     assert abs(medians["e"] - 0.85) < 0.03
     assert abs(medians["h"] - 0.72) < 0.03
     assert 0.5 < medians["t"] < medians["h"] - 0.05
@@ -190,7 +193,9 @@ def test_detections_are_clustered_and_inside_the_image():
     assert len(frames) > 300 and (frames[:, 2] >= 1.8).all()
     radii = frames[:, 2] / 2
     for i in range(0, len(frames), 37):  # no kept pair overlaps by more than 50 %
-        iou = synth.circle_iou_pairs(frames[i : i + 1, :2], radii[i : i + 1], np.delete(frames[:, :2], i, 0), np.delete(radii, i))
+        iou = synth.circle_iou_pairs(
+            frames[i : i + 1, :2], radii[i : i + 1], np.delete(frames[:, :2], i, 0), np.delete(radii, i)
+        )
         assert iou.max() <= 0.5
     again = synth.detect_frames(gray, np.random.default_rng(0), min_size=1.8, nms_overlap=0.5, contrast_threshold=0.01)
     assert np.array_equal(frames, again)
@@ -203,7 +208,9 @@ def test_ref_patches_follow_the_harness_patch_convention(view_sequence):
     assert small.sum() > 20
     frames = sequence.frames[small]
     ours = sequence.patches["ref"][small].astype(np.float32)
-    theirs = extract_patches(reference.astype(np.uint8), Frames(frames[:, :2], frames[:, 2], frames[:, 3]))[:, 0].numpy()
+    theirs = extract_patches(reference.astype(np.uint8), Frames(frames[:, :2], frames[:, 2], frames[:, 3]))[
+        :, 0
+    ].numpy()
     assert np.abs(ours - theirs).mean() < 1.0
 
 
@@ -339,7 +346,9 @@ def test_every_source_loads_offline_from_scikit_image():
 
 
 def test_registered_source_opens_and_generates_on_first_use(data_dir, monkeypatch):
-    monkeypatch.setattr(synth, "DEFAULT_PARAMS", synth.SynthParams(sequences=2, patches=12, n_pairs=100, n_queries=5, n_distractors=5))
+    monkeypatch.setattr(
+        synth, "DEFAULT_PARAMS", synth.SynthParams(sequences=2, patches=12, n_pairs=100, n_queries=5, n_distractors=5)
+    )
     source_cls = DatasetSource._registry["hpatches-synth"]
     assert source_cls is synth.HPatchesSynth
     source = source_cls()

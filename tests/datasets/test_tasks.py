@@ -1,4 +1,5 @@
 """Task files: reading, errors, and the official deterministic generator."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,8 +75,17 @@ def test_generated_files_round_trip_and_small_dataset(tmp_path):
     assert (tmp_path / "retr_queries_split-half.csv").read_text().startswith("s,idx\n")
     # regenerating gives the same bytes
     before = (tmp_path / "verif_pos_split-full.csv").read_bytes()
-    generate_task_files(tmp_path, splits, counts, n_pairs=2000, n_queries=1000, n_distractors=2000,
-                        split_names=["full"], progress=False, kinds=("verification",))
+    generate_task_files(
+        tmp_path,
+        splits,
+        counts,
+        n_pairs=2000,
+        n_queries=1000,
+        n_distractors=2000,
+        split_names=["full"],
+        progress=False,
+        kinds=("verification",),
+    )
     assert (tmp_path / "verif_pos_split-full.csv").read_bytes() == before
 
 
@@ -117,7 +127,9 @@ def test_regeneration_reproduces_official_retrieval_files(shared, split_name):
     split = read_splits(root / "splits" / "splits.json")[split_name]
     q, d = tasks.queries(split_name), tasks.distractors(split_name)
     official = set(zip(q.names(), q.idx.tolist())) | set(zip(d.names(), d.idx.tolist()))
-    graffiti = std_filter(lambda s: read_patch_file(shared / "data" / "hpatches-patches-sample" / "likely_v_graffiti" / "ref.png"))
+    graffiti = std_filter(
+        lambda s: read_patch_file(shared / "data" / "hpatches-patches-sample" / "likely_v_graffiti" / "ref.png")
+    )
 
     def keep(seq, idx):
         if seq == "v_graffiti":

@@ -1,4 +1,5 @@
 """Record schema validation, atomic writes, tables and the regression check."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,13 +17,40 @@ from desc_bench.results.tables import summary_table, task_tables
 def rows(descriptor="sift-opencv", shift=0.0):
     out = []
     # the headline conventions of bench/hpatches_tasks.py
-    for task, metric, variant, base in (("verification", "ap", "mean", 0.6), ("matching", "map", "", 0.3),
-                                        ("retrieval", "map", "pool=mean", 0.4)):
+    for task, metric, variant, base in (
+        ("verification", "ap", "mean", 0.6),
+        ("matching", "map", "", 0.3),
+        ("retrieval", "map", "pool=mean", 0.4),
+    ):
         for i, noise in enumerate(("easy", "hard", "tough")):
-            out.append(ResultRow(descriptor, "none", "hpatches-synth", "full", "python", task,
-                                 metric, base - 0.1 * i + shift, noise=noise, variant=variant))
-        out.append(ResultRow(descriptor, "none", "hpatches-synth", "full", "python", task,
-                             metric, base - 0.1 + shift, noise="mean", variant=variant))
+            out.append(
+                ResultRow(
+                    descriptor,
+                    "none",
+                    "hpatches-synth",
+                    "full",
+                    "python",
+                    task,
+                    metric,
+                    base - 0.1 * i + shift,
+                    noise=noise,
+                    variant=variant,
+                )
+            )
+        out.append(
+            ResultRow(
+                descriptor,
+                "none",
+                "hpatches-synth",
+                "full",
+                "python",
+                task,
+                metric,
+                base - 0.1 + shift,
+                noise="mean",
+                variant=variant,
+            )
+        )
     return out
 
 

@@ -4,6 +4,7 @@ Records are built here the way the runner writes them (bench/hpatches_tasks scor
 "ap"/"auc" x intra/inter/mean, matching subsets all/i/v, retrieval pool=K and pool=mean, each for
 easy/hard/tough/mean) plus timing rows and a calibration, so nothing here needs data or weights.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,22 +21,67 @@ from desc_bench.results.store import write_record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NOISE_FACTOR = {"easy": 1.4, "hard": 0.9, "tough": 0.7}  # mean of the three is 1.0
-METADATA = {"time": "2025-01-01T00:00:00+00:00", "version": "0.1.0", "git_commit": "abc", "platform": "Linux-test",
-            "python": "3.11", "torch": "2.13.0", "opencv": "5.0.0", "device": "cpu", "threads": 2}
+METADATA = {
+    "time": "2025-01-01T00:00:00+00:00",
+    "version": "0.1.0",
+    "git_commit": "abc",
+    "platform": "Linux-test",
+    "python": "3.11",
+    "torch": "2.13.0",
+    "opencv": "5.0.0",
+    "device": "cpu",
+    "threads": 2,
+}
 
 
-def hpatches_rows(descriptor: str, verification: float, matching: float, retrieval: float,
-                  dataset: str = "hpatches-synth", split: str = "full", tasks=("verification", "matching", "retrieval"),
-                  weights: str = "none", notes: str = "") -> list[ResultRow]:
+def hpatches_rows(
+    descriptor: str,
+    verification: float,
+    matching: float,
+    retrieval: float,
+    dataset: str = "hpatches-synth",
+    split: str = "full",
+    tasks=("verification", "matching", "retrieval"),
+    weights: str = "none",
+    notes: str = "",
+) -> list[ResultRow]:
     """Score rows as the runner writes them; the 'mean' noise row is the mean of easy/hard/tough."""
     out: list[ResultRow] = []
 
     def add(task, metric, value, variant="", subset="all"):
         for noise, factor in NOISE_FACTOR.items():
-            out.append(ResultRow(descriptor, weights, dataset, split, "python", task, metric, value * factor,
-                                 noise=noise, subset=subset, variant=variant, notes=notes))
-        out.append(ResultRow(descriptor, weights, dataset, split, "python", task, metric, value,
-                             noise="mean", subset=subset, variant=variant, notes=notes))
+            out.append(
+                ResultRow(
+                    descriptor,
+                    weights,
+                    dataset,
+                    split,
+                    "python",
+                    task,
+                    metric,
+                    value * factor,
+                    noise=noise,
+                    subset=subset,
+                    variant=variant,
+                    notes=notes,
+                )
+            )
+        out.append(
+            ResultRow(
+                descriptor,
+                weights,
+                dataset,
+                split,
+                "python",
+                task,
+                metric,
+                value,
+                noise="mean",
+                subset=subset,
+                variant=variant,
+                notes=notes,
+            )
+        )
 
     if "verification" in tasks:
         for variant in ("intra", "inter", "mean"):
@@ -52,16 +98,32 @@ def hpatches_rows(descriptor: str, verification: float, matching: float, retriev
 
 
 def timing_rows(descriptor: str, ms_per_patch: float, batches=(256,)) -> list[TimingRow]:
-    return [TimingRow(descriptor, "none", "cpu", b, "65", "patch", ms_per_patch, ms_per_patch * 0.05,
-                      1000.0 / ms_per_patch, 12.0, threads=2, repeats=10) for b in batches]
+    return [
+        TimingRow(
+            descriptor,
+            "none",
+            "cpu",
+            b,
+            "65",
+            "patch",
+            ms_per_patch,
+            ms_per_patch * 0.05,
+            1000.0 / ms_per_patch,
+            12.0,
+            threads=2,
+            repeats=10,
+        )
+        for b in batches
+    ]
 
 
 def make_record(shift: float = 0.0, slow: float = 1.0, calibration_ms: float = 40.0) -> Record:
     """Two descriptors; ``shift`` is added to every accuracy value, ``slow`` multiplies the times."""
     results = hpatches_rows("sift-opencv", 0.60, 0.2615, 0.50) + hpatches_rows("rootsift-opencv", 0.62, 0.2722, 0.52)
     results = [dataclasses.replace(r, value=r.value + shift) for r in results]
-    timings = (timing_rows("sift-opencv", 0.25 * slow, batches=(16, 256))
-               + timing_rows("rootsift-opencv", 0.27 * slow, batches=(16, 256)))
+    timings = timing_rows("sift-opencv", 0.25 * slow, batches=(16, 256)) + timing_rows(
+        "rootsift-opencv", 0.27 * slow, batches=(16, 256)
+    )
     return Record(dict(METADATA), results, timings, Calibration("conv+matmul on cpu, threads=2", calibration_ms))
 
 
@@ -136,8 +198,11 @@ def test_bars_use_the_headline_rows_and_easy_hard_tough_markers():
 
 
 def test_bars_accept_plain_headline_rows_and_skip_errors():
-    rows = [ResultRow("d", "none", "x", "full", "python", task, "map", value, noise=noise)
-            for task in ("verification", "matching") for noise, value in (("easy", 0.5), ("mean", 0.4))]
+    rows = [
+        ResultRow("d", "none", "x", "full", "python", task, "map", value, noise=noise)
+        for task in ("verification", "matching")
+        for noise, value in (("easy", 0.5), ("mean", 0.4))
+    ]
     rows.append(ResultRow("broken", "none", "x", "full", "python", "matching", "skipped", None, error="no weights"))
     bars = _hpatches_bars(rows)
     assert [(b.label, b.mean, b.noise) for b in bars["matching"]] == [("d", 0.4, (("easy", 0.5),))]
@@ -177,8 +242,11 @@ def baseline(tmp_path) -> Path:
 
 def failing_rows(markdown: str, status: str) -> list[str]:
     """The 'row' cells of the diff table lines with this status, in table order."""
-    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.splitlines()
-             if line.startswith("|")]
+    cells = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in markdown.splitlines()
+        if line.startswith("|")
+    ]
     return [c[1] for c in cells if c[-1] == status]
 
 
@@ -206,8 +274,9 @@ def test_check_fails_when_accuracy_drops_five_points(baseline, tmp_path):
 def test_check_fails_when_twice_slower(baseline, tmp_path):
     result = check(baseline, make_record(slow=2.0), tmp_path)
     assert result.exit_code == 1, result.output
-    assert failing_rows(result.output, "SLOWER") == [f"{d} / cpu / batch {b} / 65 per patch"
-                                                     for d in ("rootsift-opencv", "sift-opencv") for b in (16, 256)]
+    assert failing_rows(result.output, "SLOWER") == [
+        f"{d} / cpu / batch {b} / 65 per patch" for d in ("rootsift-opencv", "sift-opencv") for b in (16, 256)
+    ]
     assert "WORSE" not in result.output
 
 
