@@ -12,8 +12,7 @@ Public API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .adapters.registry import descriptor, descriptors  # noqa: E402
 
 __all__ = ["__version__", "descriptor", "descriptors", "dataset", "evaluate", "time_descriptor"]

@@ -88,7 +88,7 @@ def list_command(data_dir):
     ]
     click.echo("\nDatasets\n")
     click.echo(tabulate(rows, headers=["name", "kind", "status", "about"], tablefmt="github"))
-    from .datasets.registry import data_root
+    from .io.paths import data_root
 
     click.echo(f"\nData folder: {data_root(data_dir)} (--data-dir or DESC_BENCH_DATA to change)")
 
@@ -325,8 +325,8 @@ def report(runs, output):
 @_friendly
 def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok):
     """Compare runs with a baseline; exit 1 with a markdown diff when accuracy or speed regressed."""
+    from .records.store import find_records, read_record
     from .results.regression import compare
-    from .results.store import find_records, read_record
 
     base = [read_record(p) for p in find_records([baseline])]
     current = [read_record(p) for p in find_records(list(runs))]

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from desc_bench.bench.runner import RunConfig, run
+from desc_bench.records.store import read_record
 from desc_bench.results.regression import compare
-from desc_bench.results.store import read_record
 
 BASELINE = Path(__file__).resolve().parents[1] / "results" / "baseline.json"
 

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from ..errors import DescriptorOutputError
+from ..imaging import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
 from .base import Descriptor, Distance, Frames, InputSpec
-from .prepare import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
 
 SIFT_SCALE_FACTOR = 6.75
 # Enum values of cv::xfeatures2d (the Python bindings do not export them): VGG::VGG_120 and

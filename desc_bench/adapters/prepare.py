@@ -18,18 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..imaging import MAGNIFICATION, PATCH_SIZE
 from .base import Descriptor, Distance, Frames, InputSpec, Kind, Normalization, Resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Patches sampled around keypoint frames for patch descriptors are PATCH_SIZE px wide and span
-# MAGNIFICATION keypoint sizes (OpenCV's diameter convention): the HPatches convention, in which a
-# 65 px patch holds a frame of size 2 * 32.5 / 5.303. The one definition of that constant.
-PATCH_SIZE = 65
-MAGNIFICATION = 5.303
-# Keypoint size (OpenCV diameter) of a frame given without one, and of a whole HPatches patch.
-DEFAULT_KEYPOINT_SIZE = PATCH_SIZE / MAGNIFICATION
 EXTRACT_CHUNK = 512  # keypoints per grid_sample call in extract_patches
 
 

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import torch
 
+from ..imaging import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
 from .base import Descriptor, Frames, InputSpec
-from .prepare import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
 
 
 def _centre_keypoint(size: int) -> cv2.KeyPoint:

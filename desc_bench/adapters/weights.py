@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import WeightsError
+from ..io.paths import cache_root
 from .base import Descriptor, WeightFile
 
 RANDOM = "random"  # the weights name of seeded random weights (timing only)
@@ -46,13 +47,6 @@ _NOTICES_SHOWN: set[str] = set()
 
 
 # ------------------------------------------------------------------------------------ locations
-
-
-def cache_root() -> Path:
-    """The user cache folder (``$DESC_BENCH_CACHE``, else the user cache dir): see datasets.registry."""
-    from ..datasets.registry import cache_root as root
-
-    return root()
 
 
 def _file_name(weight: WeightFile, variant: str) -> str:
@@ -113,14 +107,14 @@ def weights_availability(cls: type[Descriptor], variant: str | None = None) -> s
 
 
 def git_blob_sha1(path: Path | str) -> str:
-    from ..datasets.download import git_blob_sha1 as blob
+    from ..io.download import git_blob_sha1 as blob
 
     return blob(path)
 
 
 def sha256_of(path: Path | str) -> str:
     """Hex sha256 of a file (recorded with every weight file; part of the cache keys)."""
-    from ..datasets.download import sha256_file
+    from ..io.download import sha256_file
 
     return sha256_file(path)
 
@@ -216,8 +210,8 @@ def fetch_weights(descriptor_name: str, variant: str | None = None, progress: bo
     (HTTP error, an HTML page instead of the file, a corrupt copy) is deleted and the next one is
     tried; when every mirror fails, the error lists each mirror's failure.
     """
-    from ..datasets.download import fetch
     from ..errors import DownloadError
+    from ..io.download import fetch
 
     cls = _descriptor_class(descriptor_name)
     name, weight = _variant(cls, variant)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from ..results.store import write_json, write_npz
+from ..io.atomic import write_json, write_npz
 
 
 def stable_hash(*parts: object, length: int = 12) -> str:

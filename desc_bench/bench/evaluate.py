@@ -13,8 +13,8 @@ from pathlib import Path
 from ..adapters.base import Distance
 from ..datasets.base import read_splits, split_named
 from ..errors import DatasetError
-from ..results.schema import Record, ResultRow, machine_metadata
-from ..results.store import write_run
+from ..records.schema import Record, ResultRow, machine_metadata
+from ..records.store import write_run
 from .export import read_descriptor_dir
 from .runner import RunOutput
 

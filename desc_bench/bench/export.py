@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..adapters.base import Descriptor
 from ..datasets.base import PATCH_TYPES, PatchSet
 from ..errors import DatasetError
-from ..results.store import atomic_path
+from ..io.atomic import atomic_path
 
 
 def _write_csv(path: Path, array: np.ndarray) -> None:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from ..adapters.base import Descriptor, Distance, Frames
 from ..adapters.prepare import dense_mode
 from ..errors import DescBenchError, InputError, UnknownNameError
-from ..results.schema import ResultRow
+from ..records.schema import ResultRow
 from . import detectors as det
 
 # ------------------------------------------------------------------------------------ protocols

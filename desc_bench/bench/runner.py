@@ -26,8 +26,8 @@ from ..adapters.registry import descriptor as build_descriptor
 from ..adapters.registry import descriptor_class, parse_spec
 from ..datasets.base import PATCH_TYPES, PatchSet
 from ..errors import DescBenchError, InputError, UnknownNameError
-from ..results.schema import Record, ResultRow, TimingRow, config_json, machine_metadata
-from ..results.store import write_run
+from ..records.schema import Record, ResultRow, TimingRow, config_json, machine_metadata
+from ..records.store import write_run
 from .cache import DescriptorCache, stable_hash
 
 PATCH_TASKS = ("verification", "matching", "retrieval")
@@ -62,7 +62,7 @@ class RunConfig:
         """What changes extracted descriptors besides the descriptor itself: code and library versions."""
         import cv2
 
-        from .. import __version__
+        from .._version import __version__
 
         return stable_hash(
             EXTRACTION_VERSION, __version__, torch.__version__, cv2.__version__, torch.device(self.device).type
@@ -78,7 +78,7 @@ class RunOutput:
 
 
 def _cache_root() -> Path:
-    from ..datasets.registry import cache_root
+    from ..io.paths import cache_root
 
     return cache_root()
 

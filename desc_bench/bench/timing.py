@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from ..adapters.base import Descriptor, Kind
 from ..adapters.prepare import image_tensor, normalise
 from ..errors import DescBenchError, InputError
-from ..results.schema import Calibration, Record, TimingRow, config_json, machine_metadata
+from ..records.schema import Calibration, Record, TimingRow, config_json, machine_metadata
 
 RANDOM_WEIGHTS = "random"  # weights name passed to descriptors built with --random-weights
 CALIBRATION_NAME = "conv3x3(4x32x64x64->64)+matmul768 x3, v1"
@@ -714,8 +714,8 @@ def save_timing(record: Record, output: Path | str, stem: str = "timing") -> Tim
 
     Names are new for each run, so earlier records in the same folder are never overwritten.
     """
+    from ..records.store import write_run
     from ..results.plots import plot_throughput
-    from ..results.store import write_run
 
     text = timing_table(record.timings) + "\n"
     if any(r.unit == "image" for r in record.timings):

@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import DatasetError, DownloadError
-from ..results.store import write_json
+from ..io.atomic import write_json
+from ..io.download import fetch, safe_extract, sha256_file, verify_file
 from .base import PATCH, PATCH_TYPES, DatasetSource, PatchSet, read_patch_file, read_splits
-from .download import fetch, safe_extract, sha256_file, verify_file
 
 VERSION = "hpatches-release-v1"  # the 2017 release; part of descriptor cache keys
 RELEASE = "hpatches-release"

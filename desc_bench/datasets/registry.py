@@ -13,41 +13,16 @@ where <user cache> is $XDG_CACHE_HOME or ~/.cache.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..discovery import import_modules
 from ..errors import DatasetError, UnknownNameError
+from ..io.paths import data_root
 from .base import DatasetSource
 
 _INFRASTRUCTURE = frozenset({"base", "registry", "download", "tasks"})
-
-
-def _user_cache() -> Path:
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "desc-bench"
-
-
-def data_root(data_dir: Path | str | None = None) -> Path:
-    """The folder that holds the datasets (``<root>/hpatches/...``); not created here."""
-    if data_dir is not None and str(data_dir).strip():
-        return Path(data_dir).expanduser().absolute()
-    env = os.environ.get("DESC_BENCH_DATA", "").strip()
-    if env:
-        return Path(env).expanduser().absolute()
-    return _user_cache() / "data"
-
-
-def cache_root(cache_dir: Path | str | None = None) -> Path:
-    """The folder for descriptor caches and downloaded weights; not created here."""
-    if cache_dir is not None and str(cache_dir).strip():
-        return Path(cache_dir).expanduser().absolute()
-    env = os.environ.get("DESC_BENCH_CACHE", "").strip()
-    if env:
-        return Path(env).expanduser().absolute()
-    return _user_cache()
 
 
 @lru_cache(maxsize=1)

@@ -502,7 +502,7 @@ def generate_synthetic(data_dir: Path) -> Path:
 
 
 def _download_hpatches(data_dir: Path, progress: bool) -> Path:
-    from .download import extract_folder, fetch_any
+    from ..io.download import extract_folder, fetch_any
 
     data_dir = Path(data_dir)
     target = data_dir / HPATCHES_FOLDER
@@ -552,7 +552,7 @@ class OxfordAffine(DatasetSource):
         return f"needs {root}/{{{','.join(missing)}}}: run `desc-bench data download {self.name}`"
 
     def download(self, data_dir: Path, progress: bool = True) -> Path:
-        from .download import extract_folder, fetch
+        from ..io.download import extract_folder, fetch
 
         root = Path(data_dir) / OXFORD_FOLDER
         for seq in OXFORD_SEQUENCES:

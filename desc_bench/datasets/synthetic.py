@@ -53,8 +53,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..adapters.prepare import MAGNIFICATION
 from ..errors import DatasetError
+from ..imaging import MAGNIFICATION
 from .base import NOISES, PATCH, PATCH_TYPES, DatasetSource, PatchSet, Split, read_patch_file
 
 NAME = "hpatches-synth"

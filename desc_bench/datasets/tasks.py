@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatasetError, UnknownNameError
-from ..results.store import atomic_path, write_text
+from ..io.atomic import atomic_path, write_text
 from .base import Split, read_splits, split_named
 
 PAIR_KINDS = ("pos", "neg_intra", "neg_inter")

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .schema import TimingRow
-from .store import atomic_path
+from ..io.atomic import atomic_path
+from ..records.schema import TimingRow
 
 
 def plot_throughput(rows: Sequence[TimingRow], path: Path | str, title: str = "Descriptor throughput") -> Path:
@@ -66,7 +66,7 @@ def plot_throughput(rows: Sequence[TimingRow], path: Path | str, title: str = "D
 # ---- HPatches three-panel figure (Balntas et al., CVPR 2017, figure of the three tasks) ----------
 from dataclasses import dataclass  # noqa: E402
 
-from .schema import ResultRow  # noqa: E402
+from ..records.schema import ResultRow  # noqa: E402
 from .tables import _descriptor_label, is_headline  # noqa: E402
 
 _HPATCHES_PANELS = (  # task, panel title, x label

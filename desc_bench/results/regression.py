@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from .schema import Record, ResultRow, TimingRow
+from ..records.schema import Record, ResultRow, TimingRow
 
 
 class Status(str, enum.Enum):

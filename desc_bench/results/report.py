@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import RecordError
-from .store import find_records, read_record, write_text
+from ..io.atomic import write_text
+from ..records.store import find_records, read_record
 from .tables import HPATCHES_TASKS, records_report
 
 

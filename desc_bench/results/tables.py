@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
-from .schema import Record, ResultRow, TimingRow
+from ..records.schema import Record, ResultRow, TimingRow
 
 NOISE_COLUMNS = ("easy", "hard", "tough", "mean")
 HPATCHES_TASKS = ("verification", "matching", "retrieval")

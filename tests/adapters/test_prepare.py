@@ -12,6 +12,7 @@ from desc_bench.adapters import prepare
 from desc_bench.adapters.base import Distance, Frames
 from desc_bench.adapters.registry import registered
 from desc_bench.errors import InputError
+from desc_bench.imaging import MAGNIFICATION
 
 # one descriptor per compute_dense path: keypoints, dense map, patches around frames
 PATHS = ("sift-opencv", "daisy-torch", "sift-torch-mp")
@@ -61,7 +62,7 @@ def test_extract_patches_geometry_and_chunks(monkeypatch):
     """A frame of size s spans MAGNIFICATION * s pixels; rotated frames rotate the patch; results do
     not depend on the chunking."""
     image = np.tile(np.arange(200, dtype=np.uint8), (150, 1))  # value = x
-    size = 65 / prepare.MAGNIFICATION  # a patch spanning 65 px: one pixel per sample
+    size = 65 / MAGNIFICATION  # a patch spanning 65 px: one pixel per sample
     frames = Frames(np.array([[100.0, 75.0], [60.0, 50.0]]), scale=np.full(2, size), angle=np.array([0.0, 90.0]))
     patches = prepare.extract_patches(image, frames)
     assert patches.shape == (2, 1, 65, 65) and patches.dtype == torch.float32

@@ -19,6 +19,7 @@ import desc_bench
 from desc_bench.adapters import weights as W
 from desc_bench.adapters.registry import descriptor_class
 from desc_bench.errors import DescriptorUnavailableError, WeightsError
+from desc_bench.io import paths
 
 LEARNED = ("hardnet", "hardnet++", "hardnet-ps", "superpoint", "gift", "msnet-v0")
 
@@ -173,7 +174,7 @@ def test_tampered_file_fails_verification_and_is_not_cached(data_dir, tmp_path, 
     with pytest.raises(WeightsError) as err:
         W.add_weights("hardnet", tampered)
     assert git_blob(good) in str(err.value) and git_blob(tampered) in str(err.value)
-    assert not [p for p in (W.cache_root() / "weights").rglob("*") if p.is_file()]
+    assert not [p for p in (paths.cache_root() / "weights").rglob("*") if p.is_file()]
     assert descriptor_class("hardnet").availability().startswith("needs weights")
 
 

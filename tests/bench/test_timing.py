@@ -17,9 +17,9 @@ from conftest import requires_cuda
 from desc_bench.adapters.base import Descriptor
 from desc_bench.bench import timing as T
 from desc_bench.errors import InputError
+from desc_bench.records.schema import Calibration, Record, TimingRow, machine_metadata
+from desc_bench.records.store import read_record, write_record
 from desc_bench.results.plots import plot_throughput
-from desc_bench.results.schema import Calibration, Record, TimingRow, machine_metadata
-from desc_bench.results.store import read_record, write_record
 
 PATCH, DENSE, BROKEN = "test-timing-patch", "test-timing-dense", "test-timing-broken"
 

@@ -1,4 +1,4 @@
-"""desc_bench.datasets.download against a local HTTP server (127.0.0.1, no internet).
+"""desc_bench.io.download against a local HTTP server (127.0.0.1, no internet).
 
 The server supports ``Range`` requests (206 / 416), can cut a transfer short once, can ignore
 ranges, and can stall to trigger the client timeout.
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from desc_bench.datasets.download import extract_folder, fetch, fetch_any, git_blob_sha1, safe_extract, sha256_file
 from desc_bench.errors import DownloadError
+from desc_bench.io.download import extract_folder, fetch, fetch_any, git_blob_sha1, safe_extract, sha256_file
 
 
 class Server:

@@ -21,9 +21,9 @@ import pytest
 
 from desc_bench.datasets import hpatches
 from desc_bench.datasets.base import PATCH_TYPES, PatchSet, read_patch_file
-from desc_bench.datasets.download import sha256_file
 from desc_bench.datasets.registry import dataset, datasets
 from desc_bench.errors import DatasetError, DownloadError
+from desc_bench.io.download import sha256_file
 
 COUNTS = {"i_tiny": 3, "v_tiny": 2}
 SPLITS = {

@@ -9,24 +9,25 @@ import pytest
 from desc_bench.datasets import registry
 from desc_bench.datasets.base import DatasetSource
 from desc_bench.errors import DatasetError, UnknownNameError
+from desc_bench.io import paths
 
 
 def test_data_root_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("DESC_BENCH_DATA", raising=False)
     monkeypatch.delenv("DESC_BENCH_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert registry.data_root() == tmp_path / "xdg" / "desc-bench" / "data"
-    assert registry.cache_root() == tmp_path / "xdg" / "desc-bench"
+    assert paths.data_root() == tmp_path / "xdg" / "desc-bench" / "data"
+    assert paths.cache_root() == tmp_path / "xdg" / "desc-bench"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert registry.data_root() == tmp_path / "home" / ".cache" / "desc-bench" / "data"
+    assert paths.data_root() == tmp_path / "home" / ".cache" / "desc-bench" / "data"
     monkeypatch.setenv("DESC_BENCH_DATA", str(tmp_path / "env-data"))
     monkeypatch.setenv("DESC_BENCH_CACHE", str(tmp_path / "env-cache"))
-    assert registry.data_root() == tmp_path / "env-data"
-    assert registry.cache_root() == tmp_path / "env-cache"
-    assert registry.data_root(tmp_path / "arg") == tmp_path / "arg"
-    assert registry.cache_root(str(tmp_path / "carg")) == tmp_path / "carg"
-    assert registry.data_root("~/x") == Path.home() / "x"
+    assert paths.data_root() == tmp_path / "env-data"
+    assert paths.cache_root() == tmp_path / "env-cache"
+    assert paths.data_root(tmp_path / "arg") == tmp_path / "arg"
+    assert paths.cache_root(str(tmp_path / "carg")) == tmp_path / "carg"
+    assert paths.data_root("~/x") == Path.home() / "x"
     assert not (tmp_path / "arg").exists()  # nothing is created
 
 

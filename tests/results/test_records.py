@@ -8,9 +8,10 @@ import json
 import pytest
 
 from desc_bench.errors import RecordError
+from desc_bench.io.atomic import atomic_path
+from desc_bench.records.schema import Calibration, Record, ResultRow, TimingRow, machine_metadata, validate
+from desc_bench.records.store import read_record, write_record, write_run
 from desc_bench.results.regression import Status, compare
-from desc_bench.results.schema import Calibration, Record, ResultRow, TimingRow, machine_metadata, validate
-from desc_bench.results.store import atomic_path, read_record, write_record, write_run
 from desc_bench.results.tables import summary_table, task_tables
 
 

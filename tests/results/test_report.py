@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 
 from desc_bench.cli import main
+from desc_bench.records.schema import Calibration, Record, ResultRow, TimingRow
+from desc_bench.records.store import write_record
 from desc_bench.results.plots import _hpatches_bars, plot_hpatches
 from desc_bench.results.report import build_report
-from desc_bench.results.schema import Calibration, Record, ResultRow, TimingRow
-from desc_bench.results.store import write_record
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NOISE_FACTOR = {"easy": 1.4, "hard": 0.9, "tough": 0.7}  # mean of the three is 1.0

@@ -182,7 +182,7 @@ def machine_metadata(device: str = "cpu", **extra: Any) -> dict[str, Any]:
     import cv2
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     meta = {
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

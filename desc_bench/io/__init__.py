@@ -1,0 +1,2 @@
+"""Bottom layer: atomic writes, verified and bounded downloads, safe extraction, data and cache
+roots, progress bars."""

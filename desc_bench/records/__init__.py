@@ -1,0 +1,1 @@
+"""Bottom layer: the record schema (rows, timings, validation) and the record store."""
