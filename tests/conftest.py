@@ -59,3 +59,14 @@ def tiny_hpatches_factory(tmp_path_factory):
         return made[(sequences, patches)]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def hpatches_synth_data(tmp_path_factory) -> Path:
+    """A data root holding the full default ``hpatches-synth`` (16 x 300), generated once per session
+    (about 14 s on a quiet machine); pass it as ``data_dir``. Tests must not modify it."""
+    from desc_bench.datasets.registry import download
+
+    root = tmp_path_factory.mktemp("hpatches-synth-data")
+    download("hpatches-synth", data_dir=root, progress=False)
+    return root
