@@ -64,9 +64,9 @@ def test_tiny_hpatches_synth_keeps_every_byte(tiny_hpatches_factory):
     assert _compare(found, pinned["files"]) == []
 
 
-def test_hpatches_seq_synth_keeps_every_byte_and_its_version(tmp_path_factory):
+def test_hpatches_seq_synth_keeps_every_byte_and_its_version(seq_synth_data):
     pinned = PINNED["hpatches-seq-synth"]
-    data = tmp_path_factory.mktemp("seq-synth")
+    data = seq_synth_data
     pairs = registry.dataset("hpatches-seq-synth", data_dir=data)
     assert _compare(_digests(data / "hpatches-seq-synth"), pinned["files"]) == []
     assert pairs.version == pinned["version"]
