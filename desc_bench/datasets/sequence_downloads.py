@@ -171,10 +171,10 @@ def download_hpatches_sequences(data_dir: Path, progress: bool = True) -> Path:
         ) from None
 
 
-def download_oxford(data_dir: Path, progress: bool = True, sequences=OXFORD_SEQUENCES) -> Path:
-    """Fetch, check and extract each Oxford sequence into ``<data_dir>/oxford-affine/<seq>``."""
+def download_oxford(data_dir: Path, progress: bool = True, sequences=None) -> Path:
+    """Fetch, check and extract each Oxford sequence (default: all 8) into ``<data_dir>/oxford-affine/<seq>``."""
     root = Path(data_dir) / OXFORD_FOLDER
-    for seq in sequences:
+    for seq in OXFORD_SEQUENCES if sequences is None else sequences:
         target = root / seq
         if target.is_dir():
             continue
