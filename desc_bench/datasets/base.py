@@ -60,15 +60,21 @@ def _to_uint8(image: np.ndarray, path: Path) -> np.ndarray:
     raise DatasetError(f"patch file {path} holds {image.dtype} pixels; save the patches as 8-bit gray PNG")
 
 
+def imread(path: Path, flags: int, what: str = "image") -> np.ndarray:
+    """``cv2.imread`` that raises DatasetError naming the file when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"missing {what} {path}")
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise DatasetError(f"cannot read {what} {path} (not a readable image file)")
+    return image
+
+
 def read_patch_file(path: Path) -> np.ndarray:
     """Read one release patch file into ``(N, 65, 65)`` uint8 at its true bit depth; errors name the file."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"missing patch file {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DatasetError(f"cannot read patch file {path} (not a readable image)")
-    image = _to_uint8(image, path)
+    image = _to_uint8(imread(path, cv2.IMREAD_UNCHANGED, "patch file"), path)
     height, width = image.shape
     if width != PATCH or height % PATCH != 0 or height == 0:
         raise DatasetError(

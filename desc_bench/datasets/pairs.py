@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError, UnknownNameError
+from .base import imread
 
 if TYPE_CHECKING:
     from .variants import Warp
@@ -148,13 +149,7 @@ class PairSet:
 
 def read_image(path: Path) -> np.ndarray:
     """Read an image file as RGB uint8 ``(H, W, 3)``; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"missing image {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"cannot read image {path} (not a readable image file)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_homography(path: Path) -> np.ndarray:

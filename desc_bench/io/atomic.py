@@ -158,15 +158,9 @@ def staged_folder(
     exception propagates: ``target`` is never half-written.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(target)
-    staging = _make_staging(target)
-    try:
+    with scratch_folder(target) as staging:  # removed unless renamed into place
         yield staging
         _move_into_place(staging, target, overwrite, before_replace, keep_concurrent)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextmanager
