@@ -360,7 +360,12 @@ def open_patch_set(root: Path) -> PatchSet:
     version = dataset_version(root)
     stored = json.loads((root / "params.json").read_text())
     return PatchSet(
-        name=NAME, root=root, tasks_dir=root / "tasks", version=version, sequences=tuple(stored["sequences"])
+        name=NAME,
+        root=root,
+        tasks_dir=root / "tasks",
+        version=version,
+        sequences=tuple(stored["sequences"]),
+        generated=True,
     )
 
 

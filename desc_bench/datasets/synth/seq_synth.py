@@ -99,7 +99,8 @@ class SyntheticSequences(DatasetSource):
         root = generate_synthetic(Path(data_dir), progress=progress)
         names = [s.sequence for s in SYNTH_SOURCES]
         pairs = open_hpatches_sequences(root, names, name=self.name, expected_sequences=len(names))
-        return replace(pairs, version=f"synth{SYNTH_VERSION}-{pairs.version}", known_names=tuple(names))
+        version = f"synth{SYNTH_VERSION}-{pairs.version}"
+        return replace(pairs, version=version, known_names=tuple(names), generated=True)
 
     def download(self, data_dir: Path, progress: bool = True) -> Path:
         return generate_synthetic(Path(data_dir), progress=progress)
