@@ -313,6 +313,20 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".set.tmp-running", "set"]
 
 
+def test_a_killed_generation_is_cleaned_by_the_next_open_even_when_complete(tmp_path):
+    import subprocess
+    import sys
+
+    from desc_bench.io.atomic import _host
+
+    root = synth.generate_tiny(tmp_path / "set", sequences=2, patches=10)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    killed = tmp_path / f".set.tmp-{dead}@{_host()}-0123abcd"  # what SIGKILL left a second ago
+    (killed / "i_coffee").mkdir(parents=True)
+    synth.generate_tiny(root, sequences=2, patches=10)  # complete: not regenerated, but cleaned
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
 def test_refuses_to_replace_a_foreign_folder(tmp_path):
     root = tmp_path / "hpatches-synth"
     root.mkdir()
