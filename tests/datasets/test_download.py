@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _local_http import Server
 
 from desc_bench.errors import DownloadError
 from desc_bench.io.download import (
@@ -32,6 +33,14 @@ from desc_bench.io.download import (
     safe_extract,
     sha256_file,
 )
+
+
+@pytest.fixture()
+def server():
+    """A local HTTP server for one test (see _local_http.py)."""
+    s = Server()
+    yield s
+    s.close()
 
 
 def _payload(n: int, seed: int = 0) -> bytes:

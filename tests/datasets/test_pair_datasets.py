@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _local_http import Server
 from click.testing import CliRunner
 
 from desc_bench.cli import main
@@ -22,6 +23,14 @@ from desc_bench.datasets import sequences as S
 from desc_bench.datasets.registry import dataset, open_dataset
 from desc_bench.errors import DatasetError, DownloadError
 from desc_bench.io.download import Archive
+
+
+@pytest.fixture()
+def server():
+    """A local HTTP server for one test (see _local_http.py)."""
+    s = Server()
+    yield s
+    s.close()
 
 
 def _ppm(value: int) -> bytes:

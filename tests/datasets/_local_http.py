@@ -1,4 +1,7 @@
-"""Fixtures of the dataset and io tests: a local HTTP server on 127.0.0.1 (no internet).
+"""A local HTTP server on 127.0.0.1 for the download tests (no internet).
+
+Test modules import ``Server`` (``from _local_http import Server``) and make a fixture of it. Not a
+conftest.py: a second ``conftest`` module would shadow tests/conftest.py for ``from conftest import``.
 
 The server supports ``Range`` requests (206 / 416), can cut a transfer short once, can ignore
 ranges, can stall to trigger the client timeout, and can serve a queue of bodies in turn (a broken
@@ -12,8 +15,6 @@ import re
 import socket
 import threading
 import time
-
-import pytest
 
 
 class Server:
@@ -86,10 +87,3 @@ class Server:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture()
-def server():
-    s = Server()
-    yield s
-    s.close()
