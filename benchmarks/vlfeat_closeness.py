@@ -65,10 +65,15 @@ def closeness(patches: torch.Tensor) -> None:
     quantised = np.minimum(np.float32(512.0) * reordered, 255).astype(np.uint8).astype(np.float32)
     cosine = (unit * reordered).sum(1) / np.linalg.norm(unit, axis=1)
     print(f"## 1. {IMITATION} vs {OURS} on {len(patches)} patches of {patches.shape[-1]} px\n")
-    print(f"unit descriptors, VLFeat layout:    {_stats(reordered, unit)}  (mean cosine {cosine.mean():.4f})")
-    print(f"uint8 units (as the MEX stores):    {_stats(quantised, vl_uint8)}  (of 0..255)")
-    print(f"unit, without reordering (scale):   {_stats(imitation, unit)}")
-    print(f"{OURS} uint8 quantisation alone:    {_stats(vl_uint8 / 512.0, unit)}\n")
+    lines = {
+        "unit descriptors, VLFeat layout": f"{_stats(reordered, unit)}  (mean cosine {cosine.mean():.4f})",
+        "uint8 units (as the MEX stores)": f"{_stats(quantised, vl_uint8)}  (of 0..255)",
+        "unit, without reordering (scale)": _stats(imitation, unit),
+        f"{OURS}'s own uint8 quantisation": _stats(vl_uint8 / 512.0, unit),
+    }
+    for label, text in lines.items():
+        print(f"{label + ':':<40}{text}")
+    print()
 
 
 def matching_map() -> None:

@@ -8,6 +8,8 @@ a spatial weighting written out here in float64) and compare with the library's 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -106,6 +108,20 @@ def test_quadratic_ramp_equals_the_hand_computed_descriptor(axis, angle_bin):
     assert (far > near).all()
 
 
+@needs_libvl
+@pytest.mark.parametrize("sign,angle_bin", [(1, 1), (-1, 7)])
+def test_diagonal_ramp_fills_the_diagonal_orientation_bin(sign, angle_bin):
+    """I = 100 + c + sign * r: gradient (1, sign) everywhere, borders included, so every pixel has
+    angle sign * pi/4 (bin 1 for +pi/4, bin 7 for -pi/4: angles are not mirrored by the MEX's
+    transposition) and magnitude sqrt(2)."""
+    size = 65
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
+    image = torch.from_numpy(100 + cols + sign * rows)[None, None]
+    expected = _hand_descriptor(np.full((size, size), math.sqrt(2)), angle_bin)
+    got = desc_bench.descriptor("sift-vlfeat").compute_patches(image)[0].numpy()
+    assert np.abs(got - expected).max() <= 1.0 and np.count_nonzero(got != expected) <= 4
+
+
 def test_vl_grad_is_matlab_vl_grad():
     """toolbox/misc/vl_grad.m ('central'): forward/backward differences on the borders."""
     image = np.array([[0, 1, 4, 9], [2, 2, 2, 2], [5, 0, 5, 0]], dtype=np.float32)[None]
@@ -139,6 +155,13 @@ def test_shape_dtype_determinism_and_sizes():
     # any patch size: the frame scales with it (32 px patches are described, and differ from 65)
     small = desc.compute_patches(F.interpolate(patches[:4], size=32, mode="bilinear", align_corners=False))
     assert small.shape == (4, 128) and torch.isfinite(small).all()
+
+
+@needs_libvl
+def test_constant_patch_gives_vlfeats_zero_descriptor():
+    """No gradient: VLFeat divides the zero histogram by its norm + FLT_EPSILON, giving zeros (as MATLAB does)."""
+    out = desc_bench.descriptor("sift-vlfeat").compute_patches(torch.full((2, 1, 65, 65), 100.0))
+    assert torch.equal(out, torch.zeros(2, 128))
 
 
 @needs_libvl
