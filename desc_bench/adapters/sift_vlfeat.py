@@ -3,7 +3,9 @@
 Patches ``(B, 1, P, P)`` 0..255 -> ``(B, 128)`` float32 holding VLFeat's uint8 values (0..255).
 
 Source followed: ``hpatches/hpatches-benchmark`` @ e0c993c, ``matlab/+desc/+feats/sift.m`` (the
-MATLAB baseline behind the published "VLFeat-SIFT" HPatches rows), with VLFeat 0.9.20/0.9.21::
+MATLAB baseline behind the published "VLFeat-SIFT" HPatches rows; its ``matlab/data/vlfeat.url``
+fetches VLFeat 0.9.20, and ``vl/sift.c``, ``vl_siftdescriptor.c`` and ``vl_grad.m`` are unchanged from
+2013 to 0.9.21 in vlfeat/vlfeat's history)::
 
     frm = [(P/2 + 0.5) * ones(2, 1) ; P/2 ; 0] ;          % 1-based centre, scale P/2, angle 0
     [Ix, Iy] = vl_grad(single(patch)) ;                    % no smoothing of the 0..255 patch
@@ -20,7 +22,8 @@ What the MATLAB code does, step by step, and how it is reproduced here:
 
 1. ``vl_grad`` (``toolbox/misc/vl_grad.m``): central differences ``0.5 (I[+1] - I[-1])`` inside,
    forward/backward differences on the first/last row and column; magnitude and ``atan2`` in
-   single precision (numpy float32 here).
+   single precision (numpy float32 here; MATLAB's single ``atan2`` may round an angle 1 ulp
+   differently: not checked, MATLAB is not available to this project).
 2. The MEX ``toolbox/sift/vl_siftdescriptor.c`` works on MATLAB's column-major (transposed) image:
    it replaces each angle by ``float(pi/2 - angle)``, swaps the frame's x and y, uses
    ``angle0 = pi/2 - 0``, calls ``vl_sift_calc_raw_descriptor`` with width = rows, height = columns,
