@@ -165,17 +165,19 @@ class FeatureStore:
     ``computed`` counts the items computed in this run.
     """
 
-    root: Path
+    root: Path | None  # None: nothing is stored (every item is computed)
     key: FeatureKey
     overwrite: bool = False
     log: Callable[[str], None] = lambda _: None
     computed: int = field(default=0, init=False)
 
-    def path(self, item: str, extraction: Extraction) -> Path:
+    def path(self, item: str, extraction: Extraction) -> Path | None:
+        if self.root is None:
+            return None
         return self.key.folder(self.root, "features") / extraction.key() / f"{safe_name(item)}.npz"
 
-    def _load(self, path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
-        if self.overwrite or not path.is_file():
+    def _load(self, path: Path | None, fingerprint: str) -> dict[str, np.ndarray] | None:
+        if path is None or self.overwrite or not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -188,8 +190,10 @@ class FeatureStore:
             return None  # the dataset item changed since: recompute
         return arrays
 
-    def _save(self, path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> None:
+    def _save(self, path: Path | None, arrays: dict[str, np.ndarray], fingerprint: str) -> None:
         self.computed += 1
+        if path is None:
+            return
         try:
             write_npz(path, {**arrays, FINGERPRINT: np.array(fingerprint)})
         except OSError as exc:
@@ -218,12 +222,14 @@ class FeatureStore:
         return ImageFeatures.from_arrays(self.arrays(item, files, lambda: compute().arrays(), extraction))
 
     # ---- evaluation results -------------------------------------------------------------------
-    def score_path(self, benchmark: str, evaluation_key: str) -> Path:
+    def score_path(self, benchmark: str, evaluation_key: str) -> Path | None:
+        if self.root is None:
+            return None
         return self.key.folder(self.root, "scores") / f"{safe_name(benchmark)}-{evaluation_key}.json"
 
     def load_scores(self, benchmark: str, evaluation_key: str) -> list[dict] | None:
         path = self.score_path(benchmark, evaluation_key)
-        if self.overwrite or not path.is_file():
+        if path is None or self.overwrite or not path.is_file():
             return None
         try:
             rows = json.loads(path.read_text())
@@ -235,7 +241,10 @@ class FeatureStore:
         return None
 
     def save_scores(self, benchmark: str, evaluation_key: str, rows: list[dict]) -> None:
+        path = self.score_path(benchmark, evaluation_key)
+        if path is None:
+            return
         try:
-            write_json(self.score_path(benchmark, evaluation_key), rows)
+            write_json(path, rows)
         except OSError as exc:
             self.log(f"warning: cannot write the score cache ({exc}); results are not cached")

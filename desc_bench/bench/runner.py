@@ -152,12 +152,28 @@ def _failure(exc: BaseException, label: str) -> str:
     return str(exc) if isinstance(exc, DescBenchError) else f"{label} failed: {type(exc).__name__}: {exc}"
 
 
+def subject_of(desc: Descriptor, bench: Benchmark) -> Subject:
+    notes = getattr(desc, "notes", "") or ""
+    return Subject(desc.describe(), desc.weights_label, bench.distance(desc), bench.mode(desc), notes)
+
+
+def evaluate_descriptor(
+    desc: Descriptor, bench: Benchmark, data, store: FeatureStore | None = None, context: Context | None = None
+) -> list[ResultRow]:
+    """One built descriptor on one benchmark and an opened dataset, without caching scores or
+    writing a record (``store=None``: features are computed, not stored). Errors propagate."""
+    context = context or Context(progress=False)
+    if store is None:
+        store = FeatureStore(None, feature_key(desc, data.name, getattr(data, "version", ""), desc.device.type))
+    bench.check(data.name, context)
+    bench.check_data(data, context)
+    return bench.evaluate(bench.features(desc, data, store, context), data, subject_of(desc, bench), context)
+
+
 def _rows_for(
     desc: Descriptor, bench: Benchmark, data, store: FeatureStore, config: RunConfig, context: Context
 ) -> list[ResultRow]:
-    subject = Subject(
-        desc.describe(), desc.weights_label, bench.distance(desc), bench.mode(desc), getattr(desc, "notes", "") or ""
-    )
+    subject = subject_of(desc, bench)
     key = stable_hash(
         bench.describe(),
         subject.distance.value,
@@ -202,6 +218,8 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunRe
     benches = check_request(config)
     data = open_dataset(config.dataset, data_dir=config.data_dir)
     context = Context(split=config.split, progress=config.progress, log=log)
+    for bench in benches:
+        bench.check_data(data, context)
     split = config.split if any(b.uses_splits for b in benches) else "all"
     results: list[ResultRow] = []
     timings: list[TimingRow] = []

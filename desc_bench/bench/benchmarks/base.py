@@ -154,6 +154,9 @@ class Benchmark:
                 f"--split applies to HPatches patch datasets; benchmark {self.name} runs on all of {dataset_name!r}"
             )
 
+    def check_data(self, dataset: Any, context: Context) -> None:
+        """Refuse what the opened dataset cannot serve (an unknown split, say), before any descriptor runs."""
+
     def mode(self, descriptor: Descriptor) -> str:
         """How the descriptor runs on this benchmark (recorded in every row)."""
         return "patches"

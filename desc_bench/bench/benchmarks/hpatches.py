@@ -93,6 +93,9 @@ class HPatchesPython(Benchmark):
     def protocol(self) -> str:
         return self.name
 
+    def check_data(self, dataset: PatchSet, context: Context) -> None:
+        dataset.split(context.split)  # UnknownNameError lists the splits
+
     def mode(self, descriptor: Descriptor) -> str:
         return patch_mode(descriptor)
 
