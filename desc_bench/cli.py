@@ -464,3 +464,37 @@ def weights_add(name, path, variant):
     from .adapters.weights import add_weights
 
     click.echo(f"{name}: verified and stored at {add_weights(name, path, variant)}")
+
+
+@main.group()
+def cache():
+    """What is cached (features and scores per descriptor and dataset), and clearing it."""
+
+
+@cache.command("list")
+@_friendly
+def cache_list():
+    """Cached features and scores with their sizes (under DESC_BENCH_CACHE)."""
+    from tabulate import tabulate
+
+    from .bench.features import cache_entries
+    from .io.paths import cache_root
+
+    root = cache_root()
+    entries = cache_entries(root)
+    rows = [[e.kind, e.dataset, e.descriptor, e.files, f"{e.bytes / 2**20:.1f}"] for e in entries]
+    click.echo(tabulate(rows, headers=["kind", "dataset", "descriptor", "files", "MiB"], tablefmt="github"))
+    click.echo(f"\nCache folder: {root} ({sum(e.bytes for e in entries) / 2**20:.1f} MiB)")
+
+
+@cache.command("clear")
+@click.option("--descriptor", default=None, help="Only this descriptor (its name, or name:options).")
+@click.option("--dataset", default=None, help="Only this dataset.")
+@_friendly
+def cache_clear(descriptor, dataset):
+    """Delete cached features and scores (all, or those of a descriptor and/or a dataset)."""
+    from .bench.features import clear_cache
+    from .io.paths import cache_root
+
+    removed = clear_cache(cache_root(), descriptor, dataset)
+    click.echo(f"removed {len(removed)} cache folder(s), {sum(e.bytes for e in removed) / 2**20:.1f} MiB")
