@@ -88,6 +88,14 @@ def list_command(data_dir):
     ]
     click.echo("\nDatasets\n")
     click.echo(tabulate(rows, headers=["name", "kind", "status", "about"], tablefmt="github"))
+    from .bench.benchmarks.base import registered as benchmarks
+
+    rows = [
+        [name, ", ".join(cls.accepts), ", ".join(cls.option_names()) or "-", cls.summary]
+        for name, cls in benchmarks().items()
+    ]
+    click.echo("\nBenchmarks (--protocol NAME:key=value, several comma-separated)\n")
+    click.echo(tabulate(rows, headers=["name", "datasets", "options", "about"], tablefmt="github"))
     from .io.paths import data_root
 
     click.echo(f"\nData folder: {data_root(data_dir)} (--data-dir or DESC_BENCH_DATA to change)")
