@@ -11,7 +11,7 @@ Prints, in one run:
    descriptor quantised as the MEX does (``uint8(min(512 d, 255))``). Max and mean absolute
    difference, and the mean cosine. The comparison without reordering is printed for scale.
 2. Matching mAP (python protocol, split full) of both on ``hpatches-synth`` through
-   ``desc_bench.evaluate(..., tasks=("matching",), output=None)``.
+   ``desc_bench.run(..., tasks=("matching",), output=None)``.
 3. Throughput of ``sift-vlfeat`` against ``sift-opencv`` on the same patches (``compute_patches``,
    batches of ``--batch``): median over alternating rounds, so that load changes on a shared machine
    hit both alike; the ratio is the result, absolute times are for this machine only.
@@ -77,7 +77,7 @@ def closeness(patches: torch.Tensor) -> None:
 
 
 def matching_map() -> None:
-    result = desc_bench.evaluate([OURS, IMITATION], "hpatches-synth", tasks=("matching",), output=None)
+    result = desc_bench.run([OURS, IMITATION], "hpatches-synth", tasks=("matching",), output=None)
     print("## 2. matching mAP on hpatches-synth (python protocol, split full, %)\n")
     print(f"{'descriptor':<20} {'easy':>7} {'hard':>7} {'tough':>7} {'mean':>7}")
     for name in (OURS, IMITATION):

@@ -209,7 +209,7 @@ def test_a_library_that_is_not_vlfeat_is_refused(monkeypatch, tmp_path):
 
 def test_missing_library_gives_an_error_row_not_a_crash(monkeypatch, tiny_hpatches_factory):
     monkeypatch.setattr(sift_vlfeat, "_find_library", lambda: None)
-    result = desc_bench.evaluate(
+    result = desc_bench.run(
         ["sift-vlfeat"], "hpatches", data_dir=tiny_hpatches_factory(2, 20), tasks=("matching",), output=None
     )
     rows = result.record.results
