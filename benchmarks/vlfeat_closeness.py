@@ -77,7 +77,7 @@ def closeness(patches: torch.Tensor) -> None:
 
 
 def matching_map() -> None:
-    result = desc_bench.run([OURS, IMITATION], "hpatches-synth", tasks=("matching",), output=None)
+    result = desc_bench.run([OURS, IMITATION], "hpatches-synth", tasks=("matching",), output=None, progress=False)
     print("## 2. matching mAP on hpatches-synth (python protocol, split full, %)\n")
     print(f"{'descriptor':<20} {'easy':>7} {'hard':>7} {'tough':>7} {'mean':>7}")
     for name in (OURS, IMITATION):
