@@ -196,12 +196,12 @@ def run(
     default=None,
     help="Task files (official tasks/ layout); default: those of --dataset.",
 )
-@click.option("--dataset", default="hpatches", show_default=True, help="Dataset whose task files are used.")
+@click.option("--dataset", default=None, help="Task files and patch counts (default: export's, else hpatches-synth).")
 @data_dir_option
 @click.option("--split", default="full", show_default=True)
 @click.option("--tasks", default="verification,matching,retrieval", show_default=True)
 @click.option("--protocol", default="python", show_default=True)
-@click.option("--distance", type=click.Choice(["l2", "l1", "hamming"]), default="l2", show_default=True)
+@click.option("--distance", type=click.Choice(["l2", "l1", "hamming"]), help="Default: export's, else l2.")
 @click.option(
     "--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True
 )
@@ -247,7 +247,7 @@ def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, p
 @quiet_option
 @_friendly
 def export(name, dataset, data_dir, output, device, weights, overwrite, quiet):
-    """Write descriptors in the official hpatches-benchmark layout (DIR/<seq>/<type>.csv)."""
+    """Write descriptors in the official layout (DIR/<seq>/<type>.csv) and DIR/desc-bench-export.json."""
     from .adapters.registry import descriptor
     from .bench.export import export_descriptors
     from .datasets.base import PatchSet
