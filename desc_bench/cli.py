@@ -326,8 +326,10 @@ def report(runs, output):
 def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok):
     """Compare runs with a baseline; exit 1 with a markdown diff when accuracy or speed regressed."""
     from .records.store import find_records, read_record
-    from .results.regression import compare
+    from .results.regression import check_tolerance, compare
 
+    check_tolerance("--accuracy-tolerance", accuracy_tolerance, upper=1.0)  # NaN or < 0 would pass anything
+    check_tolerance("--speed-tolerance", speed_tolerance)
     base = [read_record(p) for p in find_records([baseline])]
     current = [read_record(p) for p in find_records(list(runs))]
     comparison = compare(base, current, accuracy_tolerance, speed_tolerance)

@@ -11,12 +11,31 @@ missing rows fail (a metric that vanished is a regression), new rows do not.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from ..records.schema import Record, ResultRow, TimingRow
+from ..errors import DescBenchError
+from ..records.schema import Record, ResultRow, TimingRow, result_problem, timing_problem
+
+
+class ToleranceError(DescBenchError, ValueError):
+    """A check tolerance that would let regressions through (NaN, negative, or out of range)."""
+
+
+def check_tolerance(name: str, value: float, upper: float | None = None) -> float:
+    """``value`` if it is a finite number >= 0 (and <= ``upper``); else a ToleranceError naming ``name``.
+
+    A NaN tolerance made every comparison false, so a 5-point drop passed; a negative one fails
+    identical runs; an accuracy tolerance above 1 (values are fractions) lets everything pass.
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if not ok or (upper is not None and value > upper):
+        limit = f"0..{upper:g}" if upper is not None else ">= 0"
+        raise ToleranceError(f"{name} must be a finite number in {limit}, got {value!r}")
+    return float(value)
 
 
 class Status(str, enum.Enum):
@@ -114,7 +133,12 @@ def _accuracy(baseline: list[ResultRow], current: list[ResultRow], tolerance: fl
     for key in sorted(base.keys() | cur.keys(), key=str):
         b, c = base.get(key), cur.get(key)
         what = _describe(b or c)
-        if c is None:
+        problem = next(
+            (f"{side}: {p}" for side, r in (("baseline", b), ("run", c)) if r and (p := result_problem(r))), ""
+        )
+        if problem:  # a value outside its range is not "better": it is a broken row
+            out.append(Difference("accuracy", f"{what} ({problem})", b and b.value, c and c.value, Status.ERROR))
+        elif c is None:
             out.append(Difference("accuracy", what, b.value, None, Status.MISSING))
         elif b is None:
             out.append(Difference("accuracy", what, None, c.value, Status.NEW))
@@ -133,19 +157,23 @@ def _timing_key(t: TimingRow) -> tuple:
     return (t.descriptor, t.device, t.batch, t.input_size, t.unit, t.fp16)
 
 
-def _normalised(record: Record) -> dict[tuple, float]:
-    if record.calibration is None or not record.calibration.median_ms:
+def _normalised(record: Record) -> dict[tuple, float | str]:
+    """Timing key -> median / calibration median, or the reason the row cannot be compared."""
+    calibration = record.calibration
+    if calibration is None or not (math.isfinite(calibration.median_ms) and calibration.median_ms > 0):
         return {}
-    return {
-        _timing_key(t): t.median_ms / record.calibration.median_ms
-        for t in record.timings
-        if t.error is None and t.median_ms is not None and not t.random_weights
-    }
+    out: dict[tuple, float | str] = {}
+    for t in record.timings:
+        if t.error is not None or t.random_weights:
+            continue
+        problem = timing_problem(t) or ("a median of 0 ms is not a measurement" if t.median_ms == 0 else None)
+        out[_timing_key(t)] = problem or t.median_ms / calibration.median_ms
+    return out
 
 
 def _speed(baseline: Iterable[Record], current: Iterable[Record], tolerance: float) -> list[Difference]:
-    base: dict[tuple, float] = {}
-    cur: dict[tuple, float] = {}
+    base: dict[tuple, float | str] = {}
+    cur: dict[tuple, float | str] = {}
     for r in baseline:
         base.update(_normalised(r))
     for r in current:
@@ -154,7 +182,11 @@ def _speed(baseline: Iterable[Record], current: Iterable[Record], tolerance: flo
     for key in sorted(base.keys() | cur.keys(), key=str):
         what = f"{key[0]} / {key[1]} / batch {key[2]} / {key[3]} per {key[4]}" + (" / fp16" if key[5] else "")
         b, c = base.get(key), cur.get(key)
-        if c is None:
+        problem = next((f"{side}: {v}" for side, v in (("baseline", b), ("run", c)) if isinstance(v, str)), "")
+        if problem:  # NaN, negative or zero timings never pass
+            numbers = [v if isinstance(v, float) else None for v in (b, c)]
+            out.append(Difference("speed", f"{what} ({problem})", *numbers, Status.ERROR))
+        elif c is None:
             out.append(Difference("speed", what, b, None, Status.MISSING))
         elif b is None:
             out.append(Difference("speed", what, None, c, Status.NEW))
@@ -170,7 +202,12 @@ def _speed(baseline: Iterable[Record], current: Iterable[Record], tolerance: flo
 def compare(
     baseline: list[Record], current: list[Record], accuracy_tolerance: float = 0.005, speed_tolerance: float = 0.25
 ) -> Comparison:
-    """Compare the rows of the current records with the baseline records."""
+    """Compare the rows of the current records with the baseline records.
+
+    Tolerances must be finite and >= 0 (accuracy at most 1): see :func:`check_tolerance`.
+    """
+    accuracy_tolerance = check_tolerance("accuracy tolerance", accuracy_tolerance, upper=1.0)
+    speed_tolerance = check_tolerance("speed tolerance", speed_tolerance)
     base_rows = [r for rec in baseline for r in rec.results]
     cur_rows = [r for rec in current for r in rec.results]
     diffs = _accuracy(base_rows, cur_rows, accuracy_tolerance) + _speed(baseline, current, speed_tolerance)
