@@ -18,12 +18,20 @@ def write_record(path: Path | str, record: Record) -> Path:
 
 
 def read_record(path: Path | str) -> Record:
+    """Read and validate one record; every failure is a RecordError naming the file."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise RecordError(f"cannot read record {path}: JSON nested too deeply to be a record") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSONDecodeError, huge integers
         raise RecordError(f"cannot read record {path}: {exc}") from None
-    return Record.from_json(raw, str(path))
+    try:
+        return Record.from_json(raw, str(path))
+    except RecordError:
+        raise
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # a case validate() missed
+        raise RecordError(f"record {path} does not follow the schema: {type(exc).__name__}: {exc}") from None
 
 
 def find_records(paths: list[Path | str]) -> list[Path]:
