@@ -26,7 +26,7 @@ from ..adapters.base import Distance
 from ..datasets.base import PatchSet, read_splits, split_named
 from ..errors import DatasetError
 from ..records.schema import Record, ResultRow, machine_metadata
-from ..records.store import write_run
+from ..records.store import check_record_prefix, write_run
 from .export import MANIFEST_NAME, ExportManifest, read_descriptor_dir, read_manifest
 from .runner import RunOutput
 
@@ -88,6 +88,8 @@ def evaluate_dir(config: EvaluateConfig) -> RunOutput:
     from ..results.tables import run_report
     from .hpatches_tasks import evaluate_all
 
+    if config.output is not None:
+        check_record_prefix(f"evaluate-{config.name}")  # before any work: --name "a/b" is refused
     manifest = read_manifest(config.descriptor_dir)
     source = _source(config, manifest)
     split = split_named(read_splits(source.tasks_dir / "splits" / "splits.json"), config.split)

@@ -198,3 +198,19 @@ def test_check_cli_reports_a_damaged_record_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["check", "--baseline", str(good), path])
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert result.output.startswith(f"error: {path}: calibration: missing fields ['name']")
+
+
+def test_write_errors_name_the_file(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(RecordError, match=f"cannot write record {blocker}/x-.*json: .*writable output folder"):
+        write_run(blocker, "x", record(), "# a")
+    with pytest.raises(RecordError, match=f"cannot write record {blocker / 'r.json'}"):
+        write_record(blocker / "r.json", record())
+    for prefix in ("a/b", "../up", ".hidden", ""):
+        with pytest.raises(RecordError, match="must be a plain file name"):
+            write_run(tmp_path, prefix, record(), "# a")
+    assert list(tmp_path.iterdir()) == [blocker]
+    json_path, md_path = write_run(tmp_path, "evaluate-sift.v2", record(), "# a")  # a dot in the name
+    assert json_path.name.startswith("evaluate-sift.v2-") and json_path.suffix == ".json"
+    assert md_path == json_path.with_name(json_path.stem + ".md") and md_path.read_text() == "# a"
