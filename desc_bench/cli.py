@@ -321,9 +321,10 @@ def report(runs, output):
     show_default=True,
     help="Largest allowed slow-down of normalised speed (0.25 = 25 %).",
 )
-@click.option("--show-ok", is_flag=True, help="List unchanged rows too.")
+@click.option("--show-ok", is_flag=True, help="List unchanged and new rows too.")
+@click.option("--common-only", is_flag=True, help="Compare only rows both hold (a run of fewer descriptors).")
 @_friendly
-def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok):
+def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok, common_only):
     """Compare runs with a baseline; exit 1 with a markdown diff when accuracy or speed regressed."""
     from .records.store import find_records, read_record
     from .results.regression import check_tolerance, compare
@@ -332,7 +333,7 @@ def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok):
     check_tolerance("--speed-tolerance", speed_tolerance)
     base = [read_record(p) for p in find_records([baseline])]
     current = [read_record(p) for p in find_records(list(runs))]
-    comparison = compare(base, current, accuracy_tolerance, speed_tolerance)
+    comparison = compare(base, current, accuracy_tolerance, speed_tolerance, common_only=common_only)
     click.echo(comparison.markdown(show_ok=show_ok))
     sys.exit(1 if comparison.failed else 0)
 
@@ -400,6 +401,10 @@ def time_command(
         click.echo("\n" + dense_table(record.timings))
     if record.calibration:
         click.echo(f"\ncalibration: {record.calibration.name}: {record.calibration.median_ms:.2f} ms")
+    from .records.machine_load import loaded_machine_warnings
+
+    for warning in loaded_machine_warnings(record):
+        click.echo(f"warning: {warning}", err=True)
     out = save_timing(record, output)
     click.echo(f"record: {out.record}\ntable: {out.table}" + (f"\nplot: {out.plot}" if out.plot else ""), err=True)
 

@@ -130,3 +130,96 @@ def test_unknown_schema_versions_are_refused_by_check_and_report(baseline, tmp_p
 def test_the_committed_baseline_is_still_read():
     record = read_record(Path(__file__).resolve().parents[2] / "results" / "baseline.json")
     assert len(record.results) == 340 and record.calibration is not None
+
+
+# ---- --common-only, new rows in one line, loaded-machine warnings ---------------------------------
+BASELINE = Path(__file__).resolve().parents[2] / "results" / "baseline.json"
+FIRST_RUN = ("sift-opencv", "rootsift-opencv")  # the README's first command
+
+
+def readme_first_run(tmp_path) -> Path:
+    """The README's first run, as the committed baseline's rows of its two descriptors."""
+    base = read_record(BASELINE)
+    run = dataclasses.replace(
+        base,
+        results=[r for r in base.results if r.descriptor in FIRST_RUN],
+        timings=[t for t in base.timings if t.descriptor in FIRST_RUN],
+    )
+    return write_record(tmp_path / "first-run.json", run)
+
+
+def test_common_only_compares_what_both_records_hold(tmp_path):
+    run = readme_first_run(tmp_path)
+    result = cli("check", "--baseline", str(BASELINE), str(run))
+    assert result.exit_code == 1 and "207 MISSING" in result.output
+    result = cli("check", "--baseline", str(BASELINE), str(run), "--common-only")
+    assert result.exit_code == 0, result.output
+    assert "138 ok" in result.output and "MISSING" not in result.output  # 2 x 68 accuracy rows + 2 speed rows
+    [line] = [line for line in result.output.splitlines() if "--common-only" in line]
+    assert line == (
+        "- --common-only: 207 baseline row(s) that the run does not hold were skipped: "
+        "beblid-opencv (68 accuracy, 1 speed), sift-torch-mp (68 accuracy, 1 speed), "
+        "sift-torch-vlfeat (68 accuracy, 1 speed)"
+    )
+    # a regression in a common row still fails
+    worse = read_record(run)
+    worse = dataclasses.replace(worse, results=[dataclasses.replace(r, value=r.value * 0.9) for r in worse.results])
+    path = write_record(tmp_path / "worse.json", worse)
+    result = cli("check", "--baseline", str(BASELINE), str(path), "--common-only")
+    assert result.exit_code == 1 and "WORSE" in result.output
+
+
+def test_nothing_in_common_fails(tmp_path):
+    other = make_record()
+    other = dataclasses.replace(
+        other,
+        results=[dataclasses.replace(r, descriptor="x-" + r.descriptor) for r in other.results],
+        timings=[dataclasses.replace(t, descriptor="x-" + t.descriptor) for t in other.timings],
+    )
+    result = compare([make_record()], [other], common_only=True)
+    assert result.failed and "nothing was compared" in result.markdown()
+
+
+def test_new_rows_are_summarised_in_one_line(tmp_path):
+    base = make_record()
+    extra = [dataclasses.replace(r, descriptor="sift-flow") for r in base.results if r.descriptor == "sift-opencv"]
+    current = dataclasses.replace(base, results=base.results + extra)
+    text = compare([base], [current]).markdown()
+    assert f"- {len(extra)} new row(s) only in the run, not compared: sift-flow ({len(extra)} accuracy)" in text
+    assert "sift-flow /" not in text  # not one table line per new row
+    assert "sift-flow /" in compare([base], [current]).markdown(show_ok=True)
+
+
+def test_loaded_machine_warnings():
+    from desc_bench.records.machine_load import loaded_machine_warnings
+    from desc_bench.records.schema import Calibration
+
+    quiet = make_record()
+    assert loaded_machine_warnings(quiet, [quiet]) == []
+    busy = dataclasses.replace(
+        quiet,
+        timings=[dataclasses.replace(t, iqr_ms=t.median_ms * 3) if t.batch == 16 else t for t in quiet.timings],
+        calibration=Calibration(quiet.calibration.name, 90.0, iqr_ms=120.0),
+    )
+    warnings = loaded_machine_warnings(busy, [quiet])
+    assert len(warnings) == 3
+    assert "calibration workload's spread (IQR 120 ms) is larger than its median (90 ms)" in warnings[0]
+    assert "2 of 4 timing rows have an IQR larger than their median (sift-opencv batch 16, rootsift" in warnings[1]
+    assert "took 2.2x as long as in the baseline (90 ms vs 40 ms" in warnings[2]
+    # a calibration of another workload or thread count is not compared
+    other = dataclasses.replace(busy, calibration=Calibration("other", 90.0))
+    assert len(loaded_machine_warnings(other, [quiet])) == 1
+    # check prints them
+    text = compare([quiet], [busy], speed_tolerance=10).markdown()
+    assert text.count("- warning: loaded") == 3
+
+
+def test_time_command_prints_the_warning(tmp_path, monkeypatch):
+    import desc_bench.bench.timing as timing
+
+    busy = make_record()
+    busy = dataclasses.replace(busy, results=[], timings=[dataclasses.replace(t, iqr_ms=1.0) for t in busy.timings])
+    monkeypatch.setattr(timing, "time_descriptors", lambda config, progress: busy)
+    result = CliRunner().invoke(main, ["time", "-d", "sift-opencv", "-o", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "warning: loaded machine? 4 of 4 timing rows have an IQR larger than their median" in result.output
