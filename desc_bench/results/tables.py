@@ -3,7 +3,7 @@
 HPatches values are printed as percentages (mAP x 100), the way the field reports them.
 - ``task_tables``: per descriptor and task, rows = metric/variant/subset, columns Easy, Hard, Tough, mean.
 - ``summary_table``: one row per descriptor: the headline of each task (noise "mean", subset "all",
-  headline variant), plus the per-patch time when the record has it.
+  headline variant), plus the per-patch time at the run's own batch size (stated in the header).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from tabulate import tabulate
 
-from ..records.schema import Record, ResultRow, TimingRow
+from ..records.schema import Record, ResultRow
 
 NOISE_COLUMNS = ("easy", "hard", "tough", "mean")
 HPATCHES_TASKS = ("verification", "matching", "retrieval")
@@ -69,47 +69,76 @@ def _row_order(item: tuple) -> tuple:
     return (metric, variant != "", pool, variant, {"all": 0, "i": 1, "v": 2}.get(subset, 3), subset)
 
 
-def _timing_by_descriptor(timings: Iterable[TimingRow]) -> dict[str, TimingRow]:
-    out = {}
-    for t in timings:
-        if t.error is None and t.unit == "patch":
-            out.setdefault(t.descriptor, t)
-    return out
+DEFAULT_TIME_BATCH = 256  # `desc-bench run --time-batch` default: records without a run config are read at it
+
+
+def run_time_batch(record: Record) -> int:
+    """The batch size a run timed its descriptors at (its config's ``time_batch``), else the default."""
+    config = record.metadata.get("config")
+    batch = config.get("time_batch") if isinstance(config, dict) else None
+    return batch if type(batch) is int and batch > 0 else DEFAULT_TIME_BATCH
+
+
+def _patch_time(descriptor: str, batch: int, device: str | None, records: list[Record], own: Record) -> float | None:
+    """ms/patch of ``descriptor`` at exactly ``batch`` on ``device``: the run's own row first, then the
+    other records' (a ``desc-bench time`` record merged into the report); never another batch size."""
+    for record in [own] + [r for r in records if r is not own]:
+        for t in record.timings:
+            if (
+                t.error is None
+                and t.unit == "patch"
+                and t.descriptor == descriptor
+                and t.batch == batch
+                and t.median_ms is not None
+                and (device is None or t.device == device)
+            ):
+                return t.median_ms
+    return None
 
 
 def summary_table(records: Iterable[Record]) -> str:
-    """One row per descriptor (and dataset): headline verification, matching, retrieval, time."""
+    """One row per descriptor (and dataset): headline verification, matching, retrieval, time.
+
+    The time is the run's own: ms/patch at the batch size its record was timed at (``time_batch``
+    in the run's config, default 256) on its device, also when ``desc-bench time`` records with
+    other batch sizes are merged in. The header states the batch (each cell does when runs differ).
+    """
     records = list(records)
     headline: dict[tuple, dict[str, float]] = defaultdict(dict)
     notes: dict[tuple, str] = {}
-    timing: dict[str, TimingRow] = {}
+    source: dict[tuple, Record] = {}
     for record in records:
-        timing.update(_timing_by_descriptor(record.timings))
         for r in record.results:
             if is_headline(r) and r.task in HPATCHES_TASKS:
                 key = (r.descriptor, r.weights, r.dataset, r.split, r.protocol, r.distance)
                 headline[key][r.task] = r.value
                 notes[key] = r.notes
+                source.setdefault(key, record)
     if not headline:
         return ""
+    batches = {key: run_time_batch(record) for key, record in source.items()}
+    one_batch = len(set(batches.values())) == 1
     body = []
     for key, values in sorted(headline.items(), key=lambda kv: -kv[1].get("matching", 0.0)):
         descriptor, weights, dataset, split, protocol, distance = key
-        t = timing.get(descriptor)
+        device = source[key].metadata.get("device")
+        ms = _patch_time(descriptor, batches[key], device if isinstance(device, str) else None, records, source[key])
         label = descriptor if weights in ("none", "") else f"{descriptor} [{weights}]"
         # say how the number was made when it is not the default (python protocol, the descriptor's distance)
         how = [
             p for p in (protocol if protocol != "python" else "", distance if distance not in ("", "l2") else "") if p
         ]
         label += f" ({', '.join(how)})" if how else ""
+        time = "-" if ms is None else f"{ms:.3f}" + ("" if one_batch else f" (batch {batches[key]})")
         body.append(
             [label + (" *" if notes.get(key) else ""), dataset, split]
             + [_fmt(values.get(task)) for task in HPATCHES_TASKS]
-            + [f"{t.median_ms:.3f}" if t and t.median_ms is not None else "-"]
+            + [time]
         )
+    time_header = f"ms/patch (batch {next(iter(batches.values()))})" if one_batch else "ms/patch"
     table = tabulate(
         body,
-        headers=["descriptor", "dataset", "split", "verification mAP", "matching mAP", "retrieval mAP", "ms/patch"],
+        headers=["descriptor", "dataset", "split", "verification mAP", "matching mAP", "retrieval mAP", time_header],
         tablefmt="github",
         disable_numparse=True,
     )
