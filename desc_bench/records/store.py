@@ -11,8 +11,12 @@ from ..io.atomic import write_json, write_text
 from .schema import Record
 
 
-def _unwritable(path: Path, exc: OSError) -> RecordError:
-    return RecordError(
+class RecordWriteError(RecordError, OSError):
+    """A record or its markdown cannot be written (an OSError too, for callers that catch those)."""
+
+
+def _unwritable(path: Path, exc: OSError) -> RecordWriteError:
+    return RecordWriteError(
         f"cannot write record {path}: {exc.strerror or exc}; choose a writable output folder (--output/-o)"
     )
 

@@ -214,3 +214,5 @@ def test_write_errors_name_the_file(tmp_path):
     json_path, md_path = write_run(tmp_path, "evaluate-sift.v2", record(), "# a")  # a dot in the name
     assert json_path.name.startswith("evaluate-sift.v2-") and json_path.suffix == ".json"
     assert md_path == json_path.with_name(json_path.stem + ".md") and md_path.read_text() == "# a"
+    with pytest.raises(OSError):  # callers that catch OSError still catch it
+        write_run(blocker, "x", record(), "# a")
