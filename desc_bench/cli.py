@@ -88,6 +88,14 @@ def list_command(data_dir):
     ]
     click.echo("\nDatasets\n")
     click.echo(tabulate(rows, headers=["name", "kind", "status", "about"], tablefmt="github"))
+    from .bench.benchmarks.base import registered as benchmarks
+
+    rows = [
+        [name, ", ".join(cls.accepts), ", ".join(cls.option_names()) or "-", cls.summary]
+        for name, cls in benchmarks().items()
+    ]
+    click.echo("\nBenchmarks (--protocol NAME:key=value, several comma-separated)\n")
+    click.echo(tabulate(rows, headers=["name", "datasets", "options", "about"], tablefmt="github"))
     from .io.paths import data_root
 
     click.echo(f"\nData folder: {data_root(data_dir)} (--data-dir or DESC_BENCH_DATA to change)")
@@ -104,8 +112,9 @@ def list_command(data_dir):
 @click.option(
     "--protocol",
     default=None,
-    help="HPatches: python (default) or matlab; image pairs: mma, pck-gift, pck-msnet, oxford-ms "
-    "(default: mma, oxford-ms on oxford-affine).",
+    help="Benchmarks, comma-separated, with options as name:key=value (`desc-bench list` shows them): "
+    "HPatches python (default) or matlab; image pairs mma (default), pck-gift, pck-msnet, oxford-ms "
+    "(default on oxford-affine). Several share the descriptors' features.",
 )
 @click.option(
     "--distance",
@@ -154,9 +163,14 @@ def run(
     re_eval,
     quiet,
 ):
-    """Describe a dataset with each descriptor, evaluate, print tables and write a JSON record."""
+    """Describe a dataset with each descriptor, evaluate, print tables and write a JSON record.
+
+    Exit status: 0 when everything asked for was measured; 2 for a bad request (nothing was run);
+    3 when some descriptor or benchmark produced no result (their rows say why; the others are
+    printed and recorded); 4 when the record could not be written (the tables are still printed).
+    """
+    from .api import run as run_job
     from .bench.runner import RunConfig
-    from .bench.runner import run as run_job
 
     config = RunConfig(
         descriptors=_split_list(descriptors),
@@ -180,6 +194,12 @@ def run(
     click.echo(result.markdown)
     if result.record_path:
         click.echo(f"record: {result.record_path}\ntables: {result.markdown_path}", err=True)
+    if result.write_error:
+        click.echo(f"error: {result.write_error}", err=True)
+        sys.exit(4)
+    if result.unmeasured:
+        click.echo(f"error: not measured: {', '.join(result.unmeasured)} (see the rows above)", err=True)
+        sys.exit(3)
 
 
 @main.command()
@@ -209,7 +229,8 @@ def run(
 @_friendly
 def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, protocol, distance, output, quiet):
     """Score precomputed descriptors (bring your own) on the HPatches tasks."""
-    from .bench.evaluate import EvaluateConfig, evaluate_dir
+    from .api import evaluate_folder
+    from .bench.evaluate import EvaluateConfig
 
     config = EvaluateConfig(
         descriptor_dir=descriptor_dir,
@@ -224,7 +245,7 @@ def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, p
         output=output,
         progress=not quiet,
     )
-    result = evaluate_dir(config)
+    result = evaluate_folder(config)
     click.echo(result.markdown)
     if result.record_path:
         click.echo(f"record: {result.record_path}", err=True)
@@ -379,7 +400,8 @@ def time_command(
     quiet,
 ):
     """Time descriptors per patch (or per image) on CPU or GPU, with batching. See docs/timing.md."""
-    from .bench.timing import TimingConfig, dense_table, save_timing, time_descriptors, timing_table
+    from .api import save_timing
+    from .bench.timing import TimingConfig, dense_table, time_descriptors, timing_table
 
     config = TimingConfig(
         descriptors=descriptors,
@@ -457,3 +479,37 @@ def weights_add(name, path, variant):
     from .adapters.weights import add_weights
 
     click.echo(f"{name}: verified and stored at {add_weights(name, path, variant)}")
+
+
+@main.group()
+def cache():
+    """What is cached (features and scores per descriptor and dataset), and clearing it."""
+
+
+@cache.command("list")
+@_friendly
+def cache_list():
+    """Cached features and scores with their sizes (under DESC_BENCH_CACHE)."""
+    from tabulate import tabulate
+
+    from .bench.features import cache_entries
+    from .io.paths import cache_root
+
+    root = cache_root()
+    entries = cache_entries(root)
+    rows = [[e.kind, e.dataset, e.descriptor, e.files, f"{e.bytes / 2**20:.1f}"] for e in entries]
+    click.echo(tabulate(rows, headers=["kind", "dataset", "descriptor", "files", "MiB"], tablefmt="github"))
+    click.echo(f"\nCache folder: {root} ({sum(e.bytes for e in entries) / 2**20:.1f} MiB)")
+
+
+@cache.command("clear")
+@click.option("--descriptor", default=None, help="Only this descriptor (its name, or name:options).")
+@click.option("--dataset", default=None, help="Only this dataset.")
+@_friendly
+def cache_clear(descriptor, dataset):
+    """Delete cached features and scores (all, or those of a descriptor and/or a dataset)."""
+    from .bench.features import clear_cache
+    from .io.paths import cache_root
+
+    removed = clear_cache(cache_root(), descriptor, dataset)
+    click.echo(f"removed {len(removed)} cache folder(s), {sum(e.bytes for e in removed) / 2**20:.1f} MiB")

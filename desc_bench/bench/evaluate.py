@@ -26,9 +26,8 @@ from ..adapters.base import Distance
 from ..datasets.base import PatchSet, read_splits, split_named
 from ..errors import DatasetError
 from ..records.schema import Record, ResultRow, machine_metadata
-from ..records.store import check_record_prefix, write_run
+from ..records.store import check_record_prefix
 from .export import MANIFEST_NAME, ExportManifest, read_descriptor_dir, read_manifest
-from .runner import RunOutput
 
 DEFAULT_DATASET = "hpatches-synth"  # the default of `desc-bench export` and `desc-bench run`
 
@@ -83,9 +82,9 @@ def _expected_counts(source: _Source, manifest: ExportManifest | None, test: tup
     return None, ""
 
 
-def evaluate_dir(config: EvaluateConfig) -> RunOutput:
+def evaluate_dir(config: EvaluateConfig) -> Record:
+    """Score the descriptor folder on the HPatches tasks; the record (rendered and written by the API)."""
     from ..datasets.tasks import TaskFiles
-    from ..results.tables import run_report
     from .hpatches_tasks import evaluate_all
 
     if config.output is not None:
@@ -139,10 +138,4 @@ def evaluate_dir(config: EvaluateConfig) -> RunOutput:
         exported_by=manifest.descriptor if manifest else None,
         row_counts_checked_against=counts_source or "task files only (no manifest, --tasks-dir)",
     )
-    record = Record(metadata=meta, results=rows)
-    output = RunOutput(record, run_report(record))
-    if config.output is not None:
-        output.record_path, output.markdown_path = write_run(
-            config.output, f"evaluate-{config.name}", record, output.markdown
-        )
-    return output
+    return Record(metadata=meta, results=rows)

@@ -97,7 +97,7 @@ def export_descriptors(
     Finished sequences are kept (an interrupted export resumes) unless ``overwrite``; a folder
     holding another descriptor's or dataset's export is refused instead of being mixed into.
     """
-    from .runner import describe_sequence
+    from .benchmarks.hpatches import describe_sequence
 
     out_dir = Path(out_dir)
     sequences = tuple(sequences or patchset.sequence_names())

@@ -349,3 +349,84 @@ def plot_hpatches(rows: Sequence[ResultRow], path: Path | str, title: str | None
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
+
+
+# ---- MMA curves over the thresholds (D2-Net figure) --------------------------------------------
+
+
+def _pair_aggregates(rows, protocols, subsets=("all",)):
+    """Aggregate rows of the given protocols (no per-pair rows, no errors)."""
+    return [
+        r
+        for r in rows
+        if r.protocol in protocols and r.error is None and ":pair=" not in r.variant and r.subset in subsets
+    ]
+
+
+def _pair_label(row: ResultRow) -> str:
+    return (
+        row.descriptor
+        if not row.variant
+        else f"{row.descriptor} ({row.variant.replace('det=', '').replace(':budget=', ':')})"
+    )
+
+
+def plot_mma(rows, path) -> Path:
+    """PNG of MMA curves over the thresholds (1..10 px): panels overall / illumination / viewpoint,
+    one line per descriptor (and dataset when several), the same colour in every panel, the legend
+    best first.
+
+    Readable at a glance: the y axis (shared) is fitted to the data with a margin instead of 0..1,
+    one legend for all panels sits below them, and the title names the dataset(s) and protocol.
+    No global pyplot state is touched; the file is written atomically.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    chosen = [r for r in _pair_aggregates(rows, ("mma",), ("all", "i", "v")) if r.metric.startswith("mma@")]
+    datasets = list(dict.fromkeys(r.dataset for r in chosen))
+    curves: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (subset, label) -> (threshold, value)
+    for r in chosen:
+        label = _pair_label(r) + (f" [{r.dataset}]" if len(datasets) > 1 else "")
+        curves.setdefault((r.subset, label), []).append((float(r.metric.split("@")[1]), r.value))
+    labels = list(dict.fromkeys(label for _, label in curves))
+    labels.sort(key=lambda label: -max(v for (_, other), pts in curves.items() if other == label for _, v in pts))
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    values = [v for points in curves.values() for _, v in points]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    margin = max(0.03, 0.08 * (high - low))
+    figure = Figure(figsize=(13, 4.6 + 0.3 * ((len(labels) + 3) // 4)), dpi=120, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 3, sharey=True)
+    titles = {"all": "Overall", "i": "Illumination", "v": "Viewpoint"}
+    for ax, subset in zip(axes, ("all", "i", "v")):
+        for label in labels:
+            points = sorted(curves.get((subset, label), []))
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=4, linewidth=1.8, color=colours[label], label=label)
+        ax.set_title(titles[subset], fontsize=12)
+        ax.set_xlabel("threshold [px]", fontsize=11)
+        ax.set_xlim(0.5, 10.5)
+        ax.set_xticks(range(1, 11))
+        ax.set_ylim(max(0.0, low - margin), min(1.0, high + margin))
+        ax.tick_params(labelsize=10)
+        ax.grid(alpha=0.3)
+        if not any(s == subset for s, _ in curves):
+            ax.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=ax.transAxes, color="0.4")
+    axes[0].set_ylabel("MMA (mean matching accuracy)", fontsize=11)
+    if labels:
+        handles = {h.get_label(): h for ax in axes for h in ax.get_lines()}
+        figure.legend(
+            [handles[label] for label in labels],
+            labels,
+            loc="outside lower center",
+            ncols=min(len(labels), 4),
+            fontsize=10,
+            frameon=False,
+        )
+    where = ", ".join(datasets) or "no dataset"
+    figure.suptitle(f"MMA on {where} (D2-Net protocol: mutual nearest neighbours)", fontsize=13)
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png")
+    return path

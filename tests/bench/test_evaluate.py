@@ -67,8 +67,8 @@ def record_rows(out: Path) -> list[dict]:
 
 def test_round_trip_without_dataset_gives_the_numbers_of_the_descriptor(made, tmp_path):
     from desc_bench.adapters.registry import descriptor
+    from desc_bench.bench.benchmarks.hpatches import describe_sequence
     from desc_bench.bench.hpatches_tasks import evaluate_all
-    from desc_bench.bench.runner import describe_sequence
     from desc_bench.datasets.registry import dataset
     from desc_bench.datasets.tasks import TaskFiles
 

@@ -334,7 +334,7 @@ def time_record(device="cpu") -> Record:
 
 
 def summary_cells(records) -> tuple[list[str], list[str]]:
-    lines = summary_table(records).splitlines()
+    lines = [line for line in summary_table(records).splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     return header, [c.strip() for c in lines[2].strip("|").split("|")]
 
@@ -382,7 +382,7 @@ def test_throughput_lines_are_per_record_sorted_and_the_band_is_clipped(tmp_path
 
 
 def test_every_figure_names_its_dataset(tmp_path, figures):
-    from desc_bench.bench.pairs import plot_mma
+    from desc_bench.results.plots import plot_mma
 
     rows = hpatches_rows("sift-opencv", 0.6, 0.26, 0.5) + hpatches_rows("hardnet", 0.88, 0.52, 0.7)
     plot_hpatches(rows, tmp_path / "h.png")
