@@ -216,12 +216,12 @@ def run(
     default=None,
     help="Task files (official tasks/ layout); default: those of --dataset.",
 )
-@click.option("--dataset", default="hpatches", show_default=True, help="Dataset whose task files are used.")
+@click.option("--dataset", default=None, help="Task files and patch counts (default: export's, else hpatches-synth).")
 @data_dir_option
 @click.option("--split", default="full", show_default=True)
 @click.option("--tasks", default="verification,matching,retrieval", show_default=True)
 @click.option("--protocol", default="python", show_default=True)
-@click.option("--distance", type=click.Choice(["l2", "l1", "hamming"]), default="l2", show_default=True)
+@click.option("--distance", type=click.Choice(["l2", "l1", "hamming"]), help="Default: export's, else l2.")
 @click.option(
     "--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True
 )
@@ -268,7 +268,7 @@ def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, p
 @quiet_option
 @_friendly
 def export(name, dataset, data_dir, output, device, weights, overwrite, quiet):
-    """Write descriptors in the official hpatches-benchmark layout (DIR/<seq>/<type>.csv)."""
+    """Write descriptors in the official layout (DIR/<seq>/<type>.csv) and DIR/desc-bench-export.json."""
     from .adapters.registry import descriptor
     from .bench.export import export_descriptors
     from .datasets.base import PatchSet
@@ -342,16 +342,19 @@ def report(runs, output):
     show_default=True,
     help="Largest allowed slow-down of normalised speed (0.25 = 25 %).",
 )
-@click.option("--show-ok", is_flag=True, help="List unchanged rows too.")
+@click.option("--show-ok", is_flag=True, help="List unchanged and new rows too.")
+@click.option("--common-only", is_flag=True, help="Compare only rows both hold (a run of fewer descriptors).")
 @_friendly
-def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok):
+def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok, common_only):
     """Compare runs with a baseline; exit 1 with a markdown diff when accuracy or speed regressed."""
     from .records.store import find_records, read_record
-    from .results.regression import compare
+    from .results.regression import check_tolerance, compare
 
+    check_tolerance("--accuracy-tolerance", accuracy_tolerance, upper=1.0)  # NaN or < 0 would pass anything
+    check_tolerance("--speed-tolerance", speed_tolerance)
     base = [read_record(p) for p in find_records([baseline])]
     current = [read_record(p) for p in find_records(list(runs))]
-    comparison = compare(base, current, accuracy_tolerance, speed_tolerance)
+    comparison = compare(base, current, accuracy_tolerance, speed_tolerance, common_only=common_only)
     click.echo(comparison.markdown(show_ok=show_ok))
     sys.exit(1 if comparison.failed else 0)
 
@@ -420,6 +423,10 @@ def time_command(
         click.echo("\n" + dense_table(record.timings))
     if record.calibration:
         click.echo(f"\ncalibration: {record.calibration.name}: {record.calibration.median_ms:.2f} ms")
+    from .records.machine_load import loaded_machine_warnings
+
+    for warning in loaded_machine_warnings(record):
+        click.echo(f"warning: {warning}", err=True)
     out = save_timing(record, output)
     click.echo(f"record: {out.record}\ntable: {out.table}" + (f"\nplot: {out.plot}" if out.plot else ""), err=True)
 
