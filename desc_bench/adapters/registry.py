@@ -21,7 +21,7 @@ from ..errors import DescriptorUnavailableError, InputError, UnknownNameError
 from . import plugins
 from .base import Descriptor
 
-_INFRASTRUCTURE = frozenset({"base", "registry", "prepare", "weights", "checkpoint", "plugins"})
+_INFRASTRUCTURE = frozenset({"base", "registry", "prepare", "weights", "checkpoint", "verification", "plugins"})
 
 
 @lru_cache(maxsize=1)
