@@ -445,7 +445,7 @@ def weights_list():
             w.variant + (" (default)" if w.default else ""),
             w.trained_on + (" [saw HPatches]" if w.saw_hpatches else ""),
             w.licence,
-            "cached" if w.cached else w.command,
+            "cached" if w.cached else ("cached copy does not verify: " if w.damaged else "") + w.command,
         ]
         for w in weights_table()
     ]

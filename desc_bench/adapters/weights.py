@@ -9,11 +9,12 @@ the format, the licence and an optional notice. This module
   under ``weights/<descriptor>/<variant>/``), verifying the git blob id and recording the sha256;
 - imports a file the user already has (``desc-bench weights add``), after the same verification
   and a load that checks keys, shapes, dtypes and finiteness (:mod:`~desc_bench.adapters.checkpoint`);
-- verifies a cached file again before every use: its sha256, size and ``mtime_ns`` are recorded in
-  ``<file>.verified.json`` when it is fetched, added or verified; while size and mtime are unchanged
-  (and the pins are those it was checked against) the recorded digest is used, otherwise the file is
-  hashed again. A file that does not verify is refused with the command that fixes it. Weights with
-  no published checksum (``weights add`` only) are checked against the digest recorded when added;
+- verifies a cached file again before every use (:mod:`~desc_bench.adapters.verification`): its
+  sha256, size, times and inode are recorded in ``<file>.verified.json`` when it is fetched, added or
+  verified; while they are unchanged (and the pins are those it was checked against) the recorded
+  digest is used, otherwise the file is hashed again. A file that does not verify is refused with
+  the command that fixes it. Weights with no published checksum (``weights add`` only) are checked
+  against the digest recorded when they were added;
 - resolves the ``weights`` argument of a descriptor: ``None`` (default variant), a variant name, a
   file path (``--weights PATH``), or ``"random"`` (seeded random weights, timing only);
 - loads a state dict without executing code from the file (``torch.load(weights_only=True)``).
@@ -158,7 +159,8 @@ class WeightsInfo:
     trained_on: str
     saw_hpatches: bool
     git_blob: str | None
-    cached: bool
+    cached: bool  # in the cache and verified
+    damaged: bool  # in the cache but it does not verify (fetch or add it again)
     path: str
     urls: tuple[str, ...]
     command: str  # how to get it when it is not cached
@@ -172,6 +174,8 @@ def weights_table() -> list[WeightsInfo]:
     for name, cls in registered().items():
         for variant, weight in cls.weights.items():
             path = cached_path(name, variant, weight)
+            present = path.is_file()
+            verified = present and weights_availability(cls, variant) is None
             rows.append(
                 WeightsInfo(
                     descriptor=name,
@@ -182,7 +186,8 @@ def weights_table() -> list[WeightsInfo]:
                     trained_on=weight.trained_on,
                     saw_hpatches=weight.saw_hpatches,
                     git_blob=weight.git_blob,
-                    cached=path.is_file() and weights_availability(cls, variant) is None,
+                    cached=verified,
+                    damaged=present and not verified,
                     path=str(path),
                     urls=weight.urls,
                     command=fetch_command(cls, variant),

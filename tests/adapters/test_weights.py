@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 import desc_bench
 from desc_bench.adapters import verification as V
 from desc_bench.adapters import weights as W
 from desc_bench.adapters.registry import descriptor_class
+from desc_bench.cli import main
 from desc_bench.errors import DescriptorUnavailableError, WeightsError
 from desc_bench.io import paths
 
@@ -386,7 +388,10 @@ def test_a_different_checkpoint_at_the_cache_path_is_refused(data_dir, tmp_path,
         desc_bench.descriptor("hardnet")
     with pytest.raises(WeightsError, match=r"does not verify.*Refusing to use it: run `desc-bench weights fetch"):
         desc_bench.descriptor("hardnet", weights="liberty-aug")
-    assert not {(r.descriptor, r.variant): r for r in W.weights_table()}[("hardnet", "liberty-aug")].cached
+    row = {(r.descriptor, r.variant): r for r in W.weights_table()}[("hardnet", "liberty-aug")]
+    assert not row.cached and row.damaged
+    listing = CliRunner().invoke(main, ["weights", "list"], catch_exceptions=False).output
+    assert "cached copy does not verify: desc-bench weights fetch hardnet " in listing
     # written in place with the old mtime put back: ctime and the hash still catch it
     W.add_weights("hardnet", source)
     before = cached.stat()
