@@ -153,7 +153,8 @@ def load_env() -> tuple[ImportFailure, ...]:
         try:
             failures.extend(load_spec(spec))
         except InputError as exc:
-            failures.append(ImportFailure(f"{ENV} entry {spec!r}", f"InputError: {exc}"))
+            _LOADED[f"{ENV} {spec}"] = (ImportFailure(f"{ENV} entry {spec!r}", f"InputError: {exc}"),)
+            failures.extend(_LOADED[f"{ENV} {spec}"])
     return tuple(failures)
 
 

@@ -146,6 +146,15 @@ def test_list_shows_plugins_from_the_option_and_the_environment(plugin_file, tmp
         assert names["my-desc"].available and names["other-desc"].available
 
 
+def test_a_missing_environment_plugin_is_a_row_not_an_abort(plugin_file, tmp_path, monkeypatch):
+    monkeypatch.setenv(plugins.ENV, f"{tmp_path / 'gone.py'},{plugin_file}")
+    registry._discover.cache_clear()
+    rows = {d.name: d for d in desc_bench.descriptors()}
+    assert rows["my-desc"].available and rows["sift-opencv"].available
+    (missing,) = [r for r in rows.values() if r.name.startswith(plugins.ENV)]
+    assert not missing.available and "gone.py" in missing.name and "no such file" in missing.status
+
+
 def test_a_module_plugin(tmp_path, monkeypatch):
     (tmp_path / "mod_plugin.py").write_text(doc_plugin().replace('"my-desc"', '"mod-desc"'))
     monkeypatch.syspath_prepend(str(tmp_path))
