@@ -63,6 +63,26 @@ weights_option = click.option(
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 
 
+def _load_plugins(ctx, param, values):
+    """Import --plugin files/modules while the options are parsed, before the command body runs."""
+    from .adapters.registry import load_plugins
+
+    try:
+        load_plugins(values)
+    except DescBenchError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+plugin_option = click.option(
+    "--plugin",
+    multiple=True,
+    expose_value=False,
+    callback=_load_plugins,
+    metavar="FILE.py|MODULE",
+    help="Import your own descriptors from a file or module (repeatable; env DESC_BENCH_PLUGINS too).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="desc-bench")
 def main():
@@ -71,6 +91,7 @@ def main():
 
 @main.command("list")
 @data_dir_option
+@plugin_option
 @_friendly
 def list_command(data_dir):
     """List descriptors and datasets with their availability."""
@@ -144,6 +165,7 @@ def list_command(data_dir):
 @click.option("--overwrite", is_flag=True, help="Recompute descriptors (and metrics) even if cached.")
 @click.option("--re-eval", is_flag=True, help="Recompute only the metrics from cached descriptors.")
 @quiet_option
+@plugin_option
 @_friendly
 def run(
     descriptors,
@@ -266,6 +288,7 @@ def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, p
 @weights_option
 @click.option("--overwrite", is_flag=True, help="Rewrite sequences that are already exported.")
 @quiet_option
+@plugin_option
 @_friendly
 def export(name, dataset, data_dir, output, device, weights, overwrite, quiet):
     """Write descriptors in the official layout (DIR/<seq>/<type>.csv) and DIR/desc-bench-export.json."""
@@ -382,6 +405,7 @@ def check(baseline, runs, accuracy_tolerance, speed_tolerance, show_ok, common_o
     "--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True
 )
 @quiet_option
+@plugin_option
 @_friendly
 def time_command(
     descriptors,
@@ -450,7 +474,7 @@ def weights_list():
             w.variant + (" (default)" if w.default else ""),
             w.trained_on + (" [saw HPatches]" if w.saw_hpatches else ""),
             w.licence,
-            "cached" if w.cached else w.command,
+            "cached" if w.cached else ("cached copy does not verify: " if w.damaged else "") + w.command,
         ]
         for w in weights_table()
     ]
