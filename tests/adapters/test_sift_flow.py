@@ -9,7 +9,13 @@ import torch
 
 import desc_bench
 from desc_bench.adapters.prepare import image_tensor, normalise
-from desc_bench.adapters.sift_flow import SiftFlow, SiftFlowDescriptor, cell_filter_taps
+from desc_bench.adapters.sift_flow import (
+    SiftFlow,
+    SiftFlowDescriptor,
+    cell_filter_taps,
+    sobel_gradients,
+    strongest_channel,
+)
 from desc_bench.errors import InputError, UnknownNameError
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -60,6 +66,51 @@ def test_differs_from_the_ports_misaligned_sampling(oracle):
     buggy = oracle["desc_torchdefault_aligncornersFalse_step1_boundary1"]
     wrong = np.abs(out - buggy).max(axis=1) > 1e-3  # per descriptor
     assert 0.05 < wrong.mean() < 0.5
+
+
+def test_sobel_gradients_sum_the_taps_in_the_ports_order():
+    """Bit for bit a float32 sum of the non-zero taps in row-major order, the order of the port's
+    conv2d on the oracle's machine (a different order rounds a quarter of the values differently)."""
+    padded = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(9))
+    dx, dy = sobel_gradients(padded)
+    a = padded.numpy()
+    for out, kernel in ((dx, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]), (dy, [[-1, -2, -1], [0, 0, 0], [1, 2, 1]])):
+        expected = np.zeros((2, 3, 7, 9), np.float32)
+        for row in range(3):
+            for col in range(3):
+                if kernel[row][col]:
+                    expected += np.float32(kernel[row][col]) * a[..., row : row + 7, col : col + 9]
+        assert np.array_equal(out.numpy(), expected)
+    reordered = padded[..., 2:, 2:] - padded[..., 2:, :-2] + 2 * (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2])
+    reordered += padded[..., :-2, 2:] - padded[..., :-2, :-2]
+    assert not torch.equal(reordered, dx)  # the order matters in float32 (the test can fail)
+
+
+def test_channel_ties_go_to_the_first_channel_or_with_rgb_to_the_last():
+    """Channel 2 is the negative of channel 0 (exactly: dyadic values), so their magnitudes tie at
+    every pixel with opposite gradients: the port takes the first channel; with rgb=True (RGB input,
+    the port having run on BGR) the last, i.e. blue."""
+    values = torch.randint(0, 256, (1, 1, 24, 28), generator=torch.Generator().manual_seed(10)) / 256.0
+    image = torch.cat([values, torch.full_like(values, 0.5), 1 - values], dim=1)
+    dx, dy = sobel_gradients(torch.nn.functional.pad(image, (1, 1, 1, 1), mode="replicate"))
+    mag, gx, gy = strongest_channel(dx, dy)
+    assert torch.equal(gx, dx[:, :1]) and torch.equal(gy, dy[:, :1])
+    mag_rgb, gx_rgb, _ = strongest_channel(dx, dy, reverse=True)
+    assert torch.equal(mag_rgb, mag) and torch.equal(gx_rgb, dx[:, 2:])
+    first, last = SiftFlow()(image), SiftFlow(rgb=True)(image)
+    torch.testing.assert_close(first, SiftFlow()(image[:, :1]), rtol=0, atol=0)
+    torch.testing.assert_close(last, SiftFlow()(image[:, 2:]), rtol=0, atol=0)
+    assert (first - last).abs().max() > 0.1
+
+
+def test_strongest_channel_takes_the_largest_magnitude():
+    dx = torch.tensor([[3.0, 0.0], [1.0, 5.0], [0.0, 4.0]]).view(1, 3, 1, 2)
+    dy = torch.tensor([[4.0, 1.0], [0.0, 0.0], [2.0, 3.0]]).view(1, 3, 1, 2)
+    for reverse in (False, True):
+        mag, gx, gy = strongest_channel(dx, dy, reverse=reverse)
+        # pixel 0: channel 0 (5 > 2.24 > 1); pixel 1: channels 1 and 2 tie at 5
+        assert mag.flatten().tolist() == [5.0, 5.0] and gx.flatten()[0] == 3.0 and gy.flatten()[0] == 4.0
+        assert (gx.flatten()[1].item(), gy.flatten()[1].item()) == ((4.0, 3.0) if reverse else (5.0, 0.0))
 
 
 def test_cell_filter_taps_follow_the_cpp_code():
