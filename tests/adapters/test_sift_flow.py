@@ -1,5 +1,6 @@
-"""sift-flow: oracle equality with the upstream port (align_corners=True), shapes, batching, buffers,
-the patch and keypoint paths of the contract, FP16, CUDA."""
+"""sift-flow: oracle equality with the upstream port (align_corners=True), in the module and through
+the public methods (compute_dense_map, compute_dense, compute_patches), the port's gradient
+arithmetic and channel ties, shapes, batching, buffers, FP16, CUDA."""
 
 from __future__ import annotations
 
@@ -57,6 +58,59 @@ def test_matches_the_gray_oracle(oracle):
     expected = oracle["desc_gray_aligncornersTrue_step1_boundary1"]
     assert out.shape == expected.shape == (1, 128, 48, 64)
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
+
+
+def oracle_rgb(oracle, frame: int) -> np.ndarray:
+    """The harness's input: the crop as an RGB uint8 image (the oracle was made on cv2.imread BGR)."""
+    return np.ascontiguousarray(oracle[f"crop_frame{frame}_bgr_uint8"][:, :, ::-1])
+
+
+@pytest.mark.parametrize("step, boundary", [(1, 1), (2, 0)])
+def test_public_dense_map_of_the_rgb_image_equals_the_port(oracle, step, boundary):
+    """uint8 RGB image -> preparation (x / 255, as the port) -> hook, with the port's ties (blue
+    first, as on its BGR input): the oracle to 1e-5, on the documented grid; compute_dense at the
+    cells gives the same."""
+    desc = desc_bench.descriptor(f"sift-flow:step={step}:boundary={'true' if boundary else 'false'}")
+    expected = oracle[f"desc_aligncornersTrue_step{step}_boundary{boundary}"]
+    for frame in (1, 2):
+        image = oracle_rgb(oracle, frame)
+        dense = desc.compute_dense_map(image)
+        assert dense.values.shape == expected.shape[1:] and dense.values.dtype == torch.float32
+        np.testing.assert_allclose(dense.values.numpy(), expected[frame - 1], rtol=0, atol=1e-5)
+        shift = 0 if boundary else 4
+        assert dense.stride == step and dense.offset == shift + 1  # the centre of the 4x4 cells
+        sampled = desc.compute_dense(image, dense.xy().reshape(-1, 2)).numpy()
+        flat = expected[frame - 1].reshape(128, -1).T
+        np.testing.assert_allclose(sampled, flat, rtol=0, atol=1e-5)
+
+
+def test_the_ports_input_convention_matters(oracle):
+    """Scaling by x * (1/255) instead of the port's x / 255 (one ulp apart for half the values)
+    flips channel ties: hundreds of descriptors move by up to 0.08. So the test above can fail."""
+    image = torch.from_numpy(oracle_rgb(oracle, 1).transpose(2, 0, 1).copy()).float()[None]
+    multiplied = SiftFlow(rgb=True)(image * (1.0 / 255.0))[0].numpy()
+    off = np.abs(multiplied - oracle["desc_aligncornersTrue_step1_boundary1"][0]).max(axis=0)
+    assert (off > 1e-5).sum() > 300 and off.max() > 0.05
+    as_given = SiftFlow()(image / 255.0)[0].numpy()  # RGB with the first-channel rule: not the port's ties
+    assert np.abs(as_given - oracle["desc_aligncornersTrue_step1_boundary1"][0]).max() > 0.05
+
+
+def test_public_gray_paths_equal_the_gray_oracle(oracle):
+    """color=false converts RGB to gray as the oracle's BGR2GRAY did; compute_patches describes a
+    33 px gray patch at its centre (pixel 16 = map cell 15), gray replicated to RGB or not."""
+    import cv2
+
+    expected = oracle["desc_gray_aligncornersTrue_step1_boundary1"][0]
+    gray_desc = desc_bench.descriptor("sift-flow:color=false")
+    dense = gray_desc.compute_dense_map(oracle_rgb(oracle, 1))
+    np.testing.assert_allclose(dense.values.numpy(), expected, rtol=0, atol=1e-5)
+    gray = cv2.cvtColor(oracle["crop_frame1_bgr_uint8"], cv2.COLOR_BGR2GRAY)
+    corners = [(0, 0), (5, 12), (15, 31), (9, 20)]  # top-left (row, col) of 33x33 patches in the 48x64 crop
+    patches = np.stack([gray[r : r + 33, c : c + 33] for r, c in corners])[:, None]
+    cells = np.stack([expected[:, r + 15, c + 15] for r, c in corners])
+    for desc in (gray_desc, desc_bench.descriptor("sift-flow")):
+        out = desc.compute_patches(patches.astype(np.float32))
+        np.testing.assert_allclose(out.numpy(), cells, rtol=0, atol=1e-5)
 
 
 def test_differs_from_the_ports_misaligned_sampling(oracle):
