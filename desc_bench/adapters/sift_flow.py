@@ -98,12 +98,13 @@ def sobel_gradients(padded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sobel responses ``dx, dy`` (B, C, H, W) of replicate-padded images (B, C, H+2, W+2), bit for bit.
 
     The port convolves with ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` (and its transpose); its
-    ``conv2d`` on the oracle's machine accumulates the six non-zero taps in row-major order, in the
-    images' dtype. Products by 1 and 2 are exact, so the order of the additions is the only
-    rounding; written as element-wise operations it is the same on every CPU and GPU, where a
-    convolution kernel's order is not (it depends on the library, the CPU and the shapes: on an
-    AMD EPYC the grouped ``conv2d`` this module used before rounds a quarter of the values
-    differently, enough to flip the channel choice at 51 pixels of the oracle crop).
+    ``conv2d`` accumulates the six non-zero taps in row-major order, in the images' dtype (checked
+    bit for bit on an AMD EPYC, where the port reproduces the oracle exactly). Products by 1 and 2
+    are exact, so the order of the additions is the only rounding; written as element-wise
+    operations it is the same on every CPU and GPU, where a convolution kernel's order is not (it
+    depends on the library, the CPU and the shapes: on that EPYC a grouped ``conv2d`` rounds a
+    quarter of the values differently, enough to flip the channel choice at 51 pixels of the
+    oracle crop).
     """
     height, width = padded.shape[-2] - 2, padded.shape[-1] - 2
 
@@ -162,7 +163,9 @@ class SiftFlow:
     """Dense SIFT Flow descriptors of a batch of same-shape images (the port's ``SiftFlowTorch``).
 
     ``SiftFlow(cell_size=2, step=1, boundary=True)(images)`` with images ``(B, C, H, W)`` float in
-    0..1 on any device; computes in the images' dtype (float32, or float16 for FP16).
+    0..1 on any device; computes in the images' dtype (float32, or float16 for FP16). Channels are
+    taken in the order given, as the port takes them; ``rgb=True`` for RGB images breaks exact
+    colour ties as the port does on the same image in BGR order.
     """
 
     def __init__(
