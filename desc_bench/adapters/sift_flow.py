@@ -99,7 +99,7 @@ def sobel_gradients(padded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     The port convolves with ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` (and its transpose); its
     ``conv2d`` accumulates the six non-zero taps in row-major order, in the images' dtype (checked
-    bit for bit on an AMD EPYC, where the port reproduces the oracle exactly). Products by 1 and 2
+    bit for bit on an AMD EPYC, where the port reproduces the oracle to 4.5e-7). Products by 1 and 2
     are exact, so the order of the additions is the only rounding; written as element-wise
     operations it is the same on every CPU and GPU, where a convolution kernel's order is not (it
     depends on the library, the CPU and the shapes: on that EPYC a grouped ``conv2d`` rounds a
