@@ -160,6 +160,7 @@ class BrownSubset:
     root: Path
     test_file: str = TEST_PAIRS
     synthetic: bool = False
+    content_version: str = ""  # generated sets: a hash of their content (else sizes and mtimes are used)
 
     @property
     def subset(self) -> str:
@@ -168,6 +169,8 @@ class BrownSubset:
     @cached_property
     def version(self) -> str:
         """Identifies the data: a hash of the data files (names, sizes, mtimes) and the archive md5."""
+        if self.content_version:
+            return self.content_version
         return f"{self.name}-{files_key(self.root, self.test_file)}"
 
     def files(self) -> list[Path]:
