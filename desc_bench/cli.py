@@ -104,8 +104,9 @@ def list_command(data_dir):
 @click.option(
     "--protocol",
     default=None,
-    help="HPatches: python (default) or matlab; image pairs: mma, pck-gift, pck-msnet, oxford-ms "
-    "(default: mma, oxford-ms on oxford-affine).",
+    help="Benchmarks, comma-separated, with options as name:key=value (`desc-bench list` shows them): "
+    "HPatches python (default) or matlab; image pairs mma (default), pck-gift, pck-msnet, oxford-ms "
+    "(default on oxford-affine). Several share the descriptors' features.",
 )
 @click.option(
     "--distance",
@@ -154,9 +155,14 @@ def run(
     re_eval,
     quiet,
 ):
-    """Describe a dataset with each descriptor, evaluate, print tables and write a JSON record."""
+    """Describe a dataset with each descriptor, evaluate, print tables and write a JSON record.
+
+    Exit status: 0 when everything asked for was measured; 2 for a bad request (nothing was run);
+    3 when some descriptor or benchmark produced no result (their rows say why; the others are
+    printed and recorded); 4 when the record could not be written (the tables are still printed).
+    """
+    from .api import run as run_job
     from .bench.runner import RunConfig
-    from .bench.runner import run as run_job
 
     config = RunConfig(
         descriptors=_split_list(descriptors),
@@ -180,6 +186,12 @@ def run(
     click.echo(result.markdown)
     if result.record_path:
         click.echo(f"record: {result.record_path}\ntables: {result.markdown_path}", err=True)
+    if result.write_error:
+        click.echo(f"error: {result.write_error}", err=True)
+        sys.exit(4)
+    if result.unmeasured:
+        click.echo(f"error: not measured: {', '.join(result.unmeasured)} (see the rows above)", err=True)
+        sys.exit(3)
 
 
 @main.command()
@@ -209,7 +221,8 @@ def run(
 @_friendly
 def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, protocol, distance, output, quiet):
     """Score precomputed descriptors (bring your own) on the HPatches tasks."""
-    from .bench.evaluate import EvaluateConfig, evaluate_dir
+    from .api import evaluate_folder
+    from .bench.evaluate import EvaluateConfig
 
     config = EvaluateConfig(
         descriptor_dir=descriptor_dir,
@@ -224,7 +237,7 @@ def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, p
         output=output,
         progress=not quiet,
     )
-    result = evaluate_dir(config)
+    result = evaluate_folder(config)
     click.echo(result.markdown)
     if result.record_path:
         click.echo(f"record: {result.record_path}", err=True)
@@ -376,7 +389,8 @@ def time_command(
     quiet,
 ):
     """Time descriptors per patch (or per image) on CPU or GPU, with batching. See docs/timing.md."""
-    from .bench.timing import TimingConfig, dense_table, save_timing, time_descriptors, timing_table
+    from .api import save_timing
+    from .bench.timing import TimingConfig, dense_table, time_descriptors, timing_table
 
     config = TimingConfig(
         descriptors=descriptors,

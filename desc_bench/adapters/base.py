@@ -195,7 +195,7 @@ class Descriptor:
         for key, value in options.items():
             if key not in fields:
                 raise UnknownNameError(f"option of {cls.name}", key, list(fields))
-            values[key] = _convert(cls.name, key, value, fields[key].default)
+            values[key] = convert_option(cls.name, key, value, fields[key].default)
         return cls.Options(**values)
 
     @classmethod
@@ -282,7 +282,7 @@ def compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
-def _convert(descriptor: str, key: str, value: Any, default: Any) -> Any:
+def convert_option(descriptor: str, key: str, value: Any, default: Any) -> Any:
     """Convert a CLI string to the type of the option's default."""
     if not isinstance(value, str) or isinstance(default, str) or default is None:
         return value

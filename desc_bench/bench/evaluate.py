@@ -14,9 +14,7 @@ from ..adapters.base import Distance
 from ..datasets.base import read_splits, split_named
 from ..errors import DatasetError
 from ..records.schema import Record, ResultRow, machine_metadata
-from ..records.store import write_run
 from .export import read_descriptor_dir
-from .runner import RunOutput
 
 
 @dataclass(frozen=True)
@@ -46,9 +44,9 @@ def _tasks_dir(config: EvaluateConfig) -> Path:
     return data.tasks_dir
 
 
-def evaluate_dir(config: EvaluateConfig) -> RunOutput:
+def evaluate_dir(config: EvaluateConfig) -> Record:
+    """Score the descriptor folder on the HPatches tasks; the record (rendered and written by the API)."""
     from ..datasets.tasks import TaskFiles
-    from ..results.tables import run_report
     from .hpatches_tasks import evaluate_all
 
     tasks_dir = _tasks_dir(config)
@@ -86,10 +84,4 @@ def evaluate_dir(config: EvaluateConfig) -> RunOutput:
     meta = machine_metadata(
         "cpu", command="evaluate", descriptor_dir=str(config.descriptor_dir), tasks_dir=str(tasks_dir)
     )
-    record = Record(metadata=meta, results=rows)
-    output = RunOutput(record, run_report(record))
-    if config.output is not None:
-        output.record_path, output.markdown_path = write_run(
-            config.output, f"evaluate-{config.name}", record, output.markdown
-        )
-    return output
+    return Record(metadata=meta, results=rows)

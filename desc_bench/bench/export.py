@@ -28,7 +28,7 @@ def export_descriptors(
     desc: Descriptor, patchset: PatchSet, out_dir: Path, sequences=None, overwrite: bool = False, progress: bool = True
 ) -> Path:
     """Describe the sequences and write ``out_dir/<seq>/<type>.csv``; finished sequences are kept."""
-    from .runner import describe_sequence
+    from .benchmarks.hpatches import describe_sequence
 
     out_dir = Path(out_dir)
     for seq in tqdm(

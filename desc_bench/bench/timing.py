@@ -29,7 +29,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -698,35 +697,6 @@ def dense_table(rows: Sequence[TimingRow]) -> str:
         )
     header = ["descriptor", "image", "batch", "FP16", "GPU memory MB", "GPU ms", "GPU ms with transfer", "CPU ms"]
     return tabulate(lines, headers=header, tablefmt="github", disable_numparse=True)
-
-
-@dataclass(frozen=True)
-class TimingOutputs:
-    """Files written by :func:`save_timing`."""
-
-    record: Path
-    table: Path
-    plot: Path | None = None
-
-
-def save_timing(record: Record, output: Path | str, stem: str = "timing") -> TimingOutputs:
-    """Write ``<stem>-<time>.json`` (the record), ``.md`` (the tables) and ``.png`` (throughput).
-
-    Names are new for each run, so earlier records in the same folder are never overwritten.
-    """
-    from ..records.store import write_run
-    from ..results.plots import plot_throughput
-
-    text = timing_table(record.timings) + "\n"
-    if any(r.unit == "image" for r in record.timings):
-        text += "\n" + dense_table(record.timings) + "\n"
-    if record.calibration:
-        text += f"\nCalibration: {record.calibration.name}: {record.calibration.median_ms:.2f} ms\n"
-    record_path, table_path = write_run(output, stem, record, text)
-    plot_path = None
-    if any(r.error is None for r in record.timings):
-        plot_path = plot_throughput(list(record.timings), record_path.with_suffix(".png"))
-    return TimingOutputs(record_path, table_path, plot_path)
 
 
 def normalised_time(row: TimingRow, calibration: Calibration) -> float | None:

@@ -122,6 +122,11 @@ class Sequence:
         warp = self.warps[index - 1] if self.warps else None
         return warp.apply(image) if warp is not None else image
 
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(width, height)`` of image ``index`` (1..6) as :meth:`image` returns it, without decoding it."""
+        warp = self.warps[index - 1] if self.warps else None
+        return (warp.width, warp.height) if warp is not None else _image_size(self.images[index - 1])
+
     def homography(self, index: int) -> np.ndarray:
         """``H_1k`` for k = ``index`` in 2..6 (a copy)."""
         if not 2 <= index <= len(self.homographies) + 1:
@@ -515,6 +520,7 @@ def _download_hpatches(data_dir: Path, progress: bool) -> Path:
 class HPatchesSequences(DatasetSource):
     name = "hpatches-seq"
     kind = "pairs"
+    default_protocol = "mma"
     summary = "HPatches sequences, the 108-sequence MMA subset of D2-Net (540 pairs)"
     exclude = MMA_EXCLUDED
 
@@ -539,6 +545,7 @@ class HPatchesSequencesFull(HPatchesSequences):
 class OxfordAffine(DatasetSource):
     name = "oxford-affine"
     kind = "pairs"
+    default_protocol = "oxford-ms"
     summary = "Oxford affine (Mikolajczyk et al.): graf wall boat bark bikes trees leuven ubc"
 
     def open(self, data_dir: Path) -> PairSet:
@@ -569,6 +576,7 @@ class OxfordAffine(DatasetSource):
 class SyntheticSequences(DatasetSource):
     name = "hpatches-seq-synth"
     kind = "pairs"
+    default_protocol = "mma"
     summary = "embedded synthetic HPatches-style sequences (4 i_ + 4 v_, 480x360, exact homographies)"
     embedded = True
 

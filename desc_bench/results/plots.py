@@ -267,3 +267,61 @@ def plot_hpatches(
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
+
+
+# ---- MMA curves over the thresholds (D2-Net figure) --------------------------------------------
+
+
+def _pair_aggregates(rows, protocols, subsets=("all",)):
+    """Aggregate rows of the given protocols (no per-pair rows, no errors)."""
+    return [
+        r
+        for r in rows
+        if r.protocol in protocols and r.error is None and ":pair=" not in r.variant and r.subset in subsets
+    ]
+
+
+def _pair_label(row: ResultRow) -> str:
+    return (
+        row.descriptor
+        if not row.variant
+        else f"{row.descriptor} ({row.variant.replace('det=', '').replace(':budget=', ':')})"
+    )
+
+
+def plot_mma(rows, path) -> Path:
+    """PNG of MMA curves over the thresholds (1..10 px): panels overall / illumination / viewpoint,
+    one line per descriptor (and dataset when several). No global pyplot state is touched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    chosen = _pair_aggregates(rows, ("mma",), ("all", "i", "v"))
+    chosen = [r for r in chosen if r.metric.startswith("mma@")]
+    datasets = list(dict.fromkeys(r.dataset for r in chosen))
+    figure = Figure(figsize=(12, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    titles = {"all": "Overall", "i": "Illumination", "v": "Viewpoint"}
+    for n, subset in enumerate(("all", "i", "v")):
+        ax = figure.add_subplot(1, 3, n + 1)
+        lines = {}
+        for r in chosen:
+            if r.subset == subset:
+                label = _pair_label(r) + (f" [{r.dataset}]" if len(datasets) > 1 else "")
+                lines.setdefault(label, []).append((float(r.metric.split("@")[1]), r.value))
+        for label, points in lines.items():
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label)
+        ax.set_title(titles[subset])
+        ax.set_xlabel("threshold [px]")
+        ax.set_xlim(1, 10)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        if n == 0:
+            ax.set_ylabel("MMA")
+        if lines and n == 2:
+            ax.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path

@@ -27,9 +27,7 @@ def build_report(paths: list[Path], output: Path) -> list[Path]:
         figures.append("![HPatches: verification, matching and retrieval](hpatches.png)")
     pair_rows = [r for r in rows if r.task not in HPATCHES_TASKS]
     if any(r.metric.startswith("mma@") for r in pair_rows):
-        from ..bench.pairs import plot_mma
-
-        written.append(plot_mma(pair_rows, output / "mma.png"))
+        written.append(plots.plot_mma(pair_rows, output / "mma.png"))
         figures.append("![MMA over thresholds](mma.png)")
     timings = [t for rec in records for t in rec.timings if t.error is None]
     if len({t.batch for t in timings}) > 1:

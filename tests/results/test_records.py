@@ -12,7 +12,7 @@ from desc_bench.io.atomic import atomic_path
 from desc_bench.records.schema import Calibration, Record, ResultRow, TimingRow, machine_metadata, validate
 from desc_bench.records.store import read_record, write_record, write_run
 from desc_bench.results.regression import Status, compare
-from desc_bench.results.tables import summary_table, task_tables
+from desc_bench.results.tables import benchmark_tables, summary_table
 
 
 def rows(descriptor="sift-opencv", shift=0.0):
@@ -104,7 +104,7 @@ def test_tables():
     rec = record()
     summary = summary_table([rec])
     assert "sift-opencv" in summary and "50.00" in summary and "0.200" in summary
-    tables = task_tables(rec.results)
+    tables = "\n".join(t for _, ts in benchmark_tables(rec.results) for t in ts)
     assert "Easy" in tables and "60.00" in tables
 
 
