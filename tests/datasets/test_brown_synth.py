@@ -41,7 +41,7 @@ def test_layout_groups_and_pairs(synth):
         assert per_point.min() >= 2 and per_point.max() <= 4
         assert all(len(np.unique(images[points == p])) == 1 for p in np.unique(points)[::50])
         groups = np.bincount(images)
-        assert groups.max() > 1000 and groups.min() < 1000 and len(groups) == 5
+        assert groups.max() > 1000 and groups.min() < 1000 and len(groups) == 3
         sources = [name for name, _ in brown_synth.SUBSET_SOURCES[subset.name]]
         assert [stored["subsets"][subset.name]["groups"][name] for name in sources] == groups.tolist()
         pairs = subset.pairs
