@@ -28,8 +28,8 @@ Backends, as upstream computes distances (the ``backend`` argument of the packag
   the negatives use ``p=2``): refused here.
 
 This implementation is vectorised: pairs and APs of all groups at once (numpy), hard negatives per
-group with torch matrix products in chunks (float64; rows whose two smallest values are within
-rounding of each other are recomputed with scipy's ``cdist``: ties go to the first index, as upstream).
+group with float32 matrix products in chunks (candidates within rounding of the nearest are
+recomputed in float64, so exact ties go to the first index as scipy's argmin).
 """
 
 from __future__ import annotations
@@ -126,49 +126,86 @@ def positive_pairs(points: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, 
 # ------------------------------------------------------------------------------------ mining
 
 
-def _exact_row(x: np.ndarray, a: int, labels: np.ndarray, exact_mask: bool) -> np.ndarray:
+def _exact_row(x: np.ndarray, a: int, labels: np.ndarray, hamming: bool, exact_mask: bool) -> np.ndarray:
     """One anchor's masked distances to its group, exactly as upstream (scipy ``cdist``, float64)."""
-    row = cdist(x[a : a + 1], x, metric="euclidean")[0]  # scipy itself: the same rounding as upstream
+    row = cdist(x[a : a + 1], x, metric="hamming" if hamming else "euclidean")[0]  # scipy's own rounding
     same = labels == labels[a]
     if exact_mask:
         row[same] = np.inf
         return row
-    row = row + PENALTY * same
+    row = row + PENALTY * same  # upstream: cdist + 1000 * pos_mask + 1000 * eye
     row[a] += PENALTY
     return row
 
 
-def _mine_numpy(x: np.ndarray, labels: np.ndarray, rows: np.ndarray, hamming: bool, exact_mask: bool) -> np.ndarray:
-    """Hardest negatives (group-local index, -1 if none) of anchors ``rows`` of group ``x`` ``(NN, D)``.
+def _scipy_euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise L2 distances rounded as scipy's ``cdist`` rounds them (float64, summed in order)."""
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    total = np.zeros(len(diff))
+    for k in range(diff.shape[1]):
+        total += diff[:, k] * diff[:, k]
+    return np.sqrt(total)
 
-    float64 matrix products in chunks; Hamming counts are exact integers; for L2, rows whose two
-    smallest values are within rounding are recomputed with scipy, so exact ties go to the first index.
+
+def _mine_numpy(
+    x: np.ndarray,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    pairs: tuple[np.ndarray, np.ndarray],
+    hamming: bool,
+    fixed: bool,
+) -> np.ndarray:
+    """Hardest negatives (group-local index, -1 if none) of anchors ``rows`` of group ``x`` ``(NN, D)``;
+    ``pairs`` the group's local (anchor, positive) indices sorted by anchor.
+
+    The nearest patch of another 3D point by float32 matrix products in chunks (the anchor and its
+    positives masked); where the second nearest lies within float32 rounding of the nearest, the
+    candidates are recomputed as scipy computes them (float64, summed in order: bit for bit), and
+    exact ties go to the first index, as argmin. Hamming counts on bits are exact integers. Under
+    the published rule that nearest negative is upstream's argmin whenever it is closer than the
+    1000 offset; rows where it is not (huge distances, or no negative at all) are recomputed
+    literally with scipy.
     """
-    xt = torch.from_numpy(np.asarray(x, dtype=np.float64))
+    xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
     norms = (xt * xt).sum(1)
-    tol = 1e-7 * (1.0 + float(norms.max().sqrt()))
-    labels_t = torch.from_numpy(labels)
+    tol_scale = 0.5 if hamming else 2e-6 * x.shape[1]  # bound on the float32 error of squared distances
+    pair_anchor, pair_positive = pairs
     out = np.empty(len(rows), np.int64)
     step = max(1, CHUNK_ELEMENTS // len(x))
+    inf = float("inf")
     for s in range(0, len(rows), step):
         r = rows[s : s + step]
         rt = torch.from_numpy(r)
-        sq = (norms[rt, None] + norms[None] - 2.0 * (xt[rt] @ xt.T)).clamp_min_(0)
-        d = sq / x.shape[1] if hamming else sq.sqrt()
-        same = labels_t[rt, None] == labels_t[None]
-        eye = torch.zeros_like(same)
-        eye[torch.arange(len(r)), rt] = True
-        if exact_mask:
-            dm = d.masked_fill(same, float("inf"))
-        else:  # upstream: cdist + 1000 * pos_mask + 1000 * eye (pos_mask includes the anchor itself)
-            dm = d + PENALTY * same.double() + PENALTY * eye.double()
-        best = dm.argmin(1).numpy().copy()  # first index on exact ties
-        if not hamming and dm.shape[1] > 1:
-            vals = torch.topk(dm, 2, dim=1, largest=False, sorted=True).values
-            for c in np.flatnonzero((vals[:, 1] - vals[:, 0]).numpy() <= tol):
-                best[c] = int(np.argmin(_exact_row(x, int(r[c]), labels, exact_mask)))
-        if exact_mask:
-            best[~torch.isfinite(dm.min(1).values).numpy()] = -1  # no negative in the group
+        sq = torch.addmm(norms[None], xt[rt], xt.T, alpha=-2.0).add_(norms[rt, None])
+        lo, hi = np.searchsorted(pair_anchor, [r[0], r[-1] + 1])
+        masked_rows = np.r_[np.arange(len(r)), np.searchsorted(r, pair_anchor[lo:hi])]
+        masked_cols = np.r_[r, pair_positive[lo:hi]]
+        sq[torch.from_numpy(masked_rows), torch.from_numpy(masked_cols)] = inf  # the anchor and its positives
+        k = min(2, len(x))
+        values, index = torch.topk(sq, k, dim=1, largest=False)
+        best, nearest = index[:, 0].numpy().copy(), values[:, 0].numpy()
+        if k == 2:
+            tol = tol_scale * (norms[rt] + norms.max())
+            several = np.flatnonzero((values[:, 1] <= values[:, 0] + tol).numpy() & np.isfinite(nearest))
+            if len(several):  # near or exact ties: recompute the candidates exactly
+                close = sq[torch.from_numpy(several)] <= (values[several, 0] + tol[several])[:, None]
+                rr, cc = close.nonzero(as_tuple=True)
+                rr, cc = several[rr.numpy()], cc.numpy()
+                if hamming:
+                    exact = sq[torch.from_numpy(rr), torch.from_numpy(cc)].numpy()  # exact integer counts
+                else:
+                    exact = _scipy_euclidean(x[r[rr]], x[cc])
+                order = np.lexsort((cc, exact, rr))  # per row: smallest distance, then first index
+                first = np.r_[True, rr[order][1:] != rr[order][:-1]]
+                best[rr[order][first]] = cc[order][first]
+        none = ~np.isfinite(nearest)
+        if fixed:
+            best[none] = -1  # no negative in the group
+        else:
+            # Hamming fractions are at most 1: only a row without negatives can differ from upstream
+            beyond = np.zeros_like(none) if hamming else nearest >= (0.999 * PENALTY) ** 2
+            for c in np.flatnonzero(none | beyond):
+                best[c] = int(np.argmin(_exact_row(x, int(r[c]), labels, hamming, fixed)))
         out[s : s + step] = best
     return out
 
@@ -261,6 +298,12 @@ def snn_map(
     needs[anchors] = True
     order = np.argsort(group_of, kind="stable")
     bounds = np.r_[0, np.cumsum(np.bincount(group_of, minlength=len(unique)))]
+    local_index = np.empty(len(x), np.int64)  # position of each patch in its group (file order)
+    local_index[order] = np.arange(len(x)) - bounds[group_of[order]]
+    pair_group, pair_anchor, pair_positive = group_of[anchors], local_index[anchors], local_index[positives]
+    by_group = np.lexsort((pair_anchor, pair_group))
+    pair_group, pair_anchor, pair_positive = pair_group[by_group], pair_anchor[by_group], pair_positive[by_group]
+    pair_bounds = np.searchsorted(pair_group, np.arange(len(unique) + 1))
     unmined = 0
     x32 = torch.from_numpy(np.asarray(x, np.float32)) if backend == "pytorch" else None
     for gi in range(len(unique)):
@@ -280,7 +323,9 @@ def snn_map(
             if backend == "pytorch":
                 mined = _mine_torch(x32[torch.from_numpy(members)], labels, mined_until, mode == "fixed")[rows]
             else:
-                mined = _mine_numpy(x[members], labels, rows, distance == "hamming", mode == "fixed")
+                span = slice(pair_bounds[gi], pair_bounds[gi + 1])
+                group_pairs = (pair_anchor[span], pair_positive[span])
+                mined = _mine_numpy(x[members], labels, rows, group_pairs, distance == "hamming", mode == "fixed")
             local[rows] = mined
         negatives[members] = np.where(local >= 0, members[np.maximum(local, 0)], -1)
     neg = negatives[anchors]
