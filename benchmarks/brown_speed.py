@@ -7,10 +7,11 @@
   with 2-6 patches each; each patch is its point's random centre plus 1.6 times as much noise),
   grouped by reference image with group sizes drawn log-normal (median 700 patches, sigma 0.9,
   clipped to 60..8,000: about 470 groups, a third of them over 1,000 patches, holding most
-  patches; the real interest.txt is not available here, so these sizes are an assumption). Timed: desc-bench's ``snn_map`` (published mode, numpy semantics, and
-  fixed mode) against brown_phototour_revisited 0.3.0's ``evaluate_mAP_snn_based`` with its numpy
-  backend (installed by the test extra; its torchvision-only import is stubbed). Target: >= 5x
-  faster. The two values must agree to 1e-6.
+  patches; the real interest.txt is not available here, so these sizes are an assumption).
+  Timed: desc-bench's ``snn_map`` (published mode, numpy semantics, and fixed mode) against
+  brown_phototour_revisited 0.3.0's ``evaluate_mAP_snn_based`` with its numpy backend (installed
+  by the test extra; its torchvision-only import is stubbed). Target: >= 5x faster. The two values
+  must agree to 1e-6.
 - Reading a Brown subset: ``--read N`` writes N random patches in the Brown layout to a temporary
   folder and times the first (decode + cache) and second (memory-mapped) loads.
 
