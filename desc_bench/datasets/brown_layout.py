@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
-from ..io.atomic import atomic_path, write_npz
+from ..io.atomic import atomic_path
 from ..io.paths import cache_root
 
 KIND = "brown"
@@ -195,7 +195,7 @@ class BrownSubset:
                     f"{self.root / 'interest.txt'} has {len(images)} lines; info.txt has {len(points)} (one per patch)"
                 )
             meta["image_ids"] = images
-        self._store(path, lambda tmp: write_npz(tmp, meta))
+        self._store(path, lambda tmp: np.savez(tmp, **meta))
         return meta
 
     def __len__(self) -> int:
@@ -258,19 +258,24 @@ class BrownSubset:
     def _store(self, path: Path, write) -> Path:
         """Write a cache file atomically (in its folder, else the fallback); remove copies with other
         keys; return where it was written."""
+        failure = None
         for folder in dict.fromkeys([path.parent, *self._cache_dirs()]):
             target = folder / path.name
             try:
                 with atomic_path(target, suffix=path.suffix) as tmp:
                     write(tmp)
-            except PermissionError:
+            except OSError as exc:  # a read-only data folder: try the cache root
+                failure = exc
                 continue
             stem = path.name.split("-", 1)[0]
             for old in folder.glob(f"{stem}-*{path.suffix}"):
                 if old.name != path.name:
                     old.unlink(missing_ok=True)
             return target
-        raise DatasetError(f"cannot write the Brown patch cache in {path.parent} or {self._cache_dirs()[-1]}")
+        raise DatasetError(
+            f"cannot write the Brown patch cache in {path.parent} or {self._cache_dirs()[-1]} ({failure}); "
+            "set DESC_BENCH_CACHE to a writable folder"
+        )
 
 
 @dataclass(frozen=True, eq=False)

@@ -223,3 +223,20 @@ def test_archive_without_the_layout_is_refused(data_dir, tmp_path, files, monkey
     with pytest.raises(DatasetError, match="does not have the Brown layout"):
         brown.download_subset(data_dir, "liberty", progress=False)
     assert not (data_dir / "brown" / "liberty").exists()
+
+
+def test_read_only_data_folder_caches_under_the_cache_root(data_dir, tmp_path, monkeypatch):
+    made = _subset(tmp_path / "yosemite", count=300)
+    real = brown_layout.atomic_path
+
+    def refuse_data_folder(path, suffix=""):
+        if (tmp_path / "yosemite") in Path(path).parents:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, suffix)
+
+    monkeypatch.setattr(brown_layout, "atomic_path", refuse_data_folder)
+    subset = BrownSubset("yosemite", tmp_path / "yosemite")
+    np.testing.assert_array_equal(subset.patches, made["patches"])
+    assert not (tmp_path / "yosemite" / ".cache").exists()
+    assert list((data_dir.parent / "cache" / "brown").rglob("patches-*.npy"))
+    assert isinstance(BrownSubset("yosemite", tmp_path / "yosemite").patches, np.memmap)
