@@ -206,7 +206,7 @@ def _table(title: str, metric: str, digits: int = 2) -> TableSpec:
 
 class Fpr95(BrownBenchmark):
     name = "fpr95"
-    summary = "Brown/PhotoTour FPR at 95 % recall on the 100k test pairs (HardNet's ErrorRateAt95Recall)"
+    summary = "Brown/PhotoTour FPR at 95 % recall on the test pairs (100k per real subset; HardNet's definition)"
     tasks = ("verification",)
     headlines = (Headline("FPR95", "verification", "fpr95", (("subset", "mean"),)),)
     tables = (_table("FPR95 (%, lower is better; {dataset}, {distance}; train->test as the HardNet paper)", "fpr95"),)
