@@ -7,15 +7,17 @@ Public API::
     d = desc_bench.descriptor("sift-opencv")       # build one
     d.compute_patches(patches)                     # (B, 1, P, P) 0..255 -> (B, dim)
     ds = desc_bench.dataset("hpatches-synth")      # a PatchSet
-    result = desc_bench.evaluate(["sift-opencv"], "hpatches-synth")  # .record, .markdown, .record_path
+    out = desc_bench.run(["sift-opencv"], "hpatches-synth")  # what `desc-bench run` does: .record, .markdown
 """
 
 from __future__ import annotations
 
-from ._version import __version__
-from .adapters.registry import descriptor, descriptors  # noqa: E402
+import warnings
 
-__all__ = ["__version__", "descriptor", "descriptors", "dataset", "evaluate", "time_descriptor"]
+from ._version import __version__
+from .adapters.registry import descriptor, descriptors
+
+__all__ = ["__version__", "descriptor", "descriptors", "dataset", "run", "time_descriptor"]
 
 
 def dataset(name: str, data_dir=None):
@@ -25,15 +27,23 @@ def dataset(name: str, data_dir=None):
     return _dataset(name, data_dir=data_dir)
 
 
-def evaluate(descriptor_names, dataset_name: str = "hpatches-synth", **config):
-    """Run descriptors on a dataset (``desc-bench run``); returns a RunOutput (record, markdown, paths).
+def run(descriptor_names, dataset_name: str = "hpatches-synth", **config):
+    """Run descriptors on a dataset, as ``desc-bench run`` does; returns a RunOutput (record,
+    markdown, record_path, unmeasured).
 
     ``config`` takes the fields of :class:`~desc_bench.bench.runner.RunConfig` (split, tasks,
     protocol, device, output=None to write nothing, ...).
     """
-    from .bench.runner import RunConfig, run
+    from .api import run as _run
+    from .bench.runner import RunConfig
 
-    return run(RunConfig(descriptors=tuple(descriptor_names), dataset=dataset_name, **config))
+    return _run(RunConfig(descriptors=tuple(descriptor_names), dataset=dataset_name, **config))
+
+
+def evaluate(descriptor_names, dataset_name: str = "hpatches-synth", **config):
+    """Deprecated name of :func:`run` (``desc-bench evaluate`` scores a folder of descriptors instead)."""
+    warnings.warn("desc_bench.evaluate() is now desc_bench.run()", DeprecationWarning, stacklevel=2)
+    return run(descriptor_names, dataset_name, **config)
 
 
 def time_descriptor(name: str, **config):

@@ -1,45 +1,50 @@
-"""Extract -> cache -> evaluate -> record: the job behind ``desc-bench run``.
+"""The job behind ``desc-bench run``: one loop over descriptors and benchmarks.
 
-Patch datasets (HPatches layout): every sequence of the split is described once per descriptor
-(cached per sequence, resumable), then the HPatches tasks are evaluated (scores cached too, so
-``--re-eval`` recomputes only the metrics and ``--overwrite`` recomputes the descriptors).
-Image-pair datasets: each descriptor is evaluated with the named pair protocol.
+For each descriptor, for each benchmark: cached scores, else ``features`` (from the feature store,
+computed only where missing or stale) then ``evaluate``. Several benchmarks in one run share the
+descriptor's features. Nothing here knows a benchmark's or a dataset's name or kind.
 
-A descriptor that cannot run (missing weights or library) or fails becomes rows with an error
-string, and the run goes on with the others.
+The whole request is validated before any dataset is made or read (descriptor names and options,
+benchmarks and their options, device, output folder). A descriptor that cannot run or fails becomes
+error rows, and the run goes on with the others; ``RunResult.unmeasured`` names what produced no
+result so the command can exit non-zero.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from ..adapters.base import Descriptor, Distance
-from ..adapters.prepare import patch_mode
+from .._version import __version__
+from ..adapters.base import Descriptor
 from ..adapters.registry import descriptor as build_descriptor
 from ..adapters.registry import descriptor_class, parse_spec
-from ..datasets.base import PATCH_TYPES, PatchSet
-from ..errors import DescBenchError, InputError, UnknownNameError
+from ..datasets.registry import dataset as open_dataset
+from ..datasets.registry import dataset_source
+from ..errors import DescBenchError, InputError
+from ..io.paths import cache_root
 from ..records.schema import Record, ResultRow, TimingRow, config_json, machine_metadata
-from ..records.store import write_run
-from .cache import DescriptorCache, stable_hash
+from .benchmarks.base import Benchmark, Context, Subject, benchmark, for_kind, split_specs
+from .features import FeatureStore, feature_key, files_fingerprint, source_fingerprint, stable_hash
+from .timing import calibrate, check_device, time_patches
 
-PATCH_TASKS = ("verification", "matching", "retrieval")
-EXTRACTION_VERSION = "1"  # bump when extraction changes in a way that changes descriptors
 # Failures of one descriptor that become error rows while the run goes on with the others: user
-# errors, and the errors torch and numpy raise at run time (out of memory, unsupported operation).
-DESCRIPTOR_FAILURES = (DescBenchError, RuntimeError, ValueError, MemoryError)
+# errors, and what torch, numpy and OpenCV raise at run time (out of memory, unsupported operation,
+# a hook returning the wrong type, an index error in an adapter).
+DESCRIPTOR_FAILURES = (Exception,)
+# Legacy run options that set a benchmark option of the same name where a benchmark has one.
+_OPTION_FLAGS = ("tasks", "distance", "detector", "budget")
+_BENCH_CODE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything ``desc-bench run`` was asked to do; its hash is part of the cache keys."""
+    """Everything ``desc-bench run`` was asked to do."""
 
     descriptors: tuple[str, ...]
     dataset: str = "hpatches-synth"
@@ -47,7 +52,7 @@ class RunConfig:
     output: Path | None = Path("runs")
     split: str = "full"
     tasks: tuple[str, ...] | None = None  # HPatches tasks; None: all three
-    protocol: str | None = None  # None: "python" on HPatches, the dataset's default on image pairs
+    protocol: str | None = None  # benchmarks, comma-separated (name:key=value); None: the dataset's default
     distance: str | None = None  # None: each descriptor's own distance
     device: str = "cpu"
     weights: str | None = None
@@ -55,201 +60,147 @@ class RunConfig:
     re_eval: bool = False
     progress: bool = True
     time_batch: int = 256  # per-patch time recorded at this batch size; 0 disables
-    detector: str | None = None  # pair protocols: keypoint detector name
-    budget: int | None = None  # pair protocols: keypoint budget
-
-    def extraction_key(self) -> str:
-        """What changes extracted descriptors besides the descriptor itself: code and library versions."""
-        import cv2
-
-        from .._version import __version__
-
-        return stable_hash(
-            EXTRACTION_VERSION, __version__, torch.__version__, cv2.__version__, torch.device(self.device).type
-        )
+    detector: str | None = None  # image pairs: keypoint detector name
+    budget: int | None = None  # image pairs: keypoint budget
 
 
 @dataclass
-class RunOutput:
+class RunResult:
     record: Record
-    markdown: str
-    record_path: Path | None = None
-    markdown_path: Path | None = None
+    unmeasured: list[str]  # "descriptor on benchmark" that produced no result
 
 
-def _cache_root() -> Path:
-    from ..io.paths import cache_root
+def libraries() -> tuple[str, ...]:
+    """Versions of the libraries whose changes change descriptors (part of the feature key)."""
+    import cv2
 
-    return cache_root()
-
-
-def _open_dataset(config: RunConfig):
-    from ..datasets.registry import dataset
-
-    return dataset(config.dataset, data_dir=config.data_dir)
+    return (__version__, torch.__version__, cv2.__version__)
 
 
-def _weights_id(desc: Descriptor) -> str:
-    """The weights checksum for cache keys (file hash when a file is used, else the variant name)."""
-    checksum = getattr(desc, "weights_checksum", None)
-    return checksum or desc.weights_label
+def _bench_code() -> str:
+    """Fingerprint of the benchmark code (part of every score key)."""
+    return source_fingerprint(sorted(_BENCH_CODE.rglob("*.py")))
 
 
-def _error_rows(spec: str, config: RunConfig, message: str, weights: str = "none") -> list[ResultRow]:
-    return [
-        ResultRow(
-            descriptor=spec,
-            weights=weights,
-            dataset=config.dataset,
-            split=config.split,
-            protocol=config.protocol,
-            task=task,
-            metric="skipped",
-            value=None,
-            error=message,
-        )
-        for task in config.tasks
-    ]
-
-
-def _distance(desc: Descriptor, config: RunConfig) -> Distance:
-    if config.distance is None:
-        return desc.distance
-    wanted = Distance(config.distance)
-    if (wanted is Distance.HAMMING) != (desc.distance is Distance.HAMMING):
-        raise InputError(f"{desc.name} is compared with {desc.distance.value}; it cannot use {wanted.value}")
-    return wanted
-
-
-def describe_sequence(desc: Descriptor, patches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Describe the 16 patch files of a sequence in one call: type -> ``(N, dim)`` numpy array."""
-    count = len(patches["ref"])
-    stacked = np.concatenate([patches[t] for t in PATCH_TYPES])[:, None]
-    described = desc.compute_patches(torch.from_numpy(stacked)).cpu().numpy()
-    return {t: described[i * count : (i + 1) * count] for i, t in enumerate(PATCH_TYPES)}
-
-
-def extract_sequences(
-    desc: Descriptor,
-    patchset: PatchSet,
-    sequences: tuple[str, ...],
-    cache: DescriptorCache,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> dict[str, dict[str, np.ndarray]]:
-    """Describe every patch type of the sequences, resuming from the per-sequence cache."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    bar = tqdm(sequences, desc=f"extract {desc.describe()}", unit="seq", disable=not progress, leave=False)
-    for seq in bar:
-        if not overwrite and cache.has(seq):
-            out[seq] = cache.load(seq)
-            continue
-        out[seq] = describe_sequence(desc, patchset.load(seq))
-        cache.save(seq, out[seq])
-    return out
-
-
-def _tasks_fingerprint(tasks_dir: Path, split: str) -> list[tuple[str, int, int]]:
-    """Names, sizes and modification times of the task files a split uses (part of the score key)."""
-    files = sorted(Path(tasks_dir).glob(f"*_split-{split}.csv")) + [Path(tasks_dir) / "splits" / "splits.json"]
-    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
-
-
-def _descriptor_cache(desc: Descriptor, spec: str, data, config: RunConfig) -> DescriptorCache:
-    root = getattr(data, "root", None)  # patch sets: two copies of a dataset never share a cache
-    return DescriptorCache(
-        _cache_root(),
-        data.name,
-        data.version,
-        spec,
-        stable_hash(_weights_id(desc), config.extraction_key(), root.resolve() if root else ""),
-    )
-
-
-def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConfig) -> list[ResultRow]:
-    from ..datasets.tasks import TaskFiles
-    from .hpatches_tasks import evaluate_all
-
-    split = patchset.split(config.split)
-    distance = _distance(desc, config)
-    cache = _descriptor_cache(desc, spec, patchset, config)
-    eval_key = stable_hash(
-        config.split,
-        sorted(config.tasks),
-        config.protocol,
-        distance.value,
-        patchset.version,
-        _tasks_fingerprint(patchset.tasks_dir, config.split),
-    )
-    cached = None if (config.re_eval or config.overwrite) else cache.load_scores(eval_key)
-    if cached is None:
-        descs = extract_sequences(desc, patchset, split.test, cache, config.overwrite, config.progress)
-        tasks = TaskFiles(patchset.tasks_dir)
-        scores = evaluate_all(
-            descs, tasks, split, distance, which=tuple(config.tasks), protocol=config.protocol, progress=config.progress
-        )
-        cached = [dataclasses.asdict(s) for s in scores]
-        cache.save_scores(eval_key, cached)
-    notes = _weight_notes(desc)
-    return [
-        ResultRow(
-            descriptor=spec,
-            weights=desc.weights_label,
-            dataset=patchset.name,
-            split=config.split,
-            protocol=config.protocol,
-            distance=distance.value,
-            mode=patch_mode(desc),
-            notes=notes,
-            **score,
-        )
-        for score in cached
-    ]
-
-
-def _weight_notes(desc: Descriptor) -> str:
-    """Flags that travel with every row: weights that saw HPatches, random weights."""
-    return getattr(desc, "notes", "") or ""
-
-
-def _pair_rows(desc: Descriptor, spec: str, pairset, config: RunConfig) -> list[ResultRow]:
-    """Image-pair protocol rows, cached per descriptor (an interrupted run resumes at the next one)."""
-    from .pairs import evaluate_pairs
-
-    options = {k: v for k, v in (("detector", config.detector), ("budget", config.budget)) if v is not None}
-    cache = _descriptor_cache(desc, spec, pairset, config)
-    key = stable_hash(config.protocol, sorted(options.items()))
-    cached = None if (config.re_eval or config.overwrite) else cache.load_scores(key)
-    if cached is None:
-        rows = evaluate_pairs(desc, pairset, config.protocol, progress=config.progress, **options)
-        notes = _weight_notes(desc)
-        rows = [
-            dataclasses.replace(
-                r,
-                descriptor=spec,
-                weights=desc.weights_label,
-                distance=desc.distance.value,
-                notes="; ".join(n for n in (r.notes, notes) if n),
+def plan_benchmarks(config: RunConfig, kind: str, default: str | None) -> list[Benchmark]:
+    """The benchmarks asked for (or the dataset's default), with the legacy flags as their options."""
+    text = config.protocol or default or ",".join(for_kind(kind)[:1])
+    specs = split_specs(text)
+    if not specs:
+        raise InputError(f"no benchmark runs on {config.dataset!r} datasets of kind {kind!r}")
+    flags = {f: getattr(config, f) for f in _OPTION_FLAGS if getattr(config, f) is not None}
+    benches = []
+    for spec in specs:
+        bench = benchmark(spec)
+        if kind not in bench.accepts:
+            raise InputError(
+                f"protocol {bench.name!r} runs on {', '.join(bench.accepts)} datasets; {config.dataset!r} is a "
+                f"{kind} dataset (protocols for it: {', '.join(for_kind(kind))})"
             )
-            for r in rows
-        ]
-        cached = [dataclasses.asdict(r) for r in rows]
-        if all(r.error is None for r in rows):  # failures are retried next time
-            cache.save_scores(key, cached)
-    return [ResultRow(**r) for r in cached]
+        own = {k: v for k, v in flags.items() if k in bench.option_names()}
+        if own:
+            bench = type(bench)(**{**dataclasses.asdict(bench.options), **own})
+        benches.append(bench)
+    for flag in flags:
+        if not any(flag in b.option_names() for b in benches):
+            valid = ", ".join(b.name for b in benches)
+            raise InputError(f"--{flag} does not apply to protocol(s) {valid} on {config.dataset!r}")
+    return benches
 
 
-def _timing_row(desc: Descriptor, spec: str, config: RunConfig) -> TimingRow | None:
-    if config.time_batch <= 0:
-        return None
-    from .timing import time_patches
-
+def check_output(folder: Path | None) -> None:
+    """Refuse an output folder that cannot be written, before any work."""
+    if folder is None:
+        return
+    folder = Path(folder)
     try:
-        row = time_patches(desc, config.time_batch)
-        return dataclasses.replace(row, descriptor=spec)
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".desc-bench-probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(
+            f"cannot write to the output folder {folder} ({exc.strerror}); choose another with -o"
+        ) from None
+
+
+def check_request(config: RunConfig) -> list[Benchmark]:
+    """Validate the whole request before any data is made or read; returns the benchmarks."""
+    if not config.descriptors:
+        raise InputError("no descriptors given; name at least one, e.g. --descriptors sift-opencv")
+    for spec in config.descriptors:
+        name, options = parse_spec(spec)
+        descriptor_class(name).parse_options(options)  # unknown names and options, bad values
+    check_device(config.device)
+    source = dataset_source(config.dataset)
+    benches = plan_benchmarks(config, source.kind, getattr(source, "default_protocol", None))
+    context = Context(split=config.split)
+    for bench in benches:
+        bench.check(config.dataset, context)
+    if config.time_batch < 0:
+        raise InputError(f"--time-batch must be 0 (off) or a batch size, got {config.time_batch}")
+    check_output(config.output)
+    return benches
+
+
+def _build(spec: str, config: RunConfig) -> Descriptor:
+    learned = bool(descriptor_class(parse_spec(spec)[0]).weights)
+    return build_descriptor(spec, device=config.device, weights=config.weights if learned else None)
+
+
+def _failure(exc: BaseException, label: str) -> str:
+    return str(exc) if isinstance(exc, DescBenchError) else f"{label} failed: {type(exc).__name__}: {exc}"
+
+
+def subject_of(desc: Descriptor, bench: Benchmark) -> Subject:
+    notes = getattr(desc, "notes", "") or ""
+    return Subject(desc.describe(), desc.weights_label, bench.distance(desc), bench.mode(desc), notes)
+
+
+def evaluate_descriptor(
+    desc: Descriptor, bench: Benchmark, data, store: FeatureStore | None = None, context: Context | None = None
+) -> list[ResultRow]:
+    """One built descriptor on one benchmark and an opened dataset, without caching scores or
+    writing a record (``store=None``: features are computed, not stored). Errors propagate."""
+    context = context or Context(progress=False)
+    if store is None:
+        store = FeatureStore(None, feature_key(desc, data.name, getattr(data, "version", ""), desc.device.type))
+    bench.check(data.name, context)
+    bench.check_data(data, context)
+    return bench.evaluate(bench.features(desc, data, store, context), data, subject_of(desc, bench), context)
+
+
+def _rows_for(
+    desc: Descriptor, bench: Benchmark, data, store: FeatureStore, config: RunConfig, context: Context
+) -> list[ResultRow]:
+    subject = subject_of(desc, bench)
+    key = stable_hash(
+        bench.describe(),
+        subject.distance.value,
+        _bench_code(),
+        bench.evaluation_key(data, context),
+        files_fingerprint(bench.data_files(data, context)),
+        getattr(data, "version", ""),
+    )
+    cached = None if config.re_eval else store.load_scores(bench.name, key)
+    if cached is not None:
+        try:
+            return [ResultRow(**r) for r in cached]
+        except (TypeError, DescBenchError):
+            context.log(f"warning: damaged score file {store.score_path(bench.name, key)}; recomputing it")
+    features = bench.features(desc, data, store, context)
+    rows = bench.evaluate(features, data, subject, context)
+    if all(r.error is None for r in rows):  # failures are retried next time
+        store.save_scores(bench.name, key, [dataclasses.asdict(r) for r in rows])
+    return rows
+
+
+def _timing(desc: Descriptor, config: RunConfig) -> TimingRow:
+    try:
+        return dataclasses.replace(time_patches(desc, config.time_batch), descriptor=desc.describe())
     except DESCRIPTOR_FAILURES as exc:
         return TimingRow(
-            descriptor=spec,
+            descriptor=desc.describe(),
             weights=desc.weights_label,
             device=config.device,
             batch=config.time_batch,
@@ -263,102 +214,52 @@ def _timing_row(desc: Descriptor, spec: str, config: RunConfig) -> TimingRow | N
         )
 
 
-def _calibration(timings: list[TimingRow], config: RunConfig):
-    """The reference workload, timed in the same process, so speeds can be compared across runs."""
-    if not timings:
-        return None
-    from .timing import calibrate
-
-    return calibrate(config.device)
-
-
-def _check_config(config: RunConfig) -> RunConfig:
-    """Validate the whole request before any data is made or read; fill the dataset's defaults."""
-    from ..datasets.registry import dataset_source
-
-    for spec in config.descriptors:
-        descriptor_class(parse_spec(spec)[0])
-    if not config.descriptors:
-        raise InputError("no descriptors given; name at least one, e.g. --descriptors sift-opencv")
-    kind = dataset_source(config.dataset).kind
-    if kind == "patches":
-        from .hpatches_tasks import PROTOCOLS
-
-        protocol = config.protocol or "python"
-        if protocol not in PROTOCOLS:
-            raise InputError(
-                f"unknown protocol {protocol!r} for the HPatches patch tasks; valid: {', '.join(PROTOCOLS)}"
-            )
-        tasks = PATCH_TASKS if config.tasks is None else tuple(config.tasks)
-        unknown = set(tasks) - set(PATCH_TASKS)
-        if unknown or not tasks:
-            raise InputError(f"unknown or no task(s) {sorted(unknown)}; valid tasks: {', '.join(PATCH_TASKS)}")
-        if config.detector is not None or config.budget is not None:
-            raise InputError("--detector and --budget apply to image-pair datasets, not to patch datasets")
-        return dataclasses.replace(config, protocol=protocol, tasks=tasks)
-    from . import detectors
-    from .pairs import protocol as pair_protocol
-
-    if config.split != "full" or config.tasks is not None or config.distance is not None:
-        raise InputError(
-            f"--split, --tasks and --distance apply to HPatches patch datasets; {config.dataset!r} is an "
-            "image-pair dataset (choose --protocol, --detector, --budget)"
-        )
-    if config.protocol is not None:
-        pair_protocol(config.protocol)  # UnknownNameError lists the pair protocols
-    if config.detector is not None and config.detector not in detectors.DETECTORS:
-        raise UnknownNameError("detector", config.detector, list(detectors.DETECTORS))
-    if config.budget is not None and config.budget < 1:
-        raise InputError(f"--budget must be at least 1, got {config.budget}")
-    return config
-
-
-def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOutput:
-    """Run every descriptor of the config on its dataset; write and return the record."""
-    config = _check_config(config)
-    data = _open_dataset(config)
-    is_patches = isinstance(data, PatchSet)
-    if is_patches:
-        data.split(config.split)  # fail early on an unknown split
-    else:
-        protocol = config.protocol or data.default_protocol
-        config = dataclasses.replace(config, split="all", tasks=(protocol,), protocol=protocol)
-
+def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunResult:
+    """Run every descriptor of the config on every benchmark asked for; return the record."""
+    benches = check_request(config)
+    data = open_dataset(config.dataset, data_dir=config.data_dir)
+    context = Context(split=config.split, progress=config.progress, log=log)
+    for bench in benches:
+        bench.check_data(data, context)
+    split = config.split if any(b.uses_splits for b in benches) else "all"
     results: list[ResultRow] = []
     timings: list[TimingRow] = []
+    unmeasured: list[str] = []
     for spec in config.descriptors:
         try:
-            learned = bool(descriptor_class(parse_spec(spec)[0]).weights)
-            desc = build_descriptor(spec, device=config.device, weights=config.weights if learned else None)
+            desc = _build(spec, config)
         except DESCRIPTOR_FAILURES as exc:
             log(f"skipping {spec}: {exc}")
-            results.extend(_error_rows(spec, config, f"skipped: {exc}"))
+            for bench in benches:
+                results.extend(bench.error_rows(spec, "none", config.dataset, split, f"skipped: {exc}"))
+            unmeasured.append(spec)
             continue
-        notice = getattr(desc, "notice", None)
-        if notice:
-            log(notice)
+        if getattr(desc, "notice", None):
+            log(desc.notice)
         label = desc.describe()
-        try:
-            rows = _patch_rows(desc, label, data, config) if is_patches else _pair_rows(desc, label, data, config)
-            results.extend(rows)
-        except DESCRIPTOR_FAILURES as exc:
-            message = str(exc) if isinstance(exc, DescBenchError) else f"{label} failed: {type(exc).__name__}: {exc}"
-            log(message)
-            results.extend(_error_rows(label, config, message, desc.weights_label))
-            continue
-        if is_patches:
-            timing = _timing_row(desc, label, config)
-            if timing is not None:
-                timings.append(timing)
-
+        store = FeatureStore(
+            cache_root(),
+            feature_key(desc, data.name, data.version, desc.device.type, libraries()),
+            overwrite=config.overwrite,
+            log=log,
+        )
+        for bench in benches:
+            try:
+                results.extend(_rows_for(desc, bench, data, store, config, context))
+            except DESCRIPTOR_FAILURES as exc:
+                message = _failure(exc, label)
+                log(message)
+                results.extend(bench.error_rows(label, desc.weights_label, data.name, split, message))
+                unmeasured.append(f"{label} on {bench.describe()}")
+        if config.time_batch > 0 and any(b.time_unit == "patch" for b in benches):
+            timings.append(_timing(desc, config))
     meta = machine_metadata(
-        config.device, command="run", config=config_json(config), dataset_version=getattr(data, "version", "")
+        config.device,
+        command="run",
+        config=config_json(config),
+        benchmarks=[b.describe() for b in benches],
+        dataset_version=getattr(data, "version", ""),
     )
-    record = Record(metadata=meta, results=results, timings=timings, calibration=_calibration(timings, config))
-    from ..results.tables import run_report
-
-    markdown = run_report(record)
-    output = RunOutput(record, markdown)
-    if config.output is not None:
-        output.record_path, output.markdown_path = write_run(config.output, config.dataset, record, markdown)
-    return output
+    calibration = calibrate(config.device) if timings else None
+    record = Record(metadata=meta, results=results, timings=timings, calibration=calibration)
+    return RunResult(record, unmeasured)

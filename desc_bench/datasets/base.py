@@ -206,6 +206,7 @@ class DatasetSource:
     kind: str = "patches"  # "patches" or "pairs"
     summary: str = ""
     embedded: bool = False  # generated locally, no download needed
+    default_protocol: str | None = None  # benchmark(s) `desc-bench run` uses when no --protocol is given
 
     _registry: dict[str, type[DatasetSource]] = {}
 

@@ -331,6 +331,7 @@ class HPatches(DatasetSource):
 
     name = "hpatches"
     kind = "patches"
+    default_protocol = "python"
     summary = "HPatches patch benchmark (Balntas et al. CVPR 2017): 116 sequences, official tasks"
     version = VERSION
 

@@ -65,6 +65,11 @@ class Sequence:
         warp = self.warps[index - 1] if self.warps else None
         return warp.apply(image) if warp is not None else image
 
+    def image_size(self, index: int) -> tuple[int, int]:
+        """``(width, height)`` of image ``index`` (1..6) as :meth:`image` returns it, without decoding it."""
+        warp = self.warps[index - 1] if self.warps else None
+        return (warp.width, warp.height) if warp is not None else image_size(self.images[index - 1])
+
     def homography(self, index: int) -> np.ndarray:
         """``H_1k`` for k = ``index`` in 2..6 (a copy)."""
         if not 2 <= index <= len(self.homographies) + 1:

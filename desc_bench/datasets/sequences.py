@@ -70,6 +70,7 @@ def oxford_root(data_dir: Path) -> Path | None:
 class HPatchesSequences(DatasetSource):
     name = "hpatches-seq"
     kind = "pairs"
+    default_protocol = "mma"
     summary = "HPatches sequences, the 108-sequence MMA subset of D2-Net (540 pairs)"
     exclude = MMA_EXCLUDED
 
@@ -102,6 +103,7 @@ class HPatchesSequencesFull(HPatchesSequences):
 class OxfordAffine(DatasetSource):
     name = "oxford-affine"
     kind = "pairs"
+    default_protocol = "oxford-ms"
     summary = "Oxford affine (Mikolajczyk et al.): graf wall boat bark bikes trees leuven ubc"
 
     def open(self, data_dir: Path, progress: bool = True) -> PairSet:

@@ -1,35 +1,45 @@
-"""Markdown tables made from records only (so ``desc-bench report`` can rebuild them from past runs).
+"""Markdown tables made from records only (so ``desc-bench report`` can rebuild them from past runs),
+rendered from the specs each benchmark declares (:class:`~desc_bench.bench.benchmarks.base.TableSpec`
+and its ``headlines``); nothing here knows a benchmark by name.
 
-HPatches values are printed as percentages (mAP x 100), the way the field reports them.
-- ``task_tables``: per descriptor and task, rows = metric/variant/subset, columns Easy, Hard, Tough, mean.
-- ``summary_table``: one row per descriptor: the headline of each task (noise "mean", subset "all",
-  headline variant), plus the per-patch time when the record has it.
+- ``summary_table``: one row per descriptor (and dataset, split, distance) and benchmark family:
+  the benchmark's headline numbers, plus the per-patch time at the run's own batch size (stated
+  in the header; never another record's batch size or device).
+- ``benchmark_tables``: every declared table of every benchmark present in the records.
+HPatches-style percentages are printed as mAP x 100, the way the field reports them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 
 from tabulate import tabulate
 
-from ..records.schema import Record, ResultRow, TimingRow
+from ..bench.benchmarks.base import Benchmark, TableSpec, registered
+from ..records.schema import Record, ResultRow
 
-NOISE_COLUMNS = ("easy", "hard", "tough", "mean")
 HPATCHES_TASKS = ("verification", "matching", "retrieval")
 
 
-def _fmt(value: float | None, percent: bool = True) -> str:
+def _fmt(value: float | None, percent: bool = True, digits: int = 3) -> str:
     if value is None:
         return "-"
-    return f"{value * 100:.2f}" if percent else f"{value:.4g}"
+    return f"{value * 100:.2f}" if percent else f"{value:.{digits}f}"
+
+
+def _benchmarks(rows: Iterable[ResultRow]) -> list[type[Benchmark]]:
+    protocols = dict.fromkeys(r.protocol for r in rows)
+    classes = registered()
+    return [classes[p] for p in protocols if p in classes]
 
 
 def is_headline(row: ResultRow) -> bool:
-    """The single number quoted for a task (see METRICS.md): mean over noise levels, all sequences."""
-    from ..bench.hpatches_tasks import is_headline as headline
-
-    return row.error is None and headline(row.task, row.metric, row.noise, row.subset, row.variant)
+    """Whether a row is one of the numbers its benchmark's summary quotes."""
+    cls = registered().get(row.protocol)
+    return cls is not None and any(h.matches(row) for h in cls.headlines)
 
 
 def _descriptor_label(row: ResultRow) -> str:
@@ -37,85 +47,144 @@ def _descriptor_label(row: ResultRow) -> str:
     return label + (" *" if row.notes else "")
 
 
-def task_tables(rows: Iterable[ResultRow]) -> str:
-    """Easy/Hard/Tough/mean tables, one per descriptor and HPatches task."""
-    groups: dict[tuple, dict[tuple, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
-    for r in rows:
-        if r.error is None and r.noise in NOISE_COLUMNS and r.task in HPATCHES_TASKS:
-            group = (_descriptor_label(r), r.dataset, r.split, r.protocol, r.distance, r.task)
-            groups[group][(r.metric, r.variant, r.subset)][r.noise] = r.value
-    parts = []
-    for (label, dataset, split, protocol, distance, task), table in groups.items():
+def _field(row: ResultRow, name: str) -> str:
+    return _descriptor_label(row) if name == "descriptor" else str(getattr(row, name))
+
+
+def _is_detail(row: ResultRow) -> bool:
+    return ":pair=" in row.variant
+
+
+def render_table(spec: TableSpec, rows: Iterable[ResultRow]) -> list[str]:
+    """The markdown tables (one per group) of ``spec`` over ``rows`` of its benchmark."""
+    where = dict(spec.where)
+    chosen = [
+        r
+        for r in rows
+        if r.error is None
+        and r.metric in spec.metrics
+        and (spec.details or not _is_detail(r))
+        and all(str(getattr(r, k)) == v for k, v in where.items())
+    ]
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
+    for r in chosen:
+        groups[tuple(_field(r, g) for g in spec.groups)].append(r)
+    labels = dict(spec.labels)
+    out = []
+    for group, members in groups.items():
+        found = list(dict.fromkeys(_field(r, spec.columns) for r in members))
+        columns = [c for c in spec.order if c in found] + [c for c in found if c not in spec.order]
+        cells: dict[tuple, dict[str, float]] = defaultdict(dict)
+        for r in members:
+            cells[tuple(_field(r, f) for f in spec.rows)][_field(r, spec.columns)] = r.value
         body = [
-            [metric, variant or "-", subset] + [_fmt(cols.get(n)) for n in NOISE_COLUMNS]
-            for (metric, variant, subset), cols in sorted(table.items(), key=_row_order)
+            [*key, *(_fmt(values.get(c), spec.percent, spec.digits) for c in columns)] for key, values in cells.items()
         ]
-        where = ", ".join(p for p in (dataset, f"split {split}", f"{protocol} protocol", distance) if p)
-        parts.append(
-            f"#### {label}: {task} ({where}, %)\n\n"
-            + tabulate(
-                body,
-                headers=["metric", "variant", "subset", "Easy", "Hard", "Tough", "mean"],
-                tablefmt="github",
-                disable_numparse=True,
-            )
-        )
-    return "\n\n".join(parts)
-
-
-def _row_order(item: tuple) -> tuple:
-    (metric, variant, subset), _ = item
-    pool = int(variant.split("=")[1]) if variant.startswith("pool=") and variant[5:].isdigit() else -1
-    return (metric, variant != "", pool, variant, {"all": 0, "i": 1, "v": 2}.get(subset, 3), subset)
-
-
-def _timing_by_descriptor(timings: Iterable[TimingRow]) -> dict[str, TimingRow]:
-    out = {}
-    for t in timings:
-        if t.error is None and t.unit == "patch":
-            out.setdefault(t.descriptor, t)
+        header = [*spec.rows, *(labels.get(c, c) for c in columns)]
+        fields = {f.name: getattr(members[0], f.name) for f in dataclasses.fields(ResultRow)}
+        title = spec.title.format(**{**fields, **dict(zip(spec.groups, group))})
+        title = re.sub(r", (?=[,)])", "", title.replace("(, ", "("))
+        out.append(f"#### {title}\n\n" + tabulate(body, headers=header, tablefmt="github", disable_numparse=True))
     return out
 
 
+def benchmark_tables(rows: Iterable[ResultRow]) -> list[tuple[type[Benchmark], list[str]]]:
+    """Per benchmark present in ``rows``: its declared tables, rendered."""
+    rows = list(rows)
+    out = []
+    for cls in _benchmarks(rows):
+        own = [r for r in rows if r.protocol == cls.name]
+        rendered = [t for spec in cls.tables for t in render_table(spec, own)]
+        if rendered:
+            out.append((cls, rendered))
+    return out
+
+
+DEFAULT_TIME_BATCH = 256  # `desc-bench run --time-batch` default: records without a run config are read at it
+
+
+def run_time_batch(record: Record) -> int:
+    """The batch size a run timed its descriptors at (its config's ``time_batch``), else the default."""
+    config = record.metadata.get("config")
+    batch = config.get("time_batch") if isinstance(config, dict) else None
+    return batch if type(batch) is int and batch > 0 else DEFAULT_TIME_BATCH
+
+
+def _patch_time(descriptor: str, batch: int, device: str | None, records: list[Record], own: Record) -> float | None:
+    """ms/patch of ``descriptor`` at exactly ``batch`` on ``device``: the run's own row first, then the
+    other records' (a ``desc-bench time`` record merged into the report); never another batch size."""
+    for record in [own] + [r for r in records if r is not own]:
+        for t in record.timings:
+            if (
+                t.error is None
+                and t.unit == "patch"
+                and t.descriptor == descriptor
+                and t.batch == batch
+                and t.median_ms is not None
+                and (device is None or t.device == device)
+            ):
+                return t.median_ms
+    return None
+
+
 def summary_table(records: Iterable[Record]) -> str:
-    """One row per descriptor (and dataset): headline verification, matching, retrieval, time."""
+    """Per benchmark family, one row per descriptor (and dataset): its headline numbers and time.
+
+    The time is the run's own: ms/patch at the batch size its record was timed at (``time_batch``
+    in the run's config, default 256) on its device, also when ``desc-bench time`` records with
+    other batch sizes are merged in. The header states the batch (each cell does when runs differ).
+    """
     records = list(records)
-    headline: dict[tuple, dict[str, float]] = defaultdict(dict)
-    notes: dict[tuple, str] = {}
-    timing: dict[str, TimingRow] = {}
-    for record in records:
-        timing.update(_timing_by_descriptor(record.timings))
-        for r in record.results:
-            if is_headline(r) and r.task in HPATCHES_TASKS:
-                key = (r.descriptor, r.weights, r.dataset, r.split, r.protocol, r.distance)
-                headline[key][r.task] = r.value
-                notes[key] = r.notes
-    if not headline:
-        return ""
-    body = []
-    for key, values in sorted(headline.items(), key=lambda kv: -kv[1].get("matching", 0.0)):
-        descriptor, weights, dataset, split, protocol, distance = key
-        t = timing.get(descriptor)
-        label = descriptor if weights in ("none", "") else f"{descriptor} [{weights}]"
-        # say how the number was made when it is not the default (python protocol, the descriptor's distance)
-        how = [
-            p for p in (protocol if protocol != "python" else "", distance if distance not in ("", "l2") else "") if p
-        ]
-        label += f" ({', '.join(how)})" if how else ""
-        body.append(
-            [label + (" *" if notes.get(key) else ""), dataset, split]
-            + [_fmt(values.get(task)) for task in HPATCHES_TASKS]
-            + [f"{t.median_ms:.3f}" if t and t.median_ms is not None else "-"]
+    rows = [r for record in records for r in record.results]
+    parts = []
+    for cls in _benchmarks(rows):
+        if not cls.headlines:
+            continue
+        values: dict[tuple, dict[str, float]] = defaultdict(dict)
+        notes: dict[tuple, str] = {}
+        source: dict[tuple, Record] = {}  # the record a row of the table comes from: its batch and device
+        for record in records:
+            for r in record.results:
+                for h in cls.headlines:
+                    if r.protocol == cls.name and h.matches(r):
+                        key = (r.descriptor, r.weights, r.dataset, r.split, r.distance)
+                        values[key][h.label] = r.value
+                        notes[key] = r.notes
+                        source.setdefault(key, record)
+        if not values:
+            continue
+        rank = cls.headlines[min(1, len(cls.headlines) - 1)].label
+        timed = cls.time_unit == "patch"
+        batches = {key: run_time_batch(record) for key, record in source.items()}
+        one_batch = len(set(batches.values())) == 1
+        shared = set.intersection(*(set(n.split("; ")) for n in notes.values())) - {""}
+        body = []
+        for key, cells in sorted(values.items(), key=lambda kv: -(kv[1].get(rank) or 0.0)):
+            descriptor, weights, dataset, split, distance = key
+            label = descriptor if weights in ("none", "") else f"{descriptor} [{weights}]"
+            label += f" ({distance})" if distance not in ("", "l2") else ""
+            own = [n for n in notes[key].split("; ") if n and n not in shared]
+            line = [label + (" *" if own else ""), dataset, split]
+            line += [_fmt(cells.get(h.label), h.percent) for h in cls.headlines]
+            if timed:
+                device = source[key].metadata.get("device")
+                device = device if isinstance(device, str) else None
+                ms = _patch_time(descriptor, batches[key], device, records, source[key])
+                line.append("-" if ms is None else f"{ms:.3f}" + ("" if one_batch else f" (batch {batches[key]})"))
+            body.append(line)
+        header = ["descriptor", "dataset", "split", *(h.label for h in cls.headlines)]
+        if timed:
+            header.append(f"ms/patch (batch {next(iter(batches.values()))})" if one_batch else "ms/patch")
+        table = f"**{cls.name}**: {cls.summary}\n\n" + tabulate(
+            body, headers=header, tablefmt="github", disable_numparse=True
         )
-    table = tabulate(
-        body,
-        headers=["descriptor", "dataset", "split", "verification mAP", "matching mAP", "retrieval mAP", "ms/patch"],
-        tablefmt="github",
-        disable_numparse=True,
-    )
-    if any(notes.values()):
-        table += "\n\n\\* " + "; ".join(sorted({n for n in notes.values() if n}))
-    return table
+        if shared:
+            table += "\n\nSettings: " + "; ".join(sorted(shared))
+        starred = sorted({n for v in notes.values() for n in v.split("; ") if n and n not in shared})
+        if starred:
+            table += "\n\n\\* " + "; ".join(starred)
+        parts.append(table)
+    return "\n\n".join(parts)
 
 
 def error_table(records: Iterable[Record]) -> str:
@@ -127,9 +196,8 @@ def error_table(records: Iterable[Record]) -> str:
                 body.append([r.descriptor, r.dataset, r.error])
     if not body:
         return ""
-    return tabulate(
-        body, headers=["descriptor", "dataset", "skipped or failed"], tablefmt="github", disable_numparse=True
-    )
+    headers = ["descriptor", "dataset", "skipped or failed"]
+    return tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
 
 
 def timing_section(records: Iterable[Record]) -> str:
@@ -139,22 +207,6 @@ def timing_section(records: Iterable[Record]) -> str:
     from ..bench.timing import timing_table
 
     return timing_table(rows)
-
-
-def pair_section(records: Iterable[Record]) -> str:
-    """Image-pair tables: MMA at 3 px, PCK (GIFT layout), Oxford matching score per sequence."""
-    from ..bench.pairs import mma_table, oxford_table, pck_table
-
-    rows = [r for record in records for r in record.results if r.error is None and r.task not in HPATCHES_TASKS]
-    protocols = {r.protocol for r in rows}
-    parts = []
-    if "mma" in protocols:
-        parts.append("### MMA (D2-Net protocol, mutual nearest neighbours)\n\n" + mma_table(rows))
-    if protocols & {"pck-gift", "pck-msnet"}:
-        parts.append("### PCK\n\n" + pck_table(rows))
-    if "oxford-ms" in protocols:
-        parts.append("### Oxford matching score\n\n" + oxford_table(rows))
-    return "\n\n".join(parts)
 
 
 def run_report(record: Record) -> str:
@@ -167,15 +219,12 @@ def records_report(records: list[Record], title: str = "desc-bench report") -> s
     summary = summary_table(records)
     if summary:
         sections.append("## Summary\n\n" + summary)
-    pairs = pair_section(records)
-    if pairs:
-        sections.append("## Image pairs\n\n" + pairs)
     errors = error_table(records)
     if errors:
         sections.append("## Skipped or failed\n\n" + errors)
-    details = task_tables(r for record in records for r in record.results)
-    if details:
-        sections.append("## Per task (Easy / Hard / Tough)\n\n" + details)
+    for cls, tables in benchmark_tables(r for record in records for r in record.results):
+        heading = "Per task (Easy / Hard / Tough)" if cls.time_unit == "patch" else cls.summary
+        sections.append(f"## {heading}\n\n" + "\n\n".join(tables))
     timing = timing_section(records)
     if timing:
         sections.append("## Timing\n\n" + timing)

@@ -9,11 +9,27 @@ import numpy as np
 import pytest
 import torch
 
+from desc_bench import geometry as G
 from desc_bench.adapters.base import Descriptor, Distance, Frames
 from desc_bench.bench import detectors as det
-from desc_bench.bench import pairs as P
+from desc_bench.bench import matching as M
+from desc_bench.bench.benchmarks import mma, pck_gift, pck_msnet
+from desc_bench.bench.benchmarks.base import benchmark_class
+from desc_bench.bench.runner import evaluate_descriptor
 from desc_bench.datasets import sequences as S
-from desc_bench.errors import InputError, UnknownNameError
+from desc_bench.errors import DescriptorOutputError, InputError, UnknownNameError
+from desc_bench.results.plots import plot_mma
+from desc_bench.results.tables import render_table
+
+
+def evaluate_pairs(descriptor, pairset, protocol, progress=False, **options):
+    """One descriptor on one image-pair benchmark (no store, no record)."""
+    return evaluate_descriptor(descriptor, benchmark_class(protocol)(**options), pairset)
+
+
+def _table(protocol, rows):
+    spec = benchmark_class(protocol).tables[0]
+    return render_table(spec, [r for r in rows if r.protocol == protocol])[0].split("\n\n", 1)[1]
 
 
 def _key(image: np.ndarray) -> str:
@@ -36,9 +52,9 @@ def oracle(small):
             image = seq.image(k)
             to_ref = np.eye(3) if k == 1 else np.linalg.inv(seq.homography(k))
             table[_key(image)] = to_ref
-            resized, ratio = P.resize_gift(image)
+            resized, ratio = pck_gift.resize_gift(image)
             table[_key(resized)] = to_ref @ np.diag([1 / ratio, 1 / ratio, 1.0])
-            resized, sx, sy = P.resize_msnet(image)
+            resized, sx, sy = pck_msnet.resize_msnet(image)
             table[_key(resized)] = to_ref @ np.diag([1 / sx, 1 / sy, 1.0])
     return table
 
@@ -53,7 +69,7 @@ def perfect(oracle):
         dim = 4
 
         def describe_keypoints(self, image, frames):
-            ref = P.warp_points(oracle[_key(image)], frames.xy) / 400.0
+            ref = G.warp_points(oracle[_key(image)], frames.xy) / 400.0
             code = np.stack([np.cos(ref[:, 0]), np.sin(ref[:, 0]), np.cos(ref[:, 1]), np.sin(ref[:, 1])], 1)
             return torch.from_numpy(code).float()
 
@@ -82,8 +98,8 @@ def grid_detector(oracle, monkeypatch):
     canonical = np.stack([xs.ravel(), ys.ravel()], axis=1)
 
     def detect(image, budget, seed):
-        xy = P.warp_points(np.linalg.inv(oracle[_key(image)]), canonical)
-        keep = P.inside(xy, image.shape[1], image.shape[0])
+        xy = G.warp_points(np.linalg.inv(oracle[_key(image)]), canonical)
+        keep = G.inside(xy, image.shape[1], image.shape[0])
         return Frames(xy[keep][:budget])
 
     monkeypatch.setitem(det.DETECTORS, "test-grid", detect)
@@ -98,7 +114,7 @@ def _value(rows, metric, subset="all"):
 
 
 def test_mma_perfect_and_random(small, perfect, random_descriptor, grid_detector):
-    rows = P.evaluate_pairs(perfect, small, "mma", detector=grid_detector, progress=False)
+    rows = evaluate_pairs(perfect, small, "mma", detector=grid_detector, progress=False)
     for t in range(1, 11):
         for subset in ("all", "i", "v"):
             assert _value(rows, f"mma@{t}", subset) == pytest.approx(1.0)
@@ -107,38 +123,38 @@ def test_mma_perfect_and_random(small, perfect, random_descriptor, grid_detector
     pair_rows = [r for r in rows if r.variant.endswith(":pair=1-4") and r.metric == "mma@3"]
     assert {r.subset for r in pair_rows} == {"i_coffee", "v_astronaut"}
     assert all("det=test-grid" in r.variant and "budget=1000" in r.variant for r in rows)
-    rows = P.evaluate_pairs(random_descriptor, small, "mma", detector=grid_detector, progress=False)
+    rows = evaluate_pairs(random_descriptor, small, "mma", detector=grid_detector, progress=False)
     assert _value(rows, "mma@3") < 0.1
     assert _value(rows, "mma@10") < 0.15
 
 
 def test_pck_gift_perfect_and_random(small, perfect, random_descriptor, grid_detector):
-    rows = P.evaluate_pairs(perfect, small, "pck-gift", detector=grid_detector, progress=False)
+    rows = evaluate_pairs(perfect, small, "pck-gift", detector=grid_detector, progress=False)
     assert [r.metric for r in rows if r.subset == "all" and ":pair" not in r.variant] == ["pck@5", "pck@2", "pck@1"]
     for metric in ("pck@5", "pck@2", "pck@1"):
         assert _value(rows, metric) == pytest.approx(1.0)
-    rows = P.evaluate_pairs(random_descriptor, small, "pck-gift", detector=grid_detector, progress=False)
+    rows = evaluate_pairs(random_descriptor, small, "pck-gift", detector=grid_detector, progress=False)
     assert _value(rows, "pck@5") < 0.1
 
 
 def test_pck_msnet_perfect_and_random(small, perfect, random_descriptor):
-    rows = P.evaluate_pairs(perfect, small, "pck-msnet", progress=False)
+    rows = evaluate_pairs(perfect, small, "pck-msnet", progress=False)
     assert _value(rows, "pck@3") > 0.97
     assert _value(rows, "pck@3", "i") == pytest.approx(1.0)
     assert [r.value for r in rows if r.metric == "keypoints"] == [1000.0] * 10
-    rows = P.evaluate_pairs(random_descriptor, small, "pck-msnet", progress=False)
+    rows = evaluate_pairs(random_descriptor, small, "pck-msnet", progress=False)
     assert _value(rows, "pck@3") < 0.1
     with pytest.raises(InputError, match="harris"):
-        P.evaluate_pairs(perfect, small, "pck-msnet", detector="dog", progress=False)
+        evaluate_pairs(perfect, small, "pck-msnet", detector="dog", progress=False)
 
 
 def test_oxford_matching_score_perfect_and_random(small, perfect, random_descriptor, grid_detector):
     illum = small.subset(["i_coffee"])
-    rows = P.evaluate_pairs(perfect, illum, "oxford-ms", detector=grid_detector, progress=False)
+    rows = evaluate_pairs(perfect, illum, "oxford-ms", detector=grid_detector, progress=False)
     assert _value(rows, "matching-score") == pytest.approx(1.0)
     assert _value(rows, "repeatability") == pytest.approx(1.0)
     assert _value(rows, "matching-score", "i_coffee") == pytest.approx(1.0)
-    rows = P.evaluate_pairs(random_descriptor, illum, "oxford-ms", detector=grid_detector, progress=False)
+    rows = evaluate_pairs(random_descriptor, illum, "oxford-ms", detector=grid_detector, progress=False)
     assert _value(rows, "repeatability") == pytest.approx(1.0)
     assert _value(rows, "matching-score") < 0.1
 
@@ -152,17 +168,17 @@ def test_descriptor_failure_gives_error_rows(small, grid_detector):
             return torch.full((len(frames), 4), float("nan"))
 
     try:
-        rows = P.evaluate_pairs(Broken(), small, "mma", detector=grid_detector, progress=False)
+        with pytest.raises(DescriptorOutputError, match="NaN"):  # the runner turns it into error rows
+            evaluate_pairs(Broken(), small, "mma", detector=grid_detector)
     finally:
         Descriptor._registry.pop("test-broken-pairs", None)
-    assert len(rows) == 10 and all(r.value is None and "NaN" in r.error for r in rows)
 
 
 def test_unknown_names(small, perfect):
     with pytest.raises(UnknownNameError, match="pck-gift"):
-        P.evaluate_pairs(perfect, small, "pck", progress=False)
+        evaluate_pairs(perfect, small, "pck", progress=False)
     with pytest.raises(UnknownNameError, match="harris"):
-        P.evaluate_pairs(perfect, small, "mma", detector="fast", progress=False)
+        evaluate_pairs(perfect, small, "mma", detector="fast", progress=False)
 
 
 # ---------------------------------------------------------------------- hand-checked geometry
@@ -171,7 +187,7 @@ def test_unknown_names(small, perfect):
 def test_overlap_error_hand_checked():
     circle = lambda r: np.eye(2) * r**2  # noqa: E731
     # concentric circles of radius 10 and 20: IoU = 100 / 400
-    err = P.overlap_errors([[0, 0]], [circle(10)], [[0, 0]], [circle(20)])
+    err = G.overlap_errors([[0, 0]], [circle(10)], [[0, 0]], [circle(20)])
     assert err[0] == pytest.approx(0.75, abs=0.01)
     # equal circles of radius 5, centres 5 px apart: both shapes are scaled to radius 30 and the
     # offset stays 5 px. Lens area 2*900*acos(5/60) - 2.5*sqrt(3575) = 2527.78; union
@@ -179,27 +195,27 @@ def test_overlap_error_hand_checked():
     lens = 2 * 900 * math.acos(5 / 60) - 2.5 * math.sqrt(3575)
     expected = 1 - lens / (2 * math.pi * 900 - lens)
     assert expected == pytest.approx(0.1917, abs=1e-4)
-    err = P.overlap_errors([[100, 100]], [circle(5)], [[105, 100]], [circle(5)])
+    err = G.overlap_errors([[100, 100]], [circle(5)], [[105, 100]], [circle(5)])
     assert err[0] == pytest.approx(expected, abs=0.01)
     # a concentric ellipse with semi-axes 30 and 15 inside a circle of radius 30: IoU = 1/2
-    err = P.overlap_errors([[0, 0]], [circle(30)], [[0, 0]], [np.diag([30.0**2, 15.0**2])])
+    err = G.overlap_errors([[0, 0]], [circle(30)], [[0, 0]], [np.diag([30.0**2, 15.0**2])])
     assert err[0] == pytest.approx(0.5, abs=0.01)
-    assert P.lens_area(30, 30, 5) == pytest.approx(lens)
-    assert P.lens_area(1, 3, 0.5) == pytest.approx(math.pi)
-    assert P.lens_area(1, 1, 2.5) == 0
+    assert G.lens_area(30, 30, 5) == pytest.approx(lens)
+    assert G.lens_area(1, 3, 0.5) == pytest.approx(math.pi)
+    assert G.lens_area(1, 1, 2.5) == 0
 
 
 def test_geometric_matches_are_one_to_one():
     circle = np.eye(2) * 100.0
     ca = np.array([[0.0, 0.0], [100.0, 0.0]])
     cb = np.array([[1.0, 0.0], [2.0, 0.0], [300.0, 0.0]])
-    matches, errors = P.geometric_matches(ca, np.stack([circle] * 2), cb, np.stack([circle] * 3))
+    matches, errors = G.geometric_matches(ca, np.stack([circle] * 2), cb, np.stack([circle] * 3))
     assert matches.tolist() == [[0, 0]] and errors[0] < 0.1
 
 
 def test_ellipse_warp_through_a_scaling():
     H = np.diag([2.0, 3.0, 1.0])
-    centres, shapes = P.warp_ellipses(H, np.array([[1.0, 1.0]]), np.eye(2)[None] * 4.0)
+    centres, shapes = G.warp_ellipses(H, np.array([[1.0, 1.0]]), np.eye(2)[None] * 4.0)
     np.testing.assert_allclose(centres, [[2.0, 3.0]])
     np.testing.assert_allclose(shapes[0], np.diag([16.0, 36.0]))
 
@@ -207,24 +223,24 @@ def test_ellipse_warp_through_a_scaling():
 def test_matching_helpers():
     a = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
     b = torch.tensor([[10.0, 1.0], [0.0, 0.5], [4.0, 6.0]])
-    assert P.nearest(a, b, Distance.L2).tolist() == [1, 0, 2]
-    assert P.mutual_nearest(a, b, Distance.L2, normalise=False).tolist() == [[0, 1], [1, 0], [2, 2]]
+    assert M.nearest(a, b, Distance.L2).tolist() == [1, 0, 2]
+    assert M.mutual_nearest(a, b, Distance.L2, normalise=False).tolist() == [[0, 1], [1, 0], [2, 2]]
     x = torch.tensor([[0b00000000, 0b11110000]], dtype=torch.uint8)
     y = torch.tensor([[0b00000001, 0b11110000], [0b11111111, 0b00001111]], dtype=torch.uint8)
-    np.testing.assert_array_equal(P.distance_matrix(x, y, Distance.HAMMING).numpy(), [[1.0, 16.0]])
+    np.testing.assert_array_equal(M.distance_matrix(x, y, Distance.HAMMING).numpy(), [[1.0, 16.0]])
     H = np.array([[1.0, 0, 2], [0, 1, 0], [0, 0, 1]])
     xy = np.array([[0.0, 0.0], [5.0, 5.0]])
     # matches (0,0) exact; (1,1) 4 px off
-    values = P.mma_pair(xy, np.array([[2.0, 0.0], [7.0, 9.0]]), np.array([[0, 0], [1, 1]]), H, [3, 4])
+    values = mma.mma_pair(xy, np.array([[2.0, 0.0], [7.0, 9.0]]), np.array([[0, 0], [1, 1]]), H, [3, 4])
     np.testing.assert_allclose(values, [0.5, 1.0])
-    assert P.mma_pair(xy, xy, np.zeros((0, 2), np.int64), H, [3]).tolist() == [0.0]
+    assert mma.mma_pair(xy, xy, np.zeros((0, 2), np.int64), H, [3]).tolist() == [0.0]
 
 
 def test_resizing_conventions():
     image = np.zeros((768, 1024, 3), np.uint8)
-    gift, ratio = P.resize_gift(image)
+    gift, ratio = pck_gift.resize_gift(image)
     assert gift.shape == (360, 480, 3) and ratio == 480 / 1024
-    msnet, sx, sy = P.resize_msnet(np.zeros((653, 986, 3), np.uint8))
+    msnet, sx, sy = pck_msnet.resize_msnet(np.zeros((653, 986, 3), np.uint8))
     assert msnet.shape == (424, 640, 3) and sx == 640 / 986 and sy == 424 / 653
 
 
@@ -247,18 +263,18 @@ def test_harris_detector_matches_msnet_rule():
 def test_tables_and_plot(small, perfect, random_descriptor, grid_detector, tmp_path):
     rows = []
     for d in (perfect, random_descriptor):
-        rows += P.evaluate_pairs(d, small, "mma", detector=grid_detector, progress=False)
-    rows += P.evaluate_pairs(perfect, small, "pck-gift", detector=grid_detector, progress=False)
-    rows += P.evaluate_pairs(perfect, small.subset(["i_coffee"]), "oxford-ms", detector=grid_detector, progress=False)
-    table = P.mma_table(rows)
+        rows += evaluate_pairs(d, small, "mma", detector=grid_detector, progress=False)
+    rows += evaluate_pairs(perfect, small, "pck-gift", detector=grid_detector, progress=False)
+    rows += evaluate_pairs(perfect, small.subset(["i_coffee"]), "oxford-ms", detector=grid_detector, progress=False)
+    table = _table("mma", rows)
     assert "MMA@3 all" in table and "test-perfect-pairs" in table and "1.000" in table
     assert len(table.splitlines()) == 4
-    table = P.pck_table(rows)
+    table = _table("pck-gift", rows)
     header = table.splitlines()[0]
     assert header.index("pck-5") < header.index("pck-2") < header.index("pck-1")
-    table = P.oxford_table(rows)
+    table = _table("oxford-ms", rows)
     assert "i_coffee" in table.splitlines()[0] and "mean" in table.splitlines()[0]
-    path = P.plot_mma(rows, tmp_path / "mma.png")
+    path = plot_mma(rows, tmp_path / "mma.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 

@@ -373,6 +373,7 @@ class HPatchesSynth(DatasetSource):
 
     name = NAME
     kind = "patches"
+    default_protocol = "python"
     embedded = True
     summary = (
         f"HPatches-style patches generated from scikit-image pictures ({DEFAULT_PARAMS.sequences} sequences, "

@@ -92,6 +92,7 @@ def generate_synthetic(data_dir: Path, progress: bool = False) -> Path:
 class SyntheticSequences(DatasetSource):
     name = NAME
     kind = "pairs"
+    default_protocol = "mma"
     summary = "embedded synthetic HPatches-style sequences (4 i_ + 4 v_, 480x360, exact homographies)"
     embedded = True
 
