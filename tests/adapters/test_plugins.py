@@ -22,7 +22,7 @@ import desc_bench
 from desc_bench.adapters import plugins, registry
 from desc_bench.adapters.base import Descriptor
 from desc_bench.cli import main
-from desc_bench.datasets import synthetic as synth
+from desc_bench.datasets.synth import hpatches_synth as synth
 from desc_bench.errors import DescriptorUnavailableError, InputError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "adding-a-descriptor.md"

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from desc_bench.cli import main
-from desc_bench.datasets import synthetic
+from desc_bench.datasets.synth import hpatches_synth as synthetic
 
 TINY = synthetic.TINY_PARAMS
 
