@@ -50,14 +50,23 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=-]", "_", name)
 
 
-@lru_cache(maxsize=256)
-def _file_digest(path: str) -> str:
+@lru_cache(maxsize=512)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _digest(path: str) -> str | None:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return _file_digest(path, st.st_size, st.st_mtime_ns)
+
+
 def source_fingerprint(paths: Iterable[Path | str]) -> str:
-    """Digest of the contents of source files (missing ones are skipped)."""
-    digests = [f"{Path(p).name}:{_file_digest(str(p))}" for p in sorted(map(str, paths)) if Path(p).is_file()]
+    """Digest of the contents of source files (missing ones are skipped); a file is re-read when its
+    size or modification time changes."""
+    digests = [f"{Path(p).name}:{d}" for p in sorted(map(str, paths)) if (d := _digest(p)) is not None]
     return stable_hash(*digests, length=16)
 
 
@@ -195,6 +204,7 @@ class FeatureStore:
         if path is None:
             return
         try:
+            self._write_manifest("features")
             write_npz(path, {**arrays, FINGERPRINT: np.array(fingerprint)})
         except OSError as exc:
             raise DescBenchError(f"cannot write the feature store at {path}: {exc}; set DESC_BENCH_CACHE") from None
@@ -221,6 +231,11 @@ class FeatureStore:
         """Keypoints and descriptors of one image (or image variant) ``item``."""
         return ImageFeatures.from_arrays(self.arrays(item, files, lambda: compute().arrays(), extraction))
 
+    def _write_manifest(self, kind: str) -> None:
+        path = self.key.folder(self.root, kind) / MANIFEST
+        if not path.is_file():
+            write_json(path, {"dataset": self.key.dataset, "version": self.key.version, "descriptor": self.key.spec})
+
     # ---- evaluation results -------------------------------------------------------------------
     def score_path(self, benchmark: str, evaluation_key: str) -> Path | None:
         if self.root is None:
@@ -245,6 +260,70 @@ class FeatureStore:
         if path is None:
             return
         try:
+            self._write_manifest("scores")
             write_json(path, rows)
         except OSError as exc:
             self.log(f"warning: cannot write the score cache ({exc}); results are not cached")
+
+
+# ------------------------------------------------------------------------------ cache management
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One descriptor's stored features or scores on one dataset (``desc-bench cache list``)."""
+
+    kind: str  # "features" or "scores"
+    dataset: str
+    descriptor: str  # spec with options
+    folder: Path
+    files: int
+    bytes: int
+
+
+def _manifest(folder: Path) -> dict:
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def cache_entries(root: Path) -> list[CacheEntry]:
+    """Every descriptor folder of the feature store and the score cache under ``root``."""
+    out = []
+    for kind in ("features", "scores"):
+        for folder in sorted((root / kind).glob("*/*")):
+            if not folder.is_dir():
+                continue
+            files = [p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
+            meta = _manifest(folder)
+            out.append(
+                CacheEntry(
+                    kind,
+                    meta.get("dataset", folder.parent.name),
+                    meta.get("descriptor", folder.name),
+                    folder,
+                    len(files),
+                    sum(p.stat().st_size for p in files),
+                )
+            )
+    return out
+
+
+def clear_cache(root: Path, descriptor: str | None = None, dataset: str | None = None) -> list[CacheEntry]:
+    """Delete the cached features and scores of a descriptor (its name, any options) and/or a dataset."""
+    import shutil
+
+    removed = []
+    for entry in cache_entries(root):
+        name = entry.descriptor.split(":")[0]
+        if descriptor is not None and descriptor not in (name, entry.descriptor):
+            continue
+        if dataset is not None and entry.dataset != dataset:
+            continue
+        shutil.rmtree(entry.folder, ignore_errors=True)
+        removed.append(entry)
+    return removed

@@ -30,7 +30,7 @@ from ..errors import DescBenchError, InputError
 from ..io.paths import cache_root
 from ..records.schema import Record, ResultRow, TimingRow, config_json, machine_metadata
 from .benchmarks.base import Benchmark, Context, Subject, benchmark, for_kind, split_specs
-from .features import FeatureStore, feature_key, source_fingerprint, stable_hash
+from .features import FeatureStore, feature_key, files_fingerprint, source_fingerprint, stable_hash
 from .timing import calibrate, check_device, time_patches
 
 # Failures of one descriptor that become error rows while the run goes on with the others: user
@@ -179,6 +179,7 @@ def _rows_for(
         subject.distance.value,
         _bench_code(),
         bench.evaluation_key(data, context),
+        files_fingerprint(bench.data_files(data, context)),
         getattr(data, "version", ""),
     )
     cached = None if config.re_eval else store.load_scores(bench.name, key)

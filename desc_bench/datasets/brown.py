@@ -151,6 +151,7 @@ class BrownSource(DatasetSource):
     """Real Brown subsets (no ``name`` here: the subclasses below register)."""
 
     kind = KIND
+    default_protocol = "fpr95,brown-snn-map"
     subsets: ClassVar[tuple[str, ...]] = SUBSETS
 
     def availability(self, data_dir: Path) -> str | None:

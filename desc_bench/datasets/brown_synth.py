@@ -50,23 +50,13 @@ from ..io.download import sha256_file
 from .base import DatasetSource
 from .brown_layout import KIND, PATCH, SUBSETS, BrownPairs, BrownSet, BrownSubset, write_subset
 
-# The shared synthetic-data helpers (scikit-image sources, photometry, geometry, sampling). This is
-# the one import of them in this file: update it here when they move (to desc_bench.datasets.synth).
-from .synthetic import (  # noqa: I001
-    ILLUMINATION_SOURCES,
-    JITTER,
-    VIEWPOINT_SOURCES,
-    apply_homography,
-    detect_frames,
-    frame_matrices,
-    inside,
-    load_source,
-    photometric_change,
-    pyramid,
-    sample_jitter,
-    sample_patches,
-    viewpoint_homography,
-)
+# The shared synthetic-data helpers (scikit-image sources, photometry, geometry, sampling).
+from .synth.frames import JITTER, detect_frames, frame_matrices, sample_jitter
+from .synth.geometry import apply_homography, viewpoint_homography
+from .synth.hpatches_synth import ILLUMINATION_SOURCES, VIEWPOINT_SOURCES
+from .synth.patches import inside, pyramid, sample_patches
+from .synth.photometry import illumination_change as photometric_change
+from .synth.sources import load_gray as load_source
 
 NAME = "brown-synth"
 GENERATOR_VERSION = "1"  # bump whenever the output for the same parameters changes
@@ -274,6 +264,7 @@ class BrownSynth(DatasetSource):
 
     name = NAME
     kind = KIND
+    default_protocol = "fpr95,brown-snn-map"
     embedded = True
     summary = (
         "Brown-layout patches generated from scikit-image pictures (liberty/notredame/yosemite stand-ins, "

@@ -168,6 +168,11 @@ class Benchmark:
         """What the scores depend on besides the features and the benchmark's code (e.g. task files)."""
         return ""
 
+    def data_files(self, dataset: Any, context: Context) -> list:
+        """The dataset files the features are computed from: their sizes and modification times are
+        part of the score key, so an edited file invalidates the cached scores (cheap: no reading)."""
+        return []
+
     def features(self, descriptor: Descriptor, dataset: Any, store: Any, context: Context) -> Any:
         raise NotImplementedError
 

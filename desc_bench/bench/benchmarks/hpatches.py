@@ -112,6 +112,9 @@ class HPatchesPython(Benchmark):
     def evaluation_key(self, dataset: PatchSet, context: Context) -> str:
         return stable_hash(context.split, files_fingerprint(_tasks_files(dataset.tasks_dir, context.split)))
 
+    def data_files(self, dataset: PatchSet, context: Context) -> list[Path]:
+        return [f for seq in dataset.split(context.split).test for f in sequence_files(dataset, seq)]
+
     def features(self, descriptor: Descriptor, dataset: PatchSet, store: FeatureStore, context: Context) -> Any:
         split = dataset.split(context.split)
         out = {}

@@ -117,6 +117,9 @@ class PairBenchmark(Benchmark):
 
         return store.image(item, files, compute, extraction)
 
+    def data_files(self, dataset: Any, context: Context) -> list[Path]:
+        return [path for seq in dataset.sequences for path in seq.images]
+
     def sequences(self, dataset: Any, context: Context, label: str):
         return bar(dataset.sequences, desc=label, unit="seq", enabled=context.progress)
 

@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..adapters.base import Descriptor, Kind
-from ..adapters.prepare import image_tensor, normalise
-from ..errors import DescBenchError, InputError
-from ..records.schema import Calibration, Record, TimingRow, config_json, machine_metadata
+from ...adapters.base import Descriptor, Kind
+from ...adapters.prepare import image_tensor, normalise
+from ...errors import DescBenchError, InputError
+from ...records.schema import Calibration, Record, TimingRow, config_json, machine_metadata
+from .measure import Measurement, measure, pinned_threads, summarize, tf32_mode
 
 RANDOM_WEIGHTS = "random"  # weights name passed to descriptors built with --random-weights
 CALIBRATION_NAME = "conv3x3(4x32x64x64->64)+matmul768 x3, v1"
@@ -132,200 +132,6 @@ def check_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} asked for, but this torch ({torch.__version__}) sees no CUDA device")
     return dev
-
-
-# ---- statistics -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Stats:
-    """Summary of repeated timings (same unit as the samples)."""
-
-    median: float
-    q25: float
-    q75: float
-    count: int
-
-    @property
-    def iqr(self) -> float:
-        return self.q75 - self.q25
-
-
-def summarize(samples: Sequence[float]) -> Stats:
-    """Median and quartiles (linear interpolation, as numpy's default percentile)."""
-    values = np.asarray(list(samples), dtype=np.float64)
-    if values.size == 0:
-        raise InputError("no timing samples to summarise")
-    if not np.isfinite(values).all():
-        raise InputError("timing samples contain NaN or infinite values")
-    q25, q50, q75 = np.percentile(values, [25.0, 50.0, 75.0])
-    return Stats(float(q50), float(q25), float(q75), int(values.size))
-
-
-def median(samples: Sequence[float]) -> float:
-    return summarize(samples).median
-
-
-def iqr(samples: Sequence[float]) -> float:
-    return summarize(samples).iqr
-
-
-# ---- process environment: threads, TF32 -----------------------------------------------------
-@contextlib.contextmanager
-def pinned_threads(threads: int) -> Iterator[int]:
-    """Pin torch's and OpenCV's thread counts (0 keeps them); restore them afterwards."""
-    import cv2
-
-    old_torch, old_cv = torch.get_num_threads(), cv2.getNumThreads()
-    try:
-        if threads > 0:
-            torch.set_num_threads(threads)
-            cv2.setNumThreads(threads)
-        yield torch.get_num_threads()
-    finally:
-        if threads > 0:
-            torch.set_num_threads(old_torch)
-            cv2.setNumThreads(old_cv)
-
-
-@contextlib.contextmanager
-def tf32_mode(enabled: bool) -> Iterator[None]:
-    """Set TF32 for CUDA matmul and cuDNN (the legacy flags), restoring them afterwards.
-
-    If the caller already used torch's new ``fp32_precision`` API in a mixed way that the legacy
-    flags cannot read, the settings are left untouched.
-    """
-    backends = torch.backends
-    try:
-        old = (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
-    except RuntimeError:
-        yield
-        return
-    try:
-        backends.cuda.matmul.allow_tf32 = enabled
-        backends.cudnn.allow_tf32 = enabled
-        yield
-    finally:
-        backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = old
-
-
-# ---- memory ---------------------------------------------------------------------------------
-def _proc_status_kb(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-class PeakMemory:
-    """Peak memory growth over a block of calls, in MB (10^6 bytes).
-
-    CPU: growth of the process peak RSS above the RSS at :meth:`start`. The peak (VmHWM) is reset
-    through ``/proc/self/clear_refs`` (Linux >= 4.0); where that is refused the growth of VmHWM
-    above its value at ``start`` is used, which is a lower bound (0 when an earlier, larger
-    allocation set the peak). Without ``/proc`` (not Linux) the result is None.
-    CUDA: ``torch.cuda.max_memory_allocated`` since :meth:`start` (every live tensor on the device,
-    model weights and inputs included).
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self._base_kb: int | None = None
-
-    def start(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return
-        reset = False
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            reset = True
-        except OSError:
-            pass
-        self._base_kb = _proc_status_kb("VmRSS") if reset else _proc_status_kb("VmHWM")
-
-    def peak_mb(self) -> float | None:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 1e6
-        peak = _proc_status_kb("VmHWM")
-        if peak is None or self._base_kb is None:
-            return None
-        return max(peak - self._base_kb, 0) * 1024 / 1e6
-
-
-# ---- the measurement loop -------------------------------------------------------------------
-@dataclass(frozen=True)
-class Measurement:
-    """Raw timings of one call repeated: whole-call milliseconds."""
-
-    first_ms: float
-    samples_ms: tuple[float, ...]  # without host transfers
-    transfer_samples_ms: tuple[float, ...] | None  # CUDA: upload + call + download
-    peak_memory_mb: float | None
-    threads: int
-
-
-def measure(
-    call: Callable[[torch.Tensor], torch.Tensor],
-    host_input: torch.Tensor,
-    device: torch.device | str,
-    repeats: int,
-    warmup: int,
-) -> Measurement:
-    """Time ``call(input_on_device)``: the first call apart, ``warmup - 1`` untimed, ``repeats`` timed."""
-    device = torch.device(device)
-    memory = PeakMemory(device)
-    if device.type == "cuda":
-        return _measure_cuda(call, host_input, device, repeats, warmup, memory)
-    x = host_input.to(device)
-    memory.start()
-    start = time.perf_counter_ns()
-    call(x)
-    first = (time.perf_counter_ns() - start) / 1e6
-    for _ in range(max(warmup, 1) - 1):
-        call(x)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter_ns()
-        call(x)
-        samples.append((time.perf_counter_ns() - start) / 1e6)
-    return Measurement(first, tuple(samples), None, memory.peak_mb(), torch.get_num_threads())
-
-
-def _measure_cuda(call, host_input, device, repeats, warmup, memory) -> Measurement:
-    with torch.cuda.device(device):  # events are recorded on the stream of the device being timed
-        return _measure_cuda_on_device(call, host_input, device, repeats, warmup, memory)
-
-
-def _measure_cuda_on_device(call, host_input, device, repeats, warmup, memory) -> Measurement:
-    torch.cuda.synchronize(device)
-    memory.start()
-    start = time.perf_counter_ns()
-    call(host_input.to(device)).to("cpu")
-    torch.cuda.synchronize(device)
-    first = (time.perf_counter_ns() - start) / 1e6
-    x = host_input.to(device)
-    for _ in range(max(warmup, 1) - 1):
-        call(x)
-    torch.cuda.synchronize(device)
-    compute, total = [], []
-    for _ in range(repeats):
-        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-        events[0].record()
-        x = host_input.to(device)
-        events[1].record()
-        out = call(x)
-        events[2].record()
-        out.to("cpu")
-        events[3].record()
-        events[3].synchronize()
-        compute.append(events[1].elapsed_time(events[2]))
-        total.append(events[0].elapsed_time(events[3]))
-    return Measurement(first, tuple(compute), tuple(total), memory.peak_mb(), torch.get_num_threads())
 
 
 # ---- inputs and calls -----------------------------------------------------------------------
@@ -515,7 +321,8 @@ def calibrate(device: str | torch.device = "cpu", repeats: int = 9) -> Calibrati
 
     m = measure(workload, image.new_zeros(1).cpu(), dev, repeats, warmup=1)
     threads = f", threads={m.threads}" if dev.type == "cpu" else ""
-    return Calibration(name=f"{CALIBRATION_NAME} on {dev.type}{threads}", median_ms=summarize(m.samples_ms).median)
+    stats = summarize(m.samples_ms)
+    return Calibration(name=f"{CALIBRATION_NAME} on {dev.type}{threads}", median_ms=stats.median, iqr_ms=stats.iqr)
 
 
 # ---- the `desc-bench time` command ----------------------------------------------------------
@@ -613,94 +420,3 @@ def _time_one(desc: Descriptor, batch: int, config: TimingConfig, dense: bool, t
 def _free(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-# ---- tables and output ----------------------------------------------------------------------
-def _fmt(value: float | None, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if value == 0 or abs(value) >= 100:
-        return f"{value:.0f}" if abs(value) < 1e6 else f"{value:.3g}"
-    return f"{value:.{digits}g}"
-
-
-def timing_table(rows: Sequence[TimingRow]) -> str:
-    """Markdown table: one line per descriptor and batch size (times per patch or image)."""
-    from tabulate import tabulate
-
-    header = [
-        "descriptor",
-        "weights",
-        "device",
-        "size",
-        "batch",
-        "fp16",
-        "threads",
-        "ms/unit median",
-        "IQR",
-        "units/s",
-        "peak MB",
-        "first call ms (batch)",
-        "ms/unit with transfer",
-        "error",
-    ]
-    lines = [
-        [
-            r.descriptor,
-            "random weights, timing only" if r.random_weights else r.weights,
-            r.device,
-            f"{r.input_size} {r.unit}",
-            r.batch,
-            "yes" if r.fp16 else "no",
-            r.threads,
-            _fmt(r.median_ms),
-            _fmt(r.iqr_ms),
-            _fmt(r.per_second),
-            _fmt(r.peak_memory_mb),
-            _fmt(r.first_call_ms),
-            _fmt(r.median_ms_with_transfer),
-            r.error or "",
-        ]
-        for r in rows
-    ]
-    return tabulate(lines, headers=header, tablefmt="github", disable_numparse=True)
-
-
-def dense_table(rows: Sequence[TimingRow]) -> str:
-    """The SIFT Flow GPU benchmark layout from per-image rows of a CUDA and a CPU run.
-
-    Columns: descriptor, image size, batch, FP16, GPU memory (MB), GPU ms/image without and with
-    transfer, CPU ms/image. Rows of any records may be mixed; missing cells are "-".
-    """
-    from tabulate import tabulate
-
-    cells: dict[tuple, dict[str, TimingRow]] = {}
-    for r in rows:
-        if r.unit != "image" or r.error:
-            continue
-        key = (r.descriptor, r.input_size, r.batch, r.fp16)
-        cells.setdefault(key, {})["cuda" if r.device.startswith("cuda") else "cpu"] = r
-    lines = []
-    for (name, size, batch, fp16), by_device in sorted(cells.items()):
-        gpu, cpu = by_device.get("cuda"), by_device.get("cpu")
-        lines.append(
-            [
-                name,
-                size,
-                batch,
-                "yes" if fp16 else "no",
-                _fmt(gpu.peak_memory_mb) if gpu else "-",
-                _fmt(gpu.median_ms) if gpu else "-",
-                _fmt(gpu.median_ms_with_transfer) if gpu else "-",
-                _fmt(cpu.median_ms) if cpu else "-",
-            ]
-        )
-    header = ["descriptor", "image", "batch", "FP16", "GPU memory MB", "GPU ms", "GPU ms with transfer", "CPU ms"]
-    return tabulate(lines, headers=header, tablefmt="github", disable_numparse=True)
-
-
-def normalised_time(row: TimingRow, calibration: Calibration) -> float | None:
-    """Per-unit time in units of the calibration workload (compare across machines and runs)."""
-    if row.median_ms is None or calibration.median_ms <= 0:
-        return None
-    return row.median_ms / calibration.median_ms
