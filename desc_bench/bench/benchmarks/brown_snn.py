@@ -168,6 +168,7 @@ def _mine_numpy(
     """
     xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
     norms = (xt * xt).sum(1)
+    norms_np = norms.numpy()
     tol_scale = 0.5 if hamming else 2e-6 * x.shape[1]  # bound on the float32 error of squared distances
     pair_anchor, pair_positive = pairs
     out = np.empty(len(rows), np.int64)
@@ -175,24 +176,26 @@ def _mine_numpy(
     inf = float("inf")
     for s in range(0, len(rows), step):
         r = rows[s : s + step]
-        rt = torch.from_numpy(r)
-        sq = torch.addmm(norms[None], xt[rt], xt.T, alpha=-2.0).add_(norms[rt, None])
+        # |x|^2 - 2 a.x: the squared distances less |a|^2, a constant per row (added back to the minima)
+        sq = torch.addmm(norms[None], torch.from_numpy(np.take(xt.numpy(), r, axis=0)), xt.T, alpha=-2.0)
         lo, hi = np.searchsorted(pair_anchor, [r[0], r[-1] + 1])
         masked_rows = np.r_[np.arange(len(r)), np.searchsorted(r, pair_anchor[lo:hi])]
         masked_cols = np.r_[r, pair_positive[lo:hi]]
-        sq[torch.from_numpy(masked_rows), torch.from_numpy(masked_cols)] = inf  # the anchor and its positives
+        sq.view(-1).index_fill_(0, torch.from_numpy(masked_rows * len(x) + masked_cols), inf)  # itself, positives
         k = min(2, len(x))
         values, index = torch.topk(sq, k, dim=1, largest=False)
-        best, nearest = index[:, 0].numpy().copy(), values[:, 0].numpy()
+        values = values.numpy()
+        best, nearest = index[:, 0].numpy().copy(), values[:, 0] + norms_np[r]
         if k == 2:
-            tol = tol_scale * (norms[rt] + norms.max())
-            several = np.flatnonzero((values[:, 1] <= values[:, 0] + tol).numpy() & np.isfinite(nearest))
+            tol = tol_scale * (norms_np[r] + norms_np.max())
+            several = np.flatnonzero((values[:, 1] <= values[:, 0] + tol) & np.isfinite(nearest))
             if len(several):  # near or exact ties: recompute the candidates exactly
-                close = sq[torch.from_numpy(several)] <= (values[several, 0] + tol[several])[:, None]
+                bound = torch.from_numpy(values[several, 0] + tol[several])[:, None]
+                close = sq.index_select(0, torch.from_numpy(several)) <= bound
                 rr, cc = close.nonzero(as_tuple=True)
                 rr, cc = several[rr.numpy()], cc.numpy()
                 if hamming:
-                    exact = sq[torch.from_numpy(rr), torch.from_numpy(cc)].numpy()  # exact integer counts
+                    exact = sq.view(-1)[torch.from_numpy(rr * len(x) + cc)].numpy()  # exact integers (less |a|^2)
                 else:
                     exact = _scipy_euclidean(x[r[rr]], x[cc])
                 order = np.lexsort((cc, exact, rr))  # per row: smallest distance, then first index
@@ -238,12 +241,12 @@ def _mine_torch(x32: torch.Tensor, labels: np.ndarray, mined_until: int, exact_m
 def _pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray, distance: str, backend: str) -> np.ndarray:
     out = np.empty(len(a), dtype=np.float64 if distance == "hamming" else x.dtype)
     for s in range(0, len(a), _PAIR_CHUNK):
-        xa, xb = x[a[s : s + _PAIR_CHUNK]], x[b[s : s + _PAIR_CHUNK]]
+        xa, xb = np.take(x, a[s : s + _PAIR_CHUNK], axis=0), np.take(x, b[s : s + _PAIR_CHUNK], axis=0)
         if distance == "hamming":  # scipy.spatial.distance.hamming: mean of (u != v)
             out[s : s + _PAIR_CHUNK] = np.count_nonzero(xa != xb, axis=1) / x.shape[1]
         elif backend == "pytorch":
             out[s : s + _PAIR_CHUNK] = F.pairwise_distance(torch.from_numpy(xa), torch.from_numpy(xb), p=2).numpy()
-        else:  # sklearn paired_euclidean_distances = row_norms(X - Y)
+        else:  # sklearn paired_euclidean_distances = row_norms(X - Y) = sqrt(einsum(diff, diff)), same dtype
             diff = xa - xb
             out[s : s + _PAIR_CHUNK] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     return out
