@@ -24,8 +24,7 @@ from .._version import __version__
 from ..adapters.base import Descriptor
 from ..adapters.registry import descriptor as build_descriptor
 from ..adapters.registry import descriptor_class, parse_spec
-from ..datasets.registry import open_dataset
-from ..datasets.registry import dataset_source
+from ..datasets.registry import dataset_source, open_dataset
 from ..errors import DescBenchError, InputError
 from ..io.paths import cache_root
 from ..records.schema import Record, ResultRow, TimingRow, config_json, machine_metadata
