@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def _tasks_dir(config: EvaluateConfig) -> Path:
 def evaluate_dir(config: EvaluateConfig) -> RunOutput:
     from ..datasets.tasks import TaskFiles
     from ..results.tables import run_report
-    from .hpatches_tasks import evaluate_all
+    from .hpatches_tasks import evaluate_all, row_fields
 
     tasks_dir = _tasks_dir(config)
     split = split_named(read_splits(tasks_dir / "splits" / "splits.json"), config.split)
@@ -79,7 +78,7 @@ def evaluate_dir(config: EvaluateConfig) -> RunOutput:
             protocol=config.protocol,
             distance=distance.value,
             mode="precomputed",
-            **dataclasses.asdict(s),
+            **row_fields(s),
         )
         for s in scores
     ]

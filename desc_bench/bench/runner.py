@@ -168,7 +168,7 @@ def _descriptor_cache(desc: Descriptor, spec: str, data, config: RunConfig) -> D
 
 def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConfig) -> list[ResultRow]:
     from ..datasets.tasks import TaskFiles
-    from .hpatches_tasks import evaluate_all
+    from .hpatches_tasks import evaluate_all, row_fields
 
     split = patchset.split(config.split)
     distance = _distance(desc, config)
@@ -200,8 +200,7 @@ def _patch_rows(desc: Descriptor, spec: str, patchset: PatchSet, config: RunConf
             protocol=config.protocol,
             distance=distance.value,
             mode=patch_mode(desc),
-            notes=notes,
-            **score,
+            **row_fields(score, notes),  # a "degenerate: ..." note of the score joins the weight notes
         )
         for score in cached
     ]
