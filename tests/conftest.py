@@ -45,7 +45,7 @@ def tiny_hpatches_factory(tmp_path_factory):
     returns the data root to pass as --data-dir. Sets are made once per size."""
     import shutil
 
-    from desc_bench.datasets.synthetic import generate_tiny
+    from desc_bench.datasets.synth.hpatches_synth import generate_tiny
 
     made: dict[tuple[int, int], Path] = {}
 
@@ -59,3 +59,25 @@ def tiny_hpatches_factory(tmp_path_factory):
         return made[(sequences, patches)]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def hpatches_synth_data(tmp_path_factory) -> Path:
+    """A data root holding the full default ``hpatches-synth`` (16 x 300), generated once per session
+    (about 14 s on a quiet machine); pass it as ``data_dir``. Tests must not modify it."""
+    from desc_bench.datasets.registry import download
+
+    root = tmp_path_factory.mktemp("hpatches-synth-data")
+    download("hpatches-synth", data_dir=root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def seq_synth_data(tmp_path_factory) -> Path:
+    """A data root holding ``hpatches-seq-synth`` (generated once per session, about 2 s); pass it
+    as ``data_dir``. Tests must not modify it."""
+    from desc_bench.datasets.synth.seq_synth import generate_synthetic
+
+    root = tmp_path_factory.mktemp("seq-synth-data")
+    generate_synthetic(root)
+    return root

@@ -80,7 +80,7 @@ def test_run_evaluate_export_report_check(tiny_hpatches, tmp_path, env):
         env,
     )
     assert result.exit_code == 0, result.output
-    assert (exported / sorted(p.name for p in exported.iterdir())[0] / "t5.csv").is_file()
+    assert (exported / sorted(p.name for p in exported.iterdir() if p.is_dir())[0] / "t5.csv").is_file()
     evaluated = tmp_path / "evaluated"
     result = invoke(
         [

@@ -8,6 +8,8 @@ Shapes:
     compute_patches(patches)           patches (B, 1, P, P) float32 0..255  ->  (B, dim)
     compute_dense(image, keypoints)    image (H, W) or (H, W, 3) uint8,
                                        keypoints (N, 2) float xy pixels     ->  (N, dim)
+    compute_dense_map(image)           the same image -> DenseMap: values (dim, H', W') and its
+                                       pixel grid (descriptors with a dense_map hook only)
 Hooks (a subclass implements at least one):
     describe_patches(prepared)         (B, C, S, S) prepared as `input` says -> (B, dim)
     dense_map(images)                  (B, C, H, W) prepared as `input` says -> (B, dim, H', W');
@@ -104,6 +106,41 @@ class Frames:
 
     def __len__(self) -> int:
         return len(self.xy)
+
+
+@dataclass(frozen=True, eq=False)
+class DenseMap:
+    """The dense descriptor map of one image, from :meth:`Descriptor.compute_dense_map`.
+
+    ``values[:, i, j]`` describes the image at pixel ``x = offset + stride*j``, ``y = offset +
+    stride*i`` (pixel centres at integers): it is what ``compute_dense`` gives at that point.
+    ``values`` is a fresh tensor that no later call overwrites.
+    """
+
+    values: torch.Tensor  # (dim, H', W') float32 on the descriptor's device
+    stride: float  # pixels between neighbouring cells, along x and y
+    offset: float  # x (and y) pixel of cell (0, 0)
+
+    def __post_init__(self):
+        if not isinstance(self.values, torch.Tensor) or self.values.ndim != 3:
+            raise InputError(
+                f"DenseMap values must be a (dim, H', W') tensor, got {getattr(self.values, 'shape', None)}"
+            )
+        if not self.stride > 0:
+            raise InputError(f"DenseMap stride must be positive, got {self.stride}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H', W')``: cells along y and x."""
+        return int(self.values.shape[1]), int(self.values.shape[2])
+
+    def xy(self) -> np.ndarray:
+        """``(H', W', 2)`` float64: the x, y pixel of every cell (``xy().reshape(-1, 2)``: row by row,
+        the order of ``values.reshape(dim, -1).T``)."""
+        rows, cols = self.shape
+        x = self.offset + self.stride * np.arange(cols, dtype=np.float64)
+        y = self.offset + self.stride * np.arange(rows, dtype=np.float64)
+        return np.stack(np.meshgrid(x, y, indexing="xy"), axis=-1)
 
 
 @dataclass(frozen=True)
@@ -245,6 +282,13 @@ class Descriptor:
 
         frames = keypoints if isinstance(keypoints, Frames) else Frames(keypoints, scale, angle)
         return prepare.compute_dense(self, image, frames)
+
+    def compute_dense_map(self, image: np.ndarray) -> DenseMap:
+        """The whole dense map of an image ``(H, W)`` or ``(H, W, 3)`` RGB uint8 0..255 (the input of
+        ``compute_dense``); only for descriptors with a ``dense_map`` hook. See :class:`DenseMap`."""
+        from . import prepare
+
+        return prepare.compute_dense_map(self, image)
 
     def check_output(self, out: torch.Tensor, count: int) -> torch.Tensor:
         """Raise a clear error unless ``out`` is ``(count, dim)``, finite, and of the right dtype.

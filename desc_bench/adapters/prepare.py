@@ -2,12 +2,14 @@
 
 - ``prepare_patches``: (B,1,P,P) 0..255 -> resized, channel-replicated, scaled and normalised as the
   descriptor's :class:`InputSpec` declares.
-- ``compute_patches`` / ``compute_dense``: validation, batching under ``torch.no_grad`` (not
-  ``inference_mode``: buffers that descriptors cache on their first call must stay usable with
-  autograd and in-place updates outside it),
-  and the fallbacks that let every descriptor run on every benchmark:
-  a dense-only descriptor describes a patch as a small image at its centre; a patch-only
-  descriptor describes an image at keypoints by sampling patches around the frames.
+- ``compute_patches`` / ``compute_dense`` / ``compute_dense_map``: validation, batching under
+  ``torch.no_grad`` (not ``inference_mode``: buffers that descriptors cache on their first call
+  must stay usable with autograd and in-place updates outside it), and the fallbacks that let
+  every descriptor run on every benchmark: a dense-only descriptor describes a patch as a small
+  image at its centre; a patch-only descriptor describes an image at keypoints by sampling
+  patches around the frames. ``compute_dense_map`` returns a descriptor's whole map (a copy of
+  what its ``dense_map`` hook returns) with its pixel grid.
+- Scaling to the declared value range divides (``x / 255`` for 0..1, as upstream codes do).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import DescriptorOutputError, InputError
 from ..imaging import MAGNIFICATION, PATCH_SIZE
-from .base import Descriptor, Distance, Frames, InputSpec, Kind, Normalization, Resize
+from .base import HOOKS, DenseMap, Descriptor, Distance, Frames, InputSpec, Kind, Normalization, Resize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -30,7 +32,8 @@ EXTRACT_CHUNK = 512  # keypoints per grid_sample call in extract_patches
 def as_patch_tensor(patches: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     """Validate ``(B, 1, P, P)`` (or ``(B, P, P)``) patches and return float32."""
     if isinstance(patches, np.ndarray):
-        patches = torch.from_numpy(np.ascontiguousarray(patches))
+        patches = np.ascontiguousarray(patches)
+        patches = torch.from_numpy(patches if patches.flags.writeable else patches.copy())
     if not isinstance(patches, torch.Tensor):
         raise InputError(f"{name}: patches must be a tensor or numpy array, got {type(patches).__name__}")
     if patches.ndim == 3:
@@ -55,7 +58,9 @@ def normalise(batch: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     if spec.channels == 3 and batch.shape[1] == 1:
         batch = batch.expand(-1, 3, -1, -1)
     if spec.value_range != 255.0:
-        batch = batch * (spec.value_range / 255.0)
+        # Divided, not multiplied by value_range / 255: for 0..1 this is the upstream codes' x / 255
+        # exactly (x * (1/255) is one ulp off for some values, which flips SIFT Flow's channel ties).
+        batch = batch / (255.0 / spec.value_range)
     if spec.normalization is Normalization.PER_PATCH:
         flat = batch.reshape(batch.shape[0], -1)
         mean = flat.mean(dim=1).view(-1, 1, 1, 1)
@@ -138,7 +143,7 @@ def image_tensor(image: np.ndarray, spec: InputSpec) -> torch.Tensor:
         raise InputError(f"expected an image of shape (H, W) or (H, W, 3), got {image.shape}")
     if spec.channels == 1 and image.ndim == 3:
         image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).float()
+    tensor = torch.from_numpy(np.array(image, dtype=np.float32))  # a copy: read-only arrays (PIL) are fine
     if tensor.ndim == 2:
         tensor = tensor.unsqueeze(-1)
     if spec.channels == 3 and tensor.shape[-1] == 1:
@@ -154,7 +159,7 @@ def extract_patches(image: np.ndarray, frames: Frames, size: int = PATCH_SIZE) -
     axes are rotated by it, so the frame's orientation points along the patch's +x axis.
     """
     gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-    tensor = torch.from_numpy(np.ascontiguousarray(gray)).float()[None, None]
+    tensor = torch.from_numpy(np.array(gray, dtype=np.float32))[None, None]
     height, width = gray.shape
     count = len(frames)
     if count == 0:
@@ -234,8 +239,7 @@ def compute_dense(desc: Descriptor, image: np.ndarray, frames: Frames) -> torch.
         if Kind.KEYPOINTS in kind:
             out = desc.describe_keypoints(image, frames)
         elif Kind.DENSE in kind:
-            batch = normalise(image_tensor(image, desc.input).to(desc.device), desc.input)
-            maps = desc.dense_map(batch)
+            maps = _image_map(desc, image)
             xy = torch.from_numpy(frames.xy).to(maps.device, maps.dtype)[None]
             out = sample_map(maps, xy, desc.dense_stride, desc.dense_offset)[0]
             if desc.normalize_samples:
@@ -243,3 +247,36 @@ def compute_dense(desc: Descriptor, image: np.ndarray, frames: Frames) -> torch.
         else:
             return compute_patches(desc, extract_patches(image, frames))
     return desc.check_output(out, count)
+
+
+def _image_map(desc: Descriptor, image: np.ndarray) -> torch.Tensor:
+    """The ``dense_map`` hook on a checked uint8 image: ``(1, dim, H', W')``, possibly a reused buffer."""
+    return desc.dense_map(normalise(image_tensor(image, desc.input).to(desc.device), desc.input))
+
+
+def compute_dense_map(desc: Descriptor, image: np.ndarray) -> DenseMap:
+    """``Descriptor.compute_dense_map``: the hook's map of one image, checked, copied and on its grid."""
+    image = check_image(image, desc.name)
+    kind = desc.kind()
+    if Kind.DENSE not in kind:
+        hooks = " and ".join(hook for hook, flag in HOOKS.items() if flag in kind)
+        raise InputError(
+            f"{desc.name} has no dense map: it implements {hooks}, not dense_map; "
+            "describe chosen points with compute_dense(image, keypoints) instead"
+        )
+    with torch.no_grad():
+        maps = _image_map(desc, image)
+        if not isinstance(maps, torch.Tensor) or maps.ndim != 4 or tuple(maps.shape[:2]) != (1, desc.dim):
+            raise DescriptorOutputError(
+                f"descriptor {desc.name!r} dense_map returned shape {tuple(getattr(maps, 'shape', ()))} for one "
+                f"image, expected (1, {desc.dim}, H', W')"
+            )
+        values = maps[0].to(desc.device, torch.float32, copy=True)  # fresh: hooks may reuse their buffer
+        # A sum is finite only if every value is (0.02 s for a 1024x436 SIFT Flow map, isfinite 0.6 s).
+        # An overflowing sum of finite values falls through to the full check, which then finds none.
+        bad = 0 if torch.isfinite(values.sum()) else int((~torch.isfinite(values)).any(dim=0).sum())
+        if bad:
+            raise DescriptorOutputError(f"descriptor {desc.name!r} returned NaN or infinite values in {bad} map cells")
+        if desc.normalize_samples:  # as compute_dense normalises what it samples
+            values = F.normalize(values, dim=0)
+    return DenseMap(values, float(desc.dense_stride), float(desc.dense_offset))

@@ -1,24 +1,54 @@
 """Descriptor registry: subclass registration plus lazy discovery of the adapter modules.
 
 Adapters register themselves when their module is imported (``Descriptor.__init_subclass__``).
-The first lookup imports every module of this package once; there is no central list of names.
+The first lookup imports every module of this package once (there is no central list of names),
+then the entry points of installed packages and the plugins of ``$DESC_BENCH_PLUGINS``
+(:mod:`desc_bench.adapters.plugins`); :func:`load_plugins` adds ``--plugin`` files and modules.
+
+A module that fails to import hides nothing else: it becomes an :class:`ImportFailure`, listed by
+:func:`descriptors` as an unavailable row for each descriptor name its source declares, and asking
+for one of those names raises DescriptorUnavailableError with the import error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..discovery import import_modules
+from ..discovery import ImportFailure, try_import_modules
 from ..errors import DescriptorUnavailableError, InputError, UnknownNameError
+from . import plugins
 from .base import Descriptor
 
-_INFRASTRUCTURE = frozenset({"base", "registry", "prepare", "weights"})
+_INFRASTRUCTURE = frozenset({"base", "registry", "prepare", "weights", "checkpoint", "verification", "plugins"})
 
 
 @lru_cache(maxsize=1)
-def _discover() -> None:
-    import_modules(__package__, _INFRASTRUCTURE)
+def _discover() -> tuple[ImportFailure, ...]:
+    """Import the built-in adapters, then entry points and $DESC_BENCH_PLUGINS; return the built-ins' failures."""
+    failures = try_import_modules(__package__, _INFRASTRUCTURE)
+    for problem in failures:  # classes a module registered before it failed are not usable
+        for name in [n for n, cls in Descriptor._registry.items() if cls.__module__ == problem.module]:
+            del Descriptor._registry[name]
+    plugins.load_entry_points()
+    plugins.load_env()
+    return failures
+
+
+def load_plugins(specs: str | Iterable[str]) -> tuple[ImportFailure, ...]:
+    """Import plugin files or modules (``--plugin``); return those that failed (they are listed too).
+
+    ``specs``: paths to ``.py`` files or module names, as a list or one string separated by commas or
+    ``os.pathsep``. Raises InputError for a spec that names no file and no importable module.
+    """
+    _discover()  # built-ins first: a plugin may not take a built-in's name
+    return plugins.load_specs(specs)
+
+
+def import_failures() -> tuple[ImportFailure, ...]:
+    """Every module (built-in, entry point, plugin) that failed to import in this process."""
+    return _discover() + plugins.loaded_failures()
 
 
 def registered() -> dict[str, type[Descriptor]]:
@@ -27,11 +57,32 @@ def registered() -> dict[str, type[Descriptor]]:
     return dict(sorted(Descriptor._registry.items()))
 
 
+def _broken(classes: dict[str, type[Descriptor]]) -> dict[str, ImportFailure]:
+    """Descriptor names declared by modules that failed to import (and registered by nothing else)."""
+    found: dict[str, ImportFailure] = {}
+    for problem in import_failures():
+        for name in problem.names or (problem.module,):
+            if name not in classes:
+                found.setdefault(name, problem)
+    return found
+
+
 def descriptor_class(name: str) -> type[Descriptor]:
+    """The class registered as ``name``; UnknownNameError lists the valid names, DescriptorUnavailableError
+    says which module failed to import when ``name`` belongs to a broken module."""
     classes = registered()
-    if name not in classes:
-        raise UnknownNameError("descriptor", name, list(classes))
-    return classes[name]
+    if name in classes:
+        return classes[name]
+    broken = _broken(classes)
+    if name in broken:
+        raise DescriptorUnavailableError(f"{name} is unavailable: {broken[name].message}")
+    nameless = [p for p in import_failures() if not p.names]
+    if nameless:
+        raise DescriptorUnavailableError(
+            f"{UnknownNameError('descriptor', name, list(classes))}. It may be defined in a module that failed "
+            "to import: " + "; ".join(p.message for p in nameless)
+        )
+    raise UnknownNameError("descriptor", name, list(classes))
 
 
 @dataclass(frozen=True)
@@ -39,7 +90,7 @@ class DescriptorInfo:
     """One row of ``desc-bench list``."""
 
     name: str
-    dim: int
+    dim: int | None  # None: a module that failed to import (the status says why)
     distance: str
     kind: str
     available: bool
@@ -48,9 +99,11 @@ class DescriptorInfo:
 
 
 def descriptors() -> list[DescriptorInfo]:
-    """Every registered descriptor with its availability."""
+    """Every registered descriptor with its availability, and one unavailable row per descriptor of a
+    module that failed to import (status: the module and its error in one line)."""
     rows = []
-    for name, cls in registered().items():
+    classes = registered()
+    for name, cls in classes.items():
         problem = cls.availability()
         rows.append(
             DescriptorInfo(
@@ -63,7 +116,9 @@ def descriptors() -> list[DescriptorInfo]:
                 summary=cls.summary,
             )
         )
-    return rows
+    for name, problem in _broken(classes).items():
+        rows.append(DescriptorInfo(name, None, "", "", False, f"unavailable: {problem.message}", ""))
+    return sorted(rows, key=lambda row: row.name)
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:

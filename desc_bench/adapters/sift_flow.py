@@ -27,9 +27,17 @@ Differences from the PyTorch port, on purpose:
 - Cells are read with strided slices of a replicate-padded buffer and the norm is computed once
   per cell, not with 16 ``grid_sample`` calls and a full 8x8 channel convolution; the numbers are
   the same to float rounding.
-- Colour: the port (and the C++ code) take the gradient of the channel with the largest magnitude;
-  so does this module, for channels in the order given (the oracle was made on BGR images; the
-  harness gives RGB; the order only matters for exact ties between channels).
+- Colour: the port (and the C++ code) take the gradient of the channel with the largest magnitude,
+  the first one among exactly equal magnitudes. Such ties between channels with different
+  gradients are not rare (37 pixels of the 48x64 oracle crop) and each changes the descriptors
+  around it by up to 0.08, so the arithmetic that decides them is the port's, bit for bit: the
+  Sobel taps summed in its order as element-wise operations (no convolution kernel, whose
+  summation order differs between machines; see ``sobel_gradients``), magnitudes rounded as it
+  rounds them, and the choice made with element-wise comparisons. The port was run on
+  ``cv2.imread`` (BGR) images; ``rgb=True`` (what the ``sift-flow`` descriptor uses, the harness
+  gives RGB) breaks ties in that order, blue first, so RGB input gives the port's BGR output.
+- Input: the port divides the 0..255 images by 255; the public methods do the same (preparation
+  divides by ``255 / value_range``), so ``compute_dense_map`` of a uint8 image equals the port.
 
 Buffers (padded energies, cells, output) are kept per input shape, dtype and device and reused by
 the next call with the same key. The returned map is a fresh tensor unless ``reuse_output=True``,
@@ -86,6 +94,57 @@ def geometry(height: int, width: int, cell_size: int, step: int, boundary: bool)
     return SiftFlowGeometry(out_h, out_w, shift, step)
 
 
+def sobel_gradients(padded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sobel responses ``dx, dy`` (B, C, H, W) of replicate-padded images (B, C, H+2, W+2), bit for bit.
+
+    The port convolves with ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` (and its transpose); its
+    ``conv2d`` accumulates the six non-zero taps in row-major order, in the images' dtype (checked
+    bit for bit on an AMD EPYC, where the port reproduces the oracle to 4.5e-7). Products by 1 and 2
+    are exact, so the order of the additions is the only rounding; written as element-wise
+    operations it is the same on every CPU and GPU, where a convolution kernel's order is not (it
+    depends on the library, the CPU and the shapes: on that EPYC a grouped ``conv2d`` rounds a
+    quarter of the values differently, enough to flip the channel choice at 51 pixels of the
+    oracle crop).
+    """
+    height, width = padded.shape[-2] - 2, padded.shape[-1] - 2
+
+    def tap(row: int, col: int) -> torch.Tensor:
+        return padded[..., row : row + height, col : col + width]
+
+    dx = torch.sub(tap(0, 2), tap(0, 0))  # ((((-a00 + a02) - 2 a10) + 2 a12) - a20) + a22
+    dx.sub_(tap(1, 0), alpha=2).add_(tap(1, 2), alpha=2).sub_(tap(2, 0)).add_(tap(2, 2))
+    dy = torch.neg(tap(0, 0))  # ((((-a00 - 2 a01) - a02) + a20) + 2 a21) + a22
+    dy.sub_(tap(0, 1), alpha=2).sub_(tap(0, 2)).add_(tap(2, 0)).add_(tap(2, 1), alpha=2).add_(tap(2, 2))
+    return dx, dy
+
+
+def strongest_channel(
+    dx: torch.Tensor, dy: torch.Tensor, reverse: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per pixel, the gradient of the channel with the largest magnitude: ``(mag, gx, gy)``, each (B, 1, H, W).
+
+    Magnitudes are ``sqrt(dx*dx + dy*dy)`` rounded as the port rounds them; among channels of
+    exactly equal magnitude the first wins (the port's ``torch.max``), or with ``reverse`` the last
+    (RGB input: the port, run on ``cv2.imread`` BGR images, prefers blue, then green, then red).
+    The choice is made with element-wise comparisons, independent of any reduction kernel.
+    """
+    sq = dx * dx
+    sq.add_(dy * dy)  # not addcmul: a fused multiply-add would round differently from the port
+    mags = sq.sqrt_()
+    order = list(range(dx.shape[1]))
+    if reverse:
+        order.reverse()
+    first = order[0]
+    mag, gx, gy = (t[:, first : first + 1] for t in (mags, dx, dy))
+    for c in order[1:]:
+        candidate = mags[:, c : c + 1]
+        better = candidate > mag  # strictly: ties keep the earlier channel
+        mag = torch.where(better, candidate, mag)
+        gx = torch.where(better, dx[:, c : c + 1], gx)
+        gy = torch.where(better, dy[:, c : c + 1], gy)
+    return mag, gx, gy
+
+
 def _fill_replicate(buf: torch.Tensor, top: int, bottom: int, left: int, right: int) -> None:
     """Fill the border of ``buf`` (..., H+top+bottom, W+left+right) from its filled interior."""
     rows = buf.shape[-2] - top - bottom
@@ -104,7 +163,9 @@ class SiftFlow:
     """Dense SIFT Flow descriptors of a batch of same-shape images (the port's ``SiftFlowTorch``).
 
     ``SiftFlow(cell_size=2, step=1, boundary=True)(images)`` with images ``(B, C, H, W)`` float in
-    0..1 on any device; computes in the images' dtype (float32, or float16 for FP16).
+    0..1 on any device; computes in the images' dtype (float32, or float16 for FP16). Channels are
+    taken in the order given, as the port takes them; ``rgb=True`` for RGB images breaks exact
+    colour ties as the port does on the same image in BGR order.
     """
 
     def __init__(
@@ -114,6 +175,7 @@ class SiftFlow:
         boundary: bool = True,
         num_bins: int = 8,
         reuse_output: bool = False,
+        rgb: bool = False,
     ):
         for key, value in (("cell_size", cell_size), ("step", step), ("num_bins", num_bins)):
             if int(value) != value or value < 1:
@@ -121,6 +183,7 @@ class SiftFlow:
         self.cell_size, self.step, self.boundary = int(cell_size), int(step), bool(boundary)
         self.num_bins = int(num_bins)
         self.reuse_output = reuse_output
+        self.rgb = bool(rgb)  # colour ties broken as the port on BGR images (see strongest_channel)
         self.dim = 16 * self.num_bins
         self._taps = cell_filter_taps(self.cell_size)
         self._key: tuple | None = None
@@ -144,11 +207,6 @@ class SiftFlow:
         return {
             "cos": angles.cos().to(images.dtype).to(images.device).view(1, nb, 1, 1),
             "sin": angles.sin().to(images.dtype).to(images.device).view(1, nb, 1, 1),
-            "sobel": torch.tensor(
-                [[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], [[-1, -2, -1], [0, 0, 0], [1, 2, 1]]],
-                dtype=images.dtype,
-                device=images.device,
-            ).unsqueeze(1),
             # energies, padded by r left/right for the horizontal filter
             "bands": new(batch, nb, height, width + 2 * r),
             # horizontal result, padded by r top/bottom for the vertical filter
@@ -165,23 +223,15 @@ class SiftFlow:
             raise InputError(f"sift-flow: expected images (B, C, H, W), got {getattr(images, 'shape', type(images))}")
         if not images.is_floating_point():
             raise InputError(f"sift-flow: expected float images in 0..1, got {images.dtype}")
-        batch, channels, height, width = images.shape
+        batch, _, height, width = images.shape
         geo = geometry(height, width, self.cell_size, self.step, self.boundary)
         ws = self._workspace(images, geo)
         eps = 1e-3 if images.dtype == torch.float16 else 1e-10  # as the port
         c = r = self.cell_size
 
         # Gradients: Sobel per channel, replicate border; keep the channel of largest magnitude.
-        padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
-        grad = F.conv2d(padded, ws["sobel"].repeat(channels, 1, 1, 1), groups=channels)
-        grad = grad.view(batch, channels, 2, height, width)
-        mags = torch.sqrt(grad[:, :, 0] ** 2 + grad[:, :, 1] ** 2)
-        if channels == 1:
-            mag, gx, gy = mags, grad[:, :, 0], grad[:, :, 1]
-        else:
-            mag, index = mags.max(dim=1, keepdim=True)
-            gx = grad[:, :, 0].gather(1, index)
-            gy = grad[:, :, 1].gather(1, index)
+        dx, dy = sobel_gradients(F.pad(images, (1, 1, 1, 1), mode="replicate"))
+        mag, gx, gy = strongest_channel(dx, dy, reverse=self.rgb)
         denom = mag + eps
         gx = gx / denom
         gy = gy / denom
@@ -279,7 +329,7 @@ class SiftFlowDescriptor(Descriptor):
         opts = self.options
         # The harness samples the map right after dense_map returns, so the output buffer is reused
         # (a fresh 1024x436 map costs ~0.2 s of page faults on CPU).
-        self.sift = SiftFlow(opts.cell_size, opts.step, opts.boundary, num_bins=8, reuse_output=True)
+        self.sift = SiftFlow(opts.cell_size, opts.step, opts.boundary, num_bins=8, reuse_output=True, rgb=True)
         if not opts.color:
             self.input = InputSpec(channels=1, value_range=1.0)
         shift = 0 if opts.boundary else 2 * opts.cell_size

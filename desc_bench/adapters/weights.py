@@ -7,11 +7,17 @@ the format, the licence and an optional notice. This module
 
 - fetches a file from its mirrors into the cache (``$DESC_BENCH_CACHE`` or ``~/.cache/desc-bench``,
   under ``weights/<descriptor>/<variant>/``), verifying the git blob id and recording the sha256;
-- imports a file the user already has (``desc-bench weights add``), after the same verification;
+- imports a file the user already has (``desc-bench weights add``), after the same verification
+  and a load that checks keys, shapes, dtypes and finiteness (:mod:`~desc_bench.adapters.checkpoint`);
+- verifies a cached file again before every use (:mod:`~desc_bench.adapters.verification`): its
+  sha256, size, times and inode are recorded in ``<file>.verified.json`` when it is fetched, added or
+  verified; while they are unchanged (and the pins are those it was checked against) the recorded
+  digest is used, otherwise the file is hashed again. A file that does not verify is refused with
+  the command that fixes it. Weights with no published checksum (``weights add`` only) are checked
+  against the digest recorded when they were added;
 - resolves the ``weights`` argument of a descriptor: ``None`` (default variant), a variant name, a
   file path (``--weights PATH``), or ``"random"`` (seeded random weights, timing only);
-- loads a state dict without executing code from the file (``torch.load(weights_only=True)``) and
-  checks its keys and shapes against what the architecture expects.
+- loads a state dict without executing code from the file (``torch.load(weights_only=True)``).
 
 The formats (``WeightFile.format``):
     "checkpoint:state_dict"  ``{"state_dict": {...}, "epoch": ...}`` (HardNet training checkpoints)
@@ -24,25 +30,24 @@ The formats (``WeightFile.format``):
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
 from ..errors import WeightsError
 from ..io.paths import cache_root
 from .base import Descriptor, WeightFile
+from .checkpoint import load_state_dict, random_state, state_shapes
+from .verification import forget, sha256_of, verify, verify_cached, write_record
 
 RANDOM = "random"  # the weights name of seeded random weights (timing only)
 RANDOM_NOTE = "random weights, timing only"
 HPATCHES_NOTE = "weights saw HPatches in training"
-_IGNORED_SUFFIXES = ("num_batches_tracked",)  # absent from old checkpoints, unused at inference
 _NOTICES_SHOWN: set[str] = set()
 
 
@@ -80,19 +85,45 @@ def _variant(cls: type[Descriptor], variant: str | None) -> tuple[str, WeightFil
     return name, cls.weights[name]
 
 
+def _option(cls: type[Descriptor], variant: str) -> str:
+    return "" if variant == cls.default_weights else f" --variant {variant}"
+
+
 def fetch_command(cls: type[Descriptor], variant: str | None = None) -> str:
     """The command that makes ``variant`` of ``cls`` available (fetch, or add for unpublished files)."""
     name, weight = _variant(cls, variant)
-    option = "" if name == cls.default_weights else f" --variant {name}"
     if weight.urls:
-        return f"desc-bench weights fetch {cls.name}{option}"
-    return f"desc-bench weights add {cls.name} PATH{option}"
+        return f"desc-bench weights fetch {cls.name}{_option(cls, name)}"
+    return f"desc-bench weights add {cls.name} PATH{_option(cls, name)}"
+
+
+def _fix(cls: type[Descriptor], variant: str) -> str:
+    """How to replace a cached file of ``variant`` that does not verify."""
+    add = f"`desc-bench weights add {cls.name} PATH{_option(cls, variant)}` with a copy you trust"
+    if cls.weights[variant].urls:
+        return f"run `{fetch_command(cls, variant)}` to download it again, or {add}"
+    return f"run {add}"
+
+
+def verified_digest(cls: type[Descriptor], variant: str | None = None) -> str:
+    """The sha256 of the cached file of ``variant`` after it verified (see :mod:`.verification`).
+
+    Raises WeightsError when it is absent or does not verify, saying how to fix it."""
+    name, weight = _variant(cls, variant)
+    path = cached_path(cls.name, name, weight)
+    if not path.is_file():
+        raise WeightsError(f"{cls.name}: {weights_availability(cls, name)}")
+    return verify_cached(path, weight, f"{cls.name} weights {name!r}", _fix(cls, name))
 
 
 def weights_availability(cls: type[Descriptor], variant: str | None = None) -> str | None:
-    """None when ``variant`` (default: the default variant) is in the cache, else how to get it."""
+    """None when ``variant`` (default: the default variant) is in the cache and verifies, else how to get it."""
     name, weight = _variant(cls, variant)
     if cached_path(cls.name, name, weight).is_file():
+        try:
+            verified_digest(cls, name)
+        except WeightsError as exc:
+            return str(exc)
         return None
     if weight.urls:
         return f"needs weights: run `{fetch_command(cls, name)}`"
@@ -103,42 +134,7 @@ def weights_availability(cls: type[Descriptor], variant: str | None = None) -> s
     )
 
 
-# ------------------------------------------------------------------------------- verification
-
-
-def git_blob_sha1(path: Path | str) -> str:
-    from ..io.download import git_blob_sha1 as blob
-
-    return blob(path)
-
-
-def sha256_of(path: Path | str) -> str:
-    """Hex sha256 of a file (recorded with every weight file; part of the cache keys)."""
-    from ..io.download import sha256_file
-
-    return sha256_file(path)
-
-
-def verify(path: Path | str, weight: WeightFile, label: str) -> str:
-    """Check ``path`` against the git blob id and/or sha256 of ``weight``; return its sha256.
-
-    Raises WeightsError naming the file, what was expected and what was found.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{label}: no file at {path}")
-    if weight.git_blob is not None:
-        found = git_blob_sha1(path)
-        if found != weight.git_blob.lower():
-            raise WeightsError(
-                f"{label}: {path} does not verify: its git blob id is {found}, expected "
-                f"{weight.git_blob} (the upstream file). The file is corrupt, truncated or a "
-                "different file"
-            )
-    digest = sha256_of(path)
-    if weight.sha256 is not None and digest != weight.sha256.lower():
-        raise WeightsError(f"{label}: {path} does not verify: sha256 {digest}, expected {weight.sha256}")
-    return digest
+# ------------------------------------------------------------------------------------ notices
 
 
 def show_notice(weight: WeightFile, label: str) -> None:
@@ -163,7 +159,8 @@ class WeightsInfo:
     trained_on: str
     saw_hpatches: bool
     git_blob: str | None
-    cached: bool
+    cached: bool  # in the cache and verified
+    damaged: bool  # in the cache but it does not verify (fetch or add it again)
     path: str
     urls: tuple[str, ...]
     command: str  # how to get it when it is not cached
@@ -177,6 +174,8 @@ def weights_table() -> list[WeightsInfo]:
     for name, cls in registered().items():
         for variant, weight in cls.weights.items():
             path = cached_path(name, variant, weight)
+            present = path.is_file()
+            verified = present and weights_availability(cls, variant) is None
             rows.append(
                 WeightsInfo(
                     descriptor=name,
@@ -187,7 +186,8 @@ def weights_table() -> list[WeightsInfo]:
                     trained_on=weight.trained_on,
                     saw_hpatches=weight.saw_hpatches,
                     git_blob=weight.git_blob,
-                    cached=path.is_file(),
+                    cached=verified,
+                    damaged=present and not verified,
                     path=str(path),
                     urls=weight.urls,
                     command=fetch_command(cls, variant),
@@ -221,11 +221,11 @@ def fetch_weights(descriptor_name: str, variant: str | None = None, progress: bo
         raise WeightsError(f"{label} have no download address. {weights_availability(cls, name)}")
     if dest.is_file():
         try:
-            verify(dest, weight, label)
+            verified_digest(cls, name)
             show_notice(weight, label)
             return dest
         except WeightsError:
-            dest.unlink()  # stale or corrupt copy: fetch again
+            forget(dest)  # stale or corrupt copy: fetch again
     temp = download_path(dest)
     part = temp.with_name(temp.name + ".part")
     failures = []
@@ -233,16 +233,22 @@ def fetch_weights(descriptor_name: str, variant: str | None = None, progress: bo
         temp.unlink(missing_ok=True)  # a completed but unverified download is never reused unchecked
         try:
             fetch(url, temp, sha256=weight.sha256, progress=progress)
-            verify(temp, weight, label)
+            digest = verify(temp, weight, label)
         except (DownloadError, WeightsError) as exc:
             failures.append(f"{url}: {exc}")
             temp.unlink(missing_ok=True)
             part.unlink(missing_ok=True)  # a partial file from one mirror must not be resumed from another
             continue
         os.replace(temp, dest)
+        write_record(dest, digest, weight)
         show_notice(weight, label)
         return dest
-    raise WeightsError(f"{label}: every mirror failed:\n  " + "\n  ".join(failures))
+    raise WeightsError(
+        f"{label}: every mirror failed:\n  "
+        + "\n  ".join(failures)
+        + f"\nIf you have the file (from the authors, or downloaded by hand), import it with "
+        f"`desc-bench weights add {cls.name} PATH{_option(cls, name)}` (it is verified the same way)"
+    )
 
 
 def add_weights(descriptor_name: str, path: Path | str, variant: str | None = None) -> Path:
@@ -267,8 +273,9 @@ def add_weights(descriptor_name: str, path: Path | str, variant: str | None = No
     temp = Path(temp_name)
     try:
         shutil.copyfile(source, temp)
-        verify(temp, weight, label)  # the copy, not only the source, is what goes into the cache
+        digest = verify(temp, weight, label)  # the copy, not only the source, is what goes into the cache
         os.replace(temp, dest)
+        write_record(dest, digest, weight)
     finally:
         temp.unlink(missing_ok=True)
     show_notice(weight, label)
@@ -287,6 +294,7 @@ class ResolvedWeights:
     path: Path | None  # None: random weights
     variant: str | None  # the registered variant, None for a user file or random weights
     weight: WeightFile | None
+    sha256: str | None = None  # of a cached variant, verified just now; None for a user file or random
 
 
 def resolve(cls: type[Descriptor], weights: str | None) -> ResolvedWeights:
@@ -302,133 +310,14 @@ def resolve(cls: type[Descriptor], weights: str | None) -> ResolvedWeights:
             f"({', '.join(sorted(cls.weights)) or 'none'}), nor {RANDOM!r}, nor an existing file"
         )
     name, weight = _variant(cls, weights)
-    path = cached_path(cls.name, name, weight)
-    if not path.is_file():
-        raise WeightsError(f"{cls.name}: {weights_availability(cls, name)}")
+    digest = verified_digest(cls, name)  # every use, not only fetch and add
     show_notice(weight, f"{cls.name} weights {name!r}")
-    return ResolvedWeights(path, name, weight)
+    return ResolvedWeights(cached_path(cls.name, name, weight), name, weight, digest)
 
 
 def resolve_weights(descriptor_cls: type[Descriptor], weights: str | None) -> Path | None:
     """The weight file for ``weights`` (None: default variant; a variant; a path), None for "random"."""
     return resolve(descriptor_cls, weights).path
-
-
-# -------------------------------------------------------------------------------- safe loading
-
-
-def _read(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise WeightsError(
-            f"refused to load {path}: it contains objects other than tensors and plain containers, "
-            f"which could run code when unpickled ({str(exc).splitlines()[0]}). Only state dicts "
-            "and checkpoints made of tensors are accepted"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
-        raise WeightsError(f"cannot read {path} as a PyTorch weight file: {exc}") from None
-
-
-def _is_tensor_dict(value: Any) -> bool:
-    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
-
-
-def _candidates(raw: Any) -> list[dict[str, Any]]:
-    """The state dicts a file may hold, in the upstream formats described in the module docstring."""
-    found = []
-    if isinstance(raw, dict):
-        found.append(raw)
-        for key in ("state_dict", "model", "net", "params"):
-            if isinstance(raw.get(key), dict):
-                found.append(raw[key])
-        if isinstance(raw.get("extractor"), dict) or isinstance(raw.get("embedder"), dict):
-            merged = {}
-            for key in ("extractor", "embedder"):
-                if isinstance(raw.get(key), dict):
-                    merged.update(raw[key])
-            found.append(merged)
-    out = []
-    for state in found:
-        out.append(state)
-        if state and all(isinstance(k, str) and k.startswith("module.") for k in state):
-            out.append({k[len("module.") :]: v for k, v in state.items()})
-    return out
-
-
-def load_state_dict(path: Path | str, expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    """Load a state dict safely and check it against ``expected`` keys and shapes.
-
-    Never executes code from the file. Keys ending in ``num_batches_tracked`` are optional and
-    dropped. Raises WeightsError saying which keys are missing or unexpected and which shapes
-    differ from what was expected.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"no weight file at {path}")
-    raw = _read(path)
-    required = {k: tuple(v) for k, v in expected.items() if not k.endswith(_IGNORED_SUFFIXES)}
-    best, best_overlap = None, -1
-    for state in _candidates(raw):
-        overlap = len(required.keys() & state.keys())
-        if overlap > best_overlap:
-            best, best_overlap = state, overlap
-    if best is None or best_overlap <= 0:
-        top = sorted(map(str, raw.keys()))[:8] if isinstance(raw, dict) else type(raw).__name__
-        raise WeightsError(
-            f"{path} holds no state dict with the expected keys (e.g. {next(iter(required), '?')!r}); "
-            f"found {top}. Is it a weight file of another descriptor?"
-        )
-    state = {k: v for k, v in best.items() if not str(k).endswith(_IGNORED_SUFFIXES)}
-    missing = sorted(required.keys() - state.keys())
-    unexpected = sorted(map(str, state.keys() - required.keys()))
-    problems = []
-    if missing:
-        problems.append(f"missing keys {_short(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys {_short(unexpected)}")
-    for key in sorted(required.keys() & state.keys()):
-        value = state[key]
-        if not isinstance(value, torch.Tensor):
-            problems.append(f"{key} is a {type(value).__name__}, expected a tensor of shape {required[key]}")
-        elif tuple(value.shape) != required[key]:
-            problems.append(f"{key} has shape {tuple(value.shape)}, expected {required[key]}")
-    if problems:
-        raise WeightsError(f"{path} does not fit the architecture: " + "; ".join(problems))
-    return {k: state[k].float() for k in required}
-
-
-def _short(keys: list[str], limit: int = 6) -> str:
-    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
-# --------------------------------------------------------------------- base of learned adapters
-
-
-def state_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
-    """Keys and shapes of ``module``'s state dict, as checkpoints must hold them: the one place where
-    the optional batch-norm counters (``num_batches_tracked``) are left out."""
-    return {k: tuple(v.shape) for k, v in module.state_dict().items() if not k.endswith(_IGNORED_SUFFIXES)}
-
-
-def random_state(expected: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Seeded random weights with sane statistics (He-scaled kernels, unit BN variances)."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in expected.items():
-        if key.endswith(_IGNORED_SUFFIXES):
-            continue
-        if key.endswith("running_var"):
-            state[key] = torch.ones(shape)
-        elif key.endswith(("running_mean", "bias")):
-            state[key] = torch.zeros(shape)
-        elif len(shape) == 1:  # affine batch-norm scale
-            state[key] = torch.ones(shape)
-        else:
-            fan_in = max(1, int(torch.tensor(shape[1:]).prod()))
-            state[key] = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
-    return state
 
 
 class LearnedDescriptor(Descriptor):
@@ -471,7 +360,7 @@ class LearnedDescriptor(Descriptor):
                 state = load_state_dict(resolved.path, expected)
             except WeightsError as exc:
                 raise WeightsError(f"{self.name}: {exc}") from None
-            self.weights_checksum = sha256_of(resolved.path)
+            self.weights_checksum = resolved.sha256 or sha256_of(resolved.path)
         self.build(state)
 
     @property
@@ -503,6 +392,7 @@ __all__ = [
     "cached_path",
     "fetch_command",
     "weights_availability",
+    "verified_digest",
     "verify",
     "sha256_of",
     "weights_table",

@@ -8,6 +8,7 @@ task files (``<tasks_dir>/splits/splits.json``, ``retr_*`` and ``verif_*`` CSVs)
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,16 +20,61 @@ from ..errors import DatasetError, UnknownNameError
 PATCH = 65
 NOISES = ("e", "h", "t")
 NOISE_NAMES = {"e": "easy", "h": "hard", "t": "tough"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PATCH_TYPES = ("ref",) + tuple(f"{n}{i}" for n in NOISES for i in range(1, 6))
 
 
-def read_patch_file(path: Path) -> np.ndarray:
-    """Read one release patch file into ``(N, 65, 65)`` uint8; errors name the file."""
+def _to_uint8(image: np.ndarray, path: Path) -> np.ndarray:
+    """A decoded patch image at its stored bit depth as gray uint8, or DatasetError naming the file.
+
+    8-bit gray is used as is. Colour (or gray with alpha) is accepted only when the colour channels
+    are equal and any alpha is opaque. 16-bit images are accepted when they map exactly onto
+    0..255: values 0..255 themselves, or an 8-bit image stored as 16 bits (every value a multiple
+    of 257, 255 -> 65535). Anything else would change the pixel values: refused.
+    """
+    if image.ndim == 3:
+        channels = image.shape[2]
+        if channels in (2, 4):  # gray + alpha, BGRA
+            alpha = image[..., -1]
+            opaque = np.iinfo(image.dtype).max if image.dtype.kind in "ui" else 1
+            if (alpha != opaque).any():
+                raise DatasetError(f"patch file {path} has transparent pixels; HPatches patch files are opaque gray")
+            image = image[..., :-1]
+        if image.shape[2] > 1 and not (image == image[..., :1]).all():
+            raise DatasetError(
+                f"patch file {path} is in colour; HPatches patch files are gray (convert it, e.g. "
+                "cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), and save it again)"
+            )
+        image = image[..., 0]
+    if image.dtype == np.uint8:
+        return np.ascontiguousarray(image)
+    if image.dtype == np.uint16:
+        if image.max(initial=0) <= 255:
+            return image.astype(np.uint8)
+        if not (image % 257).any():
+            return (image // 257).astype(np.uint8)
+        raise DatasetError(
+            f"patch file {path} is a 16-bit image with values up to {int(image.max())} that do not map onto "
+            "0..255 exactly; save the patches as 8-bit gray PNG"
+        )
+    raise DatasetError(f"patch file {path} holds {image.dtype} pixels; save the patches as 8-bit gray PNG")
+
+
+def imread(path: Path, flags: int, what: str = "image") -> np.ndarray:
+    """``cv2.imread`` that raises DatasetError naming the file when it is missing or unreadable."""
+    path = Path(path)
     if not path.is_file():
-        raise DatasetError(f"missing patch file {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        raise DatasetError(f"missing {what} {path}")
+    image = cv2.imread(str(path), flags)
     if image is None:
-        raise DatasetError(f"cannot read patch file {path} (not a readable image)")
+        raise DatasetError(f"cannot read {what} {path} (not a readable image file)")
+    return image
+
+
+def read_patch_file(path: Path) -> np.ndarray:
+    """Read one release patch file into ``(N, 65, 65)`` uint8 at its true bit depth; errors name the file."""
+    path = Path(path)
+    image = _to_uint8(imread(path, cv2.IMREAD_UNCHANGED, "patch file"), path)
     height, width = image.shape
     if width != PATCH or height % PATCH != 0 or height == 0:
         raise DatasetError(
@@ -38,6 +84,18 @@ def read_patch_file(path: Path) -> np.ndarray:
     return image.reshape(height // PATCH, PATCH, PATCH)
 
 
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG header without decoding the image; errors name the file."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(24)
+    except OSError as exc:
+        raise DatasetError(f"cannot read patch file {path}: {exc}") from None
+    if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise DatasetError(f"malformed patch file {path}: not a PNG image")
+    return struct.unpack(">II", head[16:24])
+
+
 @dataclass(frozen=True)
 class Split:
     name: str
@@ -45,14 +103,40 @@ class Split:
     train: tuple[str, ...] = ()
 
 
+def _names(value, path: Path, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DatasetError(
+            f"splits file {path}: {where} must be a list of sequence names, found {type(value).__name__}"
+        )
+    return tuple(value)
+
+
 def read_splits(path: Path) -> dict[str, Split]:
+    """The splits of an official-format ``splits.json``: ``{key: {"test": [...], "train": [...]}}``.
+
+    A file of another shape raises DatasetError naming the file and the entry.
+    """
+    path = Path(path)
     if not path.is_file():
         raise DatasetError(f"missing splits file {path}")
     try:
         raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DatasetError(f"splits file {path} is not valid JSON: {exc}") from None
-    return {key: Split(key, tuple(value["test"]), tuple(value.get("train", ()))) for key, value in raw.items()}
+    if not isinstance(raw, dict) or not raw:
+        raise DatasetError(
+            f'splits file {path} must be a JSON object of splits ({{"a": {{"test": [...], "train": [...]}}, ...}}), '
+            f"found {type(raw).__name__ if raw else 'nothing'}"
+        )
+    splits = {}
+    for key, value in raw.items():
+        if not isinstance(value, dict) or "test" not in value:
+            raise DatasetError(f'splits file {path}: split {key!r} must be an object with a "test" list')
+        test = _names(value["test"], path, f"split {key!r} test")
+        if not test:
+            raise DatasetError(f"splits file {path}: split {key!r} has no test sequences")
+        splits[key] = Split(key, test, _names(value.get("train", []), path, f"split {key!r} train"))
+    return splits
 
 
 def split_named(splits: dict[str, Split], name: str) -> Split:
@@ -100,11 +184,14 @@ class PatchSet:
         return patches
 
     def patch_count(self, sequence: str) -> int:
+        """Patches in the sequence's ``ref.png`` (from its header when it is a PNG)."""
         path = self.root / sequence / "ref.png"
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if image is None:
-            raise DatasetError(f"missing or unreadable patch file {path}")
-        return image.shape[0] // PATCH
+        if not path.is_file():
+            raise DatasetError(f"missing patch file {path}")
+        try:
+            return png_size(path)[1] // PATCH
+        except DatasetError:
+            return len(read_patch_file(path))
 
 
 class DatasetSource:
@@ -128,7 +215,8 @@ class DatasetSource:
         if "name" in cls.__dict__ and cls.name:
             DatasetSource._registry[cls.name] = cls
 
-    def open(self, data_dir: Path):
+    def open(self, data_dir: Path, progress: bool = True):
+        """The dataset object; ``progress`` False keeps generation and downloads quiet (``-q``)."""
         raise NotImplementedError
 
     def availability(self, data_dir: Path) -> str | None:

@@ -24,17 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import struct
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import DatasetError, DownloadError
-from ..io.atomic import write_json
-from ..io.download import fetch, safe_extract, sha256_file, verify_file
-from .base import PATCH, PATCH_TYPES, DatasetSource, PatchSet, read_patch_file, read_splits
+from ..io.atomic import scratch_folder, write_json
+from ..io.download import Archive, ExtractLimits, fetch, fetch_archive, read_source_record, sha256_file
+from .base import PATCH, PATCH_TYPES, DatasetSource, PatchSet, png_size, read_patch_file, read_splits
 
 VERSION = "hpatches-release-v1"  # the 2017 release; part of descriptor cache keys
 RELEASE = "hpatches-release"
@@ -46,29 +42,26 @@ TASKS_COMMIT = "e0c993c7756d26129fef47f752f79e4cfe6681aa"
 TASKS_BASE_URL = f"https://raw.githubusercontent.com/hpatches/hpatches-benchmark/{TASKS_COMMIT}/tasks/"
 
 
-@dataclass(frozen=True)
-class ArchiveMirror:
-    """One address of the patch release archive and what it must hash to (None: not published)."""
-
-    url: str
-    filename: str
-    md5: str | None = None
-    sha256: str | None = None
-    size: int | None = None
-
-
-ARCHIVE_MIRRORS: tuple[ArchiveMirror, ...] = (
-    # hpatches-benchmark download.sh and the hpatches-dataset README; md5 as published next to this
-    # URL by public loaders (e.g. pytorch HPatches dataset classes)
-    ArchiveMirror(
-        "http://icvl.ee.ic.ac.uk/vbalnt/hpatches/hpatches-release.tar.gz",
-        "hpatches-release.tar.gz",
+_RELEASE_LIMITS = ExtractLimits(max_entries=3_000, max_member_bytes=256 << 20, max_total_bytes=12 << 30, max_ratio=20.0)
+ARCHIVE_MIRRORS: tuple[Archive, ...] = (
+    # hpatches-benchmark download.sh and the hpatches-dataset README (the host serves plain http
+    # only); md5 as published next to this URL by public loaders (e.g. pytorch HPatches dataset classes)
+    Archive(
+        urls=("http://icvl.ee.ic.ac.uk/vbalnt/hpatches/hpatches-release.tar.gz",),
+        filename="hpatches-release.tar.gz",
         md5="0ab830d37fceb2b4c86cb1cc6cc79a61",
+        max_bytes=6 << 30,
+        checksum_source="md5 published beside the URL by public loaders",
+        limits=_RELEASE_LIMITS,
     ),
     # the authors' Hugging Face mirror (same account as hpatches-sequences-release.zip); checksum
     # not published: the structure is verified after extraction and the sha256 recorded
-    ArchiveMirror(
-        "https://huggingface.co/datasets/vbalnt/hpatches/resolve/main/hpatches-release.zip", "hpatches-release.zip"
+    Archive(
+        urls=("https://huggingface.co/datasets/vbalnt/hpatches/resolve/main/hpatches-release.zip",),
+        filename="hpatches-release.zip",
+        max_bytes=6 << 30,
+        checksum_source="none published: size bound and structure check",
+        limits=_RELEASE_LIMITS,
     ),
 )
 
@@ -91,7 +84,6 @@ TASK_SHA256: dict[str, str] = {
 }
 
 _LFS_POINTER = b"version https://git-lfs"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def task_file_names(split_names=SPLIT_NAMES) -> tuple[str, ...]:
@@ -106,18 +98,6 @@ def missing_task_files(tasks_dir: Path, split_names=SPLIT_NAMES) -> tuple[str, .
 
 
 # ------------------------------------------------------------------------------------ the release
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """(width, height) from a PNG header without decoding the image; errors name the file."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(24)
-    except OSError as exc:
-        raise DatasetError(f"cannot read patch file {path}: {exc}") from None
-    if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
-        raise DatasetError(f"malformed patch file {path}: not a PNG image")
-    return struct.unpack(">II", head[16:24])
 
 
 def check_sequence(folder: Path) -> int:
@@ -225,8 +205,7 @@ def _regenerate(names: list[str], tasks_dir: Path, release: Path, progress: bool
             f"{', '.join(needed)} are missing from {release}"
         )
     counts = check_release(release)  # every sequence (headers only): the generator takes what it needs
-    staging = Path(tempfile.mkdtemp(prefix=".tasks-generating-", dir=tasks_dir.parent))
-    try:
+    with scratch_folder(tasks_dir.parent / ".tasks-generating") as staging:
         kinds = tuple(
             k
             for k, prefix in (("verification", "verif_"), ("retrieval", "retr_"))
@@ -248,8 +227,6 @@ def _regenerate(names: list[str], tasks_dir: Path, release: Path, progress: bool
                 TaskFile(name, "regenerated", f"official algorithm (seed 42); download failed: {reasons.get(name, '')}")
             )
         return files
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def download_tasks(
@@ -305,67 +282,47 @@ def download_tasks(
 # --------------------------------------------------------------------------------------- source
 
 
-def download_release(folder: Path, *, progress: bool = True, keep_archive: bool = False) -> Path:
-    """Download, verify and safely extract the patch release into ``folder/hpatches-release``."""
+def download_release(folder: Path, *, progress: bool = True) -> Path:
+    """Download, verify, safely extract and check the patch release into ``folder/hpatches-release``.
+
+    Writes ``folder/MANIFEST.json`` (address, size, sha256, md5, how it was verified, counts).
+    """
     release = folder / RELEASE
     if sequence_folders(release):
         check_release(release)
         return release
     folder.mkdir(parents=True, exist_ok=True)
-    failures, archive, mirror = [], None, None
-    for mirror in ARCHIVE_MIRRORS:  # each mirror has its own file name: its .part resumes separately
-        try:
-            archive = fetch(
-                mirror.url,
-                folder / mirror.filename,
-                md5=mirror.md5,
-                sha256=mirror.sha256,
-                size=mirror.size,
-                progress=progress,
-            )
-            break
-        except DownloadError as exc:
-            failures.append(str(exc))
-    if archive is None:
-        raise DownloadError(
-            "cannot download the HPatches release from any mirror:\n  "
-            + "\n  ".join(failures)
-            + f"\nDownload it by hand, extract it so that {release}/<seq>/ref.png exists, "
-            "or use the embedded `hpatches-synth` dataset"
-        )
-    hashes = verify_file(archive, md5=mirror.md5, sha256=mirror.sha256, size=mirror.size)
-    staging = folder / ".extracted"
-    for stale in folder.glob(".extracted*"):  # left by an extraction that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    safe_extract(archive, staging, overwrite=True, progress=progress)
+
+    def check(extracted: Path) -> Path:
+        found = _find_release(extracted)
+        check_release(found)
+        return found
+
     try:
-        found = _find_release(staging)
-        counts = check_release(found)
-        if release.exists():
-            shutil.rmtree(release)
-        os.replace(found, release)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        fetch_archive(ARCHIVE_MIRRORS, folder, release, check=check, progress=progress)
+    except DownloadError as exc:
+        raise DownloadError(
+            f"cannot download the HPatches release: {exc}\nDownload it by hand, extract it so that "
+            f"{release}/<seq>/ref.png exists, or use the embedded `hpatches-synth` dataset"
+        ) from None
+    counts = check_release(release)
+    source = read_source_record(release) or {}
     write_json(
         folder / "MANIFEST.json",
         {
             "dataset": "hpatches",
             "version": VERSION,
-            "url": mirror.url,
-            "file": mirror.filename,
-            "size": archive.stat().st_size,
-            "sha256": hashes["sha256"],
-            "md5": hashes["md5"],
-            "verified": "md5 as published"
-            if mirror.md5
-            else ("sha256" if mirror.sha256 else "structure only (no checksum published)"),
+            "url": source.get("urls", [""])[0],
+            "file": source.get("file"),
+            "size": source.get("size"),
+            "sha256": source.get("sha256"),
+            "md5": source.get("md5"),
+            "verified": source.get("verified_by"),
             "sequences": len(counts),
             "patches": sum(counts.values()),
-            "downloaded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "downloaded": source.get("downloaded"),
         },
     )
-    if not keep_archive:
-        archive.unlink()
     return release
 
 
@@ -410,7 +367,7 @@ class HPatches(DatasetSource):
             )
         return None
 
-    def open(self, data_dir: Path) -> PatchSet:
+    def open(self, data_dir: Path, progress: bool = True) -> PatchSet:
         problem = self.availability(data_dir)
         if problem is not None:
             raise DatasetError(f"dataset 'hpatches' is not available in {data_dir}: {problem}")

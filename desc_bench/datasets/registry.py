@@ -13,6 +13,7 @@ where <user cache> is $XDG_CACHE_HOME or ~/.cache.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,12 +23,13 @@ from ..errors import DatasetError, UnknownNameError
 from ..io.paths import data_root
 from .base import DatasetSource
 
-_INFRASTRUCTURE = frozenset({"base", "registry", "download", "tasks"})
+_INFRASTRUCTURE = frozenset({"base", "registry", "tasks"})
 
 
 @lru_cache(maxsize=1)
 def _discover() -> None:
     import_modules(__package__, _INFRASTRUCTURE)
+    import_modules(f"{__package__}.synth")  # the generated datasets (and their reusable parts)
 
 
 def dataset_sources() -> dict[str, type[DatasetSource]]:
@@ -73,13 +75,22 @@ def dataset(name: str, data_dir: Path | str | None = None):
     """Open a dataset by name: a PatchSet for patch datasets, a pair set for image-pair datasets.
 
     Raises UnknownNameError (listing the valid names) or DatasetError (saying how to download the
-    data, where it was looked for, and which embedded dataset needs no download).
+    data, where it was looked for, and which embedded dataset needs no download). Generation of an
+    embedded dataset shows a progress bar; :func:`open_dataset` can keep it quiet.
     """
+    return open_dataset(name, data_dir)
+
+
+def open_dataset(name: str, data_dir: Path | str | None = None, *, progress: bool = True):
+    """:func:`dataset` with ``progress`` (False for ``-q``: no bar while a dataset is generated)."""
     source = dataset_source(name)
     message = unavailable_message(name, data_dir)
     if message is not None:
         raise DatasetError(message)
-    return source.open(data_root(data_dir))
+    root = data_root(data_dir)
+    if "progress" in inspect.signature(source.open).parameters:
+        return source.open(root, progress=progress)
+    return source.open(root)  # an outside source written before ``open`` took ``progress``
 
 
 def download(name: str, data_dir: Path | str | None = None, progress: bool = True) -> Path:

@@ -91,20 +91,29 @@ def _csv_name(kind: str, split: str) -> str:
     raise UnknownNameError("task file kind", kind, list(PAIR_KINDS) + ["queries", "distractors"])
 
 
+_REGENERATE = (
+    "regenerate the task files with desc_bench.datasets.tasks.generate_task_files "
+    "(or `desc-bench data download hpatches`)"
+)
+
+
 def _read_table(path: Path, columns: tuple[str, ...], name_columns: tuple[str, ...]) -> pd.DataFrame:
+    """Read one task file; refuses a missing, empty (header only) or malformed file, naming it."""
     if not path.is_file():
-        raise DatasetError(
-            f"missing task file {path}; regenerate the task files with "
-            f"desc_bench.datasets.tasks.generate_task_files (or `desc-bench data download hpatches`)"
-        )
+        raise DatasetError(f"missing task file {path}; {_REGENERATE}")
     try:
         frame = pd.read_csv(path, dtype={c: str for c in name_columns}, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"empty task file {path} (no header, no rows); {_REGENERATE}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DatasetError(f"malformed task file {path}: {exc}") from None
     if tuple(frame.columns) != columns:
         raise DatasetError(
             f"malformed task file {path}: expected header {','.join(columns)}, found {','.join(map(str, frame.columns))}"  # noqa: E501
         )
+    if frame.empty:
+        # an empty distractor list scores retrieval 100 %, an empty positive list verification 0 %
+        raise DatasetError(f"task file {path} has a header but no rows, so its task cannot be scored; {_REGENERATE}")
     for c in columns:
         if c in name_columns:
             if (frame[c] == "").any():

@@ -1,15 +1,17 @@
-"""Safe downloads: fetch with resume and checksums, mirrors, safe archive extraction, git blob ids.
+"""Verified downloads: fetch with resume, bounds and checksums, mirrors, archives, git blob ids.
 
-- :func:`fetch` downloads one URL to ``dest`` through ``dest.part``: an interrupted transfer keeps
-  the ``.part`` file and the next call resumes it with an HTTP ``Range`` request when the server
+- :func:`fetch` downloads one URL to ``dest`` through a ``.part`` file: an interrupted transfer
+  keeps the ``.part`` and the next call resumes it with an HTTP ``Range`` request when the server
   supports one (``206 Partial Content``), else starts again. The whole file is checked (size,
   sha256, md5) *before* the atomic rename to ``dest``; a file that fails is deleted, so ``dest``
-  exists only when it verified.
-- :func:`fetch_any` tries mirrors in order and reports every failure when all fail.
-- :func:`safe_extract` unpacks ``.tar``, ``.tar.gz``/``.tgz`` (any compression tarfile reads) and
-  ``.zip`` into a temporary folder next to ``target`` that is renamed into place at the end; it
-  refuses absolute names, ``..`` escapes, symlinks or hard links that point outside the target,
-  device files and FIFOs. An interrupted or refused extraction leaves nothing at ``target``.
+  exists only when it verified. ``max_bytes`` bounds a transfer whose size is not pinned.
+- :func:`fetch_any` tries mirrors in order, each resuming its own ``.part`` (a partial file of one
+  mirror is never continued from another), and reports every failure when all fail.
+- :func:`fetch_archive` is what dataset downloads use: an :class:`Archive` (addresses, pinned
+  checksum or the reason there is none, download and extraction bounds) is fetched, verified,
+  extracted safely (:mod:`desc_bench.io.extract`), checked for the expected structure and moved
+  into place. An archive that turns out truncated or undecodable is deleted and fetched once more,
+  saying so; one that fails its structure check is deleted too, so a bad file is never reused.
 - :func:`git_blob_sha1` hashes a file as ``git hash-object`` does (SHA-1 of ``"blob <size>\\0"``
   followed by the content), the id upstream repositories publish for every file.
 """
@@ -18,23 +20,44 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
-import posixpath
 import re
-import shutil
-import stat
-import tarfile
-import tempfile
+import sys
+import time
 import urllib.error
 import urllib.request
-import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from tqdm import tqdm
-
 from ..errors import DownloadError
+from .atomic import staged_folder, write_json
+from .extract import (
+    CorruptArchiveError,
+    ExtractLimits,
+    extract_folder,
+    extract_into,
+    hoist,
+    safe_extract,
+    unwrap_single_folder,
+)
+from .progress import bar
+
+__all__ = [
+    "Archive",
+    "CorruptArchiveError",
+    "ExtractLimits",
+    "extract_folder",
+    "fetch",
+    "fetch_any",
+    "fetch_archive",
+    "git_blob_sha1",
+    "safe_extract",
+    "sha256_file",
+    "verify_file",
+]
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60.0
@@ -125,29 +148,38 @@ def _start(url: str, part: Path, resume: bool, timeout: float):
     return response, 0, int(length) if length and length.isdigit() else None
 
 
-def _transfer(response: BinaryIO, part: Path, offset: int, total: int | None, label: str, progress: bool) -> int:
+def _transfer(
+    response: BinaryIO, part: Path, offset: int, total: int | None, label: str, progress: bool, max_bytes: int | None
+) -> int:
     mode = "ab" if offset else "wb"
     written = offset
     with (
         open(part, mode) as out,
-        tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=label,
-            disable=not progress,
-            leave=False,
-        ) as bar,
+        bar(
+            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label, enabled=progress
+        ) as b,
     ):
         if offset:
             out.truncate(offset)
         for block in iter(lambda: response.read(CHUNK), b""):
+            if max_bytes is not None and written + len(block) > max_bytes:
+                raise _TooLarge(written + len(block))
             out.write(block)
             written += len(block)
-            bar.update(len(block))
+            b.update(len(block))
     return written
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int):
+        self.size = size
+
+
+def part_path(dest: Path, url: str | None = None) -> Path:
+    """The ``.part`` file of a transfer of ``url`` to ``dest`` (one per mirror when ``url`` is given)."""
+    if url is None:
+        return dest.with_name(dest.name + ".part")
+    return dest.with_name(f"{dest.name}.{hashlib.sha1(url.encode()).hexdigest()[:8]}.part")
 
 
 def fetch(
@@ -157,16 +189,19 @@ def fetch(
     sha256: str | None = None,
     size: int | None = None,
     md5: str | None = None,
+    max_bytes: int | None = None,
     progress: bool = True,
     resume: bool = True,
     timeout: float = TIMEOUT_S,
+    part: Path | None = None,
 ) -> Path:
-    """Download ``url`` to ``dest`` (resuming ``dest.part``); verify, then rename atomically.
+    """Download ``url`` to ``dest`` (resuming ``part``, default ``dest.part``); verify, then rename atomically.
 
     Returns ``dest``. An existing ``dest`` that verifies (or any existing ``dest`` when no checksum
     or size is given) is kept without a request. Raises DownloadError on an HTTP error, a network
-    error or timeout (the ``.part`` file is kept for resuming), a truncated transfer, or a
-    size/checksum mismatch (the file is deleted, nothing is left behind).
+    error or timeout (the ``.part`` file is kept for resuming, and the message says so only when
+    it is), a truncated transfer, a transfer over ``max_bytes``, or a size/checksum mismatch (the
+    file is deleted, nothing is left behind).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -178,19 +213,31 @@ def fetch(
             return dest
         except DownloadError:
             dest.unlink()  # stale copy: download it again
-    part = dest.with_name(dest.name + ".part")
+    part = Path(part) if part is not None else part_path(dest)
     if not resume and part.exists():
         part.unlink()
+    limit = size if size is not None else max_bytes
     try:
         response, offset, total = _start(url, part, resume, timeout)
+        if total is not None and limit is not None and total > limit:
+            if response is not None:
+                response.close()
+            raise _TooLarge(total)
         if response is not None:
             with response:
-                written = _transfer(response, part, offset, total, dest.name, progress)
+                written = _transfer(response, part, offset, total, dest.name, progress, limit)
             if total is not None and written < total:
                 raise DownloadError(
                     f"transfer of {url} stopped at {written} of {total} bytes; run the command again to "
                     f"resume from {part}"
                 )
+    except _TooLarge as exc:
+        part.unlink(missing_ok=True)
+        expected = f"expected {size} bytes" if size is not None else f"at most {max_bytes} bytes are allowed"
+        raise DownloadError(
+            f"{dest.name} from {url}: {expected}, the server sends at least {exc.size}; nothing was kept. "
+            "The address may serve another file now"
+        ) from None
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"HTTP {exc.code} {exc.reason} fetching {url}") from None
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError) as exc:
@@ -207,216 +254,151 @@ def fetch(
 
 
 def fetch_any(urls: Iterable[str], dest: Path | str, **options) -> Path:
-    """:func:`fetch` from the first mirror that works; DownloadError lists every failure."""
+    """:func:`fetch` from the first mirror that works; DownloadError lists every failure.
+
+    With several mirrors each resumes its own ``.part`` file (:func:`part_path`); they are removed
+    once one mirror delivered a verified file.
+    """
+    urls, dest = list(urls), Path(dest)
+    if not urls:
+        raise DownloadError(f"no download address given for {dest.name}")
+    parts = {url: part_path(dest, url) if len(urls) > 1 else part_path(dest) for url in urls}
     failures = []
     for url in urls:
         try:
-            return fetch(url, dest, **options)
+            path = fetch(url, dest, part=parts[url], **options)
         except DownloadError as exc:
             failures.append(str(exc))
-            # a .part from one mirror must not be resumed from another
-            Path(str(dest) + ".part").unlink(missing_ok=True)
-    if not failures:
-        raise DownloadError(f"no download address given for {Path(dest).name}")
-    raise DownloadError(f"every mirror failed for {Path(dest).name}:\n  " + "\n  ".join(failures))
-
-
-# ------------------------------------------------------------------------------------- extraction
-
-
-def _member_path(name: str, archive: Path) -> str:
-    """Normalise an archive member name; refuse absolute names and ``..`` escapes."""
-    clean = name.replace("\\", "/")
-    if clean.startswith("/") or re.match(r"^[A-Za-z]:", clean):
-        raise DownloadError(f"unsafe archive {archive}: member {name!r} has an absolute path")
-    norm = posixpath.normpath(clean)
-    if norm == ".." or norm.startswith("../"):
-        raise DownloadError(f"unsafe archive {archive}: member {name!r} escapes the target folder")
-    return "" if norm == "." else norm
-
-
-def _inside(root: str, path: str) -> bool:
-    return path == root or path.startswith(root + os.sep)
-
-
-class _Writer:
-    """Writes members under ``root`` (a real, resolved folder), checking every real path."""
-
-    def __init__(self, root: Path, archive: Path):
-        self.root = os.path.realpath(root)
-        self.archive = archive
-
-    def _target(self, name: str, what: str) -> Path:
-        rel = _member_path(name, self.archive)
-        path = Path(self.root, rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not _inside(self.root, os.path.realpath(path.parent)):
-            raise DownloadError(
-                f"unsafe archive {self.archive}: {what} {name!r} is written through a link "
-                "that points outside the target folder"
-            )
-        if path.is_symlink():
-            raise DownloadError(f"unsafe archive {self.archive}: {what} {name!r} would be written through a symlink")
+            continue
+        for other in parts.values():
+            other.unlink(missing_ok=True)
         return path
-
-    def directory(self, name: str) -> None:
-        if _member_path(name, self.archive):
-            path = self._target(name, "folder")
-            path.mkdir(exist_ok=True)
-
-    def file(self, name: str, source: BinaryIO, mode: int | None) -> None:
-        path = self._target(name, "file")
-        with open(path, "wb") as out:
-            shutil.copyfileobj(source, out, CHUNK)
-        if mode is not None:
-            os.chmod(path, (mode & 0o777 & ~0o022) | 0o600)
-
-    def _link_target(self, name: str, link: str, relative_to_member: bool, kind: str) -> str:
-        if link.startswith("/") or re.match(r"^[A-Za-z]:", link):
-            raise DownloadError(f"unsafe archive {self.archive}: {kind} {name!r} points to the absolute path {link!r}")
-        base = posixpath.dirname(_member_path(name, self.archive)) if relative_to_member else ""
-        target = posixpath.normpath(posixpath.join(base, link.replace("\\", "/")))
-        real = os.path.realpath(os.path.join(self.root, target))
-        if target == ".." or target.startswith("../") or not _inside(self.root, real):
-            raise DownloadError(
-                f"unsafe archive {self.archive}: {kind} {name!r} -> {link!r} points outside the target folder"
-            )
-        return real
-
-    def symlink(self, name: str, link: str) -> None:
-        self._link_target(name, link, True, "symlink")
-        path = self._target(name, "symlink")
-        os.symlink(link, path)
-
-    def hardlink(self, name: str, link: str) -> None:
-        real = self._link_target(name, link, False, "hard link")
-        if not os.path.isfile(real):
-            raise DownloadError(
-                f"unsafe archive {self.archive}: hard link {name!r} -> {link!r} does not "
-                "point to a file extracted before it"
-            )
-        shutil.copyfile(real, self._target(name, "hard link"))
+    if len(failures) == 1:
+        raise DownloadError(failures[0])
+    raise DownloadError(f"every mirror failed for {dest.name}:\n  " + "\n  ".join(failures))
 
 
-def _extract_tar(archive: Path, writer: _Writer, progress: bool) -> int:
-    count = 0
-    with (
-        tarfile.open(archive, "r:*") as tar,
-        tqdm(unit=" files", desc=f"extracting {archive.name}", disable=not progress, leave=False) as bar,
-    ):
-        for member in tar:  # streamed: one pass over the (possibly compressed) archive
-            if member.isdir():
-                writer.directory(member.name)
-            elif member.isreg():
-                with tar.extractfile(member) as source:
-                    writer.file(member.name, source, member.mode)
-            elif member.issym():
-                writer.symlink(member.name, member.linkname)
-            elif member.islnk():
-                writer.hardlink(member.name, member.linkname)
-            else:
-                kind = (
-                    "device file"
-                    if (member.ischr() or member.isblk())
-                    else "FIFO"
-                    if member.isfifo()
-                    else f"member of type {member.type!r}"
-                )
-                raise DownloadError(f"unsafe archive {archive}: {member.name!r} is a {kind}; refusing it")
-            count += 1
-            bar.update()
-    return count
+# ----------------------------------------------------------------------------------------- archives
 
 
-def _extract_zip(archive: Path, writer: _Writer, progress: bool) -> int:
-    with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        for info in tqdm(infos, unit=" files", desc=f"extracting {archive.name}", disable=not progress, leave=False):
-            mode = info.external_attr >> 16  # Unix mode when made on Unix, else 0
-            file_type = stat.S_IFMT(mode)
-            if info.is_dir():
-                writer.directory(info.filename)
-            elif file_type == stat.S_IFLNK:
-                writer.symlink(info.filename, zf.read(info).decode("utf-8", "surrogateescape"))
-            elif file_type not in (0, stat.S_IFREG):
-                raise DownloadError(
-                    f"unsafe archive {archive}: {info.filename!r} is not a regular file, folder or symlink; refusing it"
-                )
-            else:
-                with zf.open(info) as source:
-                    writer.file(info.filename, source, (mode & 0o777) or None)
-        return len(infos)
+@dataclass(frozen=True)
+class Archive:
+    """A downloadable dataset archive and what it must be.
 
-
-def _check_links(root: Path, archive: Path) -> None:
-    """Every symlink must still resolve inside ``root`` once all members exist (links made later can
-    change where an earlier one points)."""
-    real_root = os.path.realpath(root)
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            if os.path.islink(path) and not _inside(real_root, os.path.realpath(path)):
-                rel = os.path.relpath(path, root)
-                raise DownloadError(
-                    f"unsafe archive {archive}: symlink {rel!r} -> {os.readlink(path)!r} "
-                    "points outside the target folder"
-                )
-
-
-def safe_extract(archive: Path | str, target: Path | str, *, overwrite: bool = False, progress: bool = False) -> Path:
-    """Extract a .tar/.tar.gz/.tgz/.zip archive so that its members end up under ``target``.
-
-    Members are written to a temporary sibling folder that is renamed to ``target`` only when the
-    whole archive extracted; anything unsafe (see the module docstring) raises DownloadError and
-    leaves nothing behind. An existing ``target`` raises DownloadError unless ``overwrite``.
+    ``sha256`` or ``md5`` pin the content where a checksum is published; ``checksum_source`` says
+    where it was published, or why there is none (then ``max_bytes`` bounds the download and the
+    extracted structure is the check). ``limits`` bounds the extraction.
     """
-    archive, target = Path(archive), Path(target)
-    if not archive.is_file():
-        raise DownloadError(f"archive {archive} does not exist")
-    if target.exists() and not overwrite:
-        raise DownloadError(f"cannot extract {archive.name}: {target} already exists (remove it first)")
-    if zipfile.is_zipfile(archive):
-        extractor = _extract_zip
-    elif tarfile.is_tarfile(archive):
-        extractor = _extract_tar
-    else:
-        raise DownloadError(f"{archive} is not a tar or zip archive (or it is truncated)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extracting-", dir=target.parent))
-    try:
+
+    urls: tuple[str, ...]
+    filename: str
+    sha256: str | None = None
+    md5: str | None = None
+    size: int | None = None
+    max_bytes: int | None = None
+    checksum_source: str = ""
+    limits: ExtractLimits = field(default_factory=ExtractLimits)
+
+    @property
+    def verified_by(self) -> str:
+        if self.sha256:
+            return "sha256"
+        if self.md5:
+            return "md5"
+        return "size bound and structure only (no published checksum)"
+
+
+def _say(message: str) -> None:
+    print(f"desc-bench: {message}", file=sys.stderr)
+
+
+def fetch_archive(
+    archives: Archive | Iterable[Archive],
+    downloads: Path | str,
+    target: Path | str,
+    *,
+    check: Callable[[Path], Path | None] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = _say,
+    timeout: float = TIMEOUT_S,
+) -> Path:
+    """Fetch an archive (the first of ``archives`` that works) into ``downloads``, extract it into
+    ``target`` and return ``target``.
+
+    ``check(folder)`` raises (a DescBenchError naming what is missing) when the extracted content
+    lacks the expected structure; it may return the sub-folder that holds the content (the rest is
+    dropped); a single top-level folder is unwrapped before the check. ``target`` appears only when everything
+    passed, with a ``SOURCE.json`` recording the address, size and checksums. What does not verify
+    is deleted: a truncated or undecodable archive is fetched once more (``log`` says so), a wrong
+    checksum, size or structure is refused. The archive is deleted after a successful extraction.
+    """
+    archives = [archives] if isinstance(archives, Archive) else list(archives)
+    downloads, target = Path(downloads), Path(target)
+    failures = []
+    for archive in archives:
         try:
-            extractor(archive, _Writer(staging, archive), progress)
-            _check_links(staging, archive)
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise DownloadError(
-                f"cannot extract {archive}: {exc} (the archive may be truncated or "
-                "corrupt: delete it and download it again)"
-            ) from None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+            return _fetch_one(archive, downloads, target, check, progress, log, timeout)
+        except DownloadError as exc:
+            if len(archives) == 1:
+                raise
+            failures.append(str(exc))
+    raise DownloadError(f"every address failed for {target.name}:\n  " + "\n  ".join(failures))
 
 
-def extract_folder(archive: Path | str, target: Path | str, *, progress: bool = False) -> Path:
-    """Safely extract ``archive`` and move its single top-level folder (or, when it has several
-    entries, all of it) to ``target``: the target appears complete or not at all."""
-    target = Path(target)
-    staging = target.parent / f".{target.name}.extract"
-    if staging.exists():  # left by an extraction that was killed
-        shutil.rmtree(staging)
-    safe_extract(archive, staging, progress=progress)
+def _fetch_one(archive: Archive, downloads: Path, target: Path, check, progress, log, timeout) -> Path:
+    dest = downloads / archive.filename
+    for attempt in (1, 2):
+        path = fetch_any(
+            archive.urls,
+            dest,
+            sha256=archive.sha256,
+            md5=archive.md5,
+            size=archive.size,
+            max_bytes=archive.max_bytes,
+            progress=progress,
+            timeout=timeout,
+        )
+        try:
+            hashes = verify_file(path)
+            with staged_folder(target, overwrite=False) as staging:
+                extract_into(path, staging, limits=archive.limits, progress=progress)
+                unwrap_single_folder(staging)
+                content = check(staging) if check is not None else None
+                if content is not None and Path(content) != staging:
+                    hoist(Path(content), staging)
+                write_json(staging / "SOURCE.json", _source_record(archive, path, hashes))
+        except CorruptArchiveError as exc:
+            path.unlink(missing_ok=True)
+            if attempt == 2:
+                raise CorruptArchiveError(
+                    f"{exc}; it was deleted. It failed twice: the server may be sending a broken file"
+                ) from None
+            log(f"{exc}; deleted it and downloading it again")
+            continue
+        except BaseException:
+            path.unlink(missing_ok=True)  # wrong structure, unsafe, over a limit or interrupted: never reused as is
+            raise
+        path.unlink(missing_ok=True)
+        return target
+    raise AssertionError("unreachable")
+
+
+def _source_record(archive: Archive, path: Path, hashes: dict[str, str]) -> dict:
+    return {
+        "file": archive.filename,
+        "urls": list(archive.urls),
+        "size": path.stat().st_size,
+        "sha256": hashes["sha256"],
+        "md5": hashes["md5"],
+        "verified_by": archive.verified_by,
+        "checksum_source": archive.checksum_source,
+        "downloaded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def read_source_record(folder: Path | str) -> dict | None:
+    """The ``SOURCE.json`` that :func:`fetch_archive` wrote into ``folder``, or None."""
     try:
-        entries = [p for p in staging.iterdir() if not p.name.startswith(".")]
-        inner = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
-        os.replace(inner, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+        return json.loads((Path(folder) / "SOURCE.json").read_text())
+    except (OSError, ValueError):
+        return None

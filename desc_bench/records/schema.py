@@ -21,6 +21,15 @@ from typing import Any
 from ..errors import RecordError
 
 SCHEMA_VERSION = 1
+READABLE_SCHEMAS = (1,)  # record schema versions this code reads (SCHEMA_VERSION and older ones)
+
+
+def _finite(value: float) -> bool:
+    """math.isfinite that also takes integers too large for a float (JSON allows them): not finite."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class ResultRow:
     notes: str = ""  # e.g. "weights saw HPatches in training"
 
     def __post_init__(self):
-        if self.error is None and (self.value is None or not math.isfinite(self.value)):
+        if self.error is None and (self.value is None or not _finite(self.value)):
             raise RecordError(f"result row {self.key()} has no finite value and no error string")
 
     def key(self) -> tuple:
@@ -85,10 +94,15 @@ class TimingRow:
 
 @dataclass(frozen=True)
 class Calibration:
-    """A fixed reference workload timed in the same process, to normalise speeds across machines."""
+    """A fixed reference workload timed in the same process, to normalise speeds across machines.
+
+    ``iqr_ms``: the spread of its repeats (None in records made before it was stored); a spread
+    larger than the median says the machine was busy while it ran.
+    """
 
     name: str
     median_ms: float
+    iqr_ms: float | None = None
 
 
 @dataclass
@@ -118,30 +132,121 @@ class Record:
         )
 
 
+# ---- value ranges ---------------------------------------------------------------------------------
+# Metrics whose values are fractions (AP, mAP, AUC, PCK, MMA, matching score and other ratios),
+# by the name before "@" ("mma@3" -> "mma"); and counts. A benchmark adding a metric adds it here.
+FRACTION_METRICS = frozenset(
+    {"ap", "auc", "map", "mma", "pck", "matching-score", "repeatability", "fpr95", "snn-map", "accuracy"}
+)
+COUNT_METRICS = frozenset({"matches", "keypoints", "inliers"})
+_SLACK = 1e-9  # floating-point rounding of a mean of fractions
+
+
+def metric_range(metric: str) -> tuple[float, float] | None:
+    """The closed range of a metric's values, or None for a metric without a known range."""
+    base = metric.split("@", 1)[0]
+    if base in FRACTION_METRICS:
+        return (0.0, 1.0)
+    if base in COUNT_METRICS:
+        return (0.0, math.inf)
+    return None
+
+
+def result_problem(row: ResultRow) -> str | None:
+    """What is wrong with a result row's value (None: nothing): not finite, or outside its metric's range."""
+    if row.error is not None:
+        return None if row.value is None or _finite(row.value) else f"value {row.value!r} is not finite"
+    if row.value is None or not _finite(row.value):
+        return f"value {row.value!r} is not a finite number and the row has no error string"
+    bounds = metric_range(row.metric)
+    if bounds and not bounds[0] - _SLACK <= row.value <= bounds[1] + _SLACK:
+        return f"{row.metric} value {row.value!r} is outside its range {bounds[0]:g}..{bounds[1]:g}"
+    return None
+
+
+_TIMES = ("median_ms", "iqr_ms", "per_second", "peak_memory_mb", "first_call_ms", "median_ms_with_transfer")
+
+
+def timing_problem(row: TimingRow) -> str | None:
+    """What is wrong with a timing row (None: nothing): a time, rate or memory not finite and >= 0."""
+    for name in _TIMES:
+        value = getattr(row, name)
+        if value is not None and not (_finite(value) and value >= 0):
+            return f"{name} {value!r} must be a finite number >= 0"
+    if row.batch < 1 or row.threads < 0 or row.repeats < 0:
+        return f"batch {row.batch}, threads {row.threads}, repeats {row.repeats}: batch must be >= 1, the others >= 0"
+    if row.error is None and row.median_ms is None:
+        return "median_ms is missing and the row has no error string"
+    return None
+
+
+# ---- validation of raw JSON -----------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_TYPE_CHECKS = {  # dataclass field annotation -> (check, what it expects)
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "float": (_is_number, "a number"),
+    "float | None": (lambda v: v is None or _is_number(v), "a number or null"),
+    "int": (lambda v: type(v) is int, "an integer"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_object(obj: Any, cls: type, where: str) -> None:
+    """Field names and JSON types of one row (or the calibration) against the dataclass ``cls``."""
+    if not isinstance(obj, dict):
+        raise RecordError(f"{where}: expected an object, got {type(obj).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    required = {n for n, f in fields.items() if f.default is dataclasses.MISSING}
+    missing, unknown = required - obj.keys(), obj.keys() - fields.keys()
+    if missing or unknown:
+        raise RecordError(f"{where}: missing fields {sorted(missing)}, unknown fields {sorted(unknown)}")
+    for name, value in obj.items():
+        check, expected = _TYPE_CHECKS[fields[name].type]
+        if not check(value):
+            if cls is ResultRow and name == "value":
+                raise RecordError(f"{where}: value must be a number unless error is set, got {value!r}")
+            raise RecordError(f"{where}: field {name!r} must be {expected}, got {value!r}")
+
+
 def _check_rows(rows: Any, cls: type, where: str) -> None:
     if not isinstance(rows, list):
         raise RecordError(f"{where}: expected a list")
-    names = {f.name for f in dataclasses.fields(cls)}
-    required = {
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    }
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise RecordError(f"{where}[{i}]: expected an object, got {type(row).__name__}")
-        missing, unknown = required - row.keys(), row.keys() - names
-        if missing or unknown:
-            raise RecordError(f"{where}[{i}]: missing fields {sorted(missing)}, unknown fields {sorted(unknown)}")
-        value = row.get("value", 0.0) if cls is ResultRow else 0.0
-        if cls is ResultRow and row.get("error") is None and not isinstance(value, (int, float)):
-            raise RecordError(f"{where}[{i}]: value must be a number unless error is set")
+    for i, raw in enumerate(rows):
+        _check_object(raw, cls, f"{where}[{i}]")
+        keys = ("descriptor", "dataset", "task", "metric", "noise", "variant", "subset")
+        if cls is TimingRow:
+            keys = ("descriptor", "device", "batch", "input_size", "unit")
+        name = " / ".join(str(raw[k]) for k in keys if raw.get(k) not in (None, "", "all"))
+        value = raw.get("value")
+        if cls is ResultRow and raw.get("error") is None and (value is None or not _finite(value)):
+            problem = f"value {value!r} is not a finite number and the row has no error string"
+        else:
+            problem = result_problem(ResultRow(**raw)) if cls is ResultRow else timing_problem(TimingRow(**raw))
+        if problem:
+            raise RecordError(f"{where}[{i}] ({name}): {problem}")
 
 
 def validate(raw: Any, source: str = "record") -> None:
-    """Raise RecordError unless ``raw`` is a valid record."""
+    """Raise RecordError, naming ``source``, unless ``raw`` is a valid record of a schema this version reads.
+
+    Checked: the schema version, the metadata keys, every row's fields and JSON types, accuracy
+    values finite and inside their metric's range (:func:`metric_range`), timings finite and >= 0,
+    and the calibration (name, median_ms > 0).
+    """
     if not isinstance(raw, dict):
         raise RecordError(f"{source}: a record is a JSON object")
+    version = raw.get("schema")
+    if type(version) is not int or version not in READABLE_SCHEMAS:
+        found = "no schema version" if "schema" not in raw else f"record schema {version!r}"
+        raise RecordError(
+            f"{source}: {found}; this desc-bench reads record schema "
+            f"{', '.join(map(str, READABLE_SCHEMAS))}: make the record again with this version, or use the "
+            "desc-bench version that wrote it"
+        )
     for key in ("metadata", "results"):
         if key not in raw:
             raise RecordError(f"{source}: missing {key!r}")
@@ -152,6 +257,17 @@ def validate(raw: Any, source: str = "record") -> None:
             raise RecordError(f"{source}: metadata lacks {key!r}")
     _check_rows(raw["results"], ResultRow, f"{source}: results")
     _check_rows(raw.get("timings", []), TimingRow, f"{source}: timings")
+    calibration = raw.get("calibration")
+    if calibration is not None:
+        _check_object(calibration, Calibration, f"{source}: calibration")
+        cal = Calibration(**calibration)
+        if not (_finite(cal.median_ms) and cal.median_ms > 0) or not (
+            cal.iqr_ms is None or (_finite(cal.iqr_ms) and cal.iqr_ms >= 0)
+        ):
+            raise RecordError(
+                f"{source}: calibration median_ms {cal.median_ms!r} must be finite and > 0 "
+                f"(iqr_ms {cal.iqr_ms!r} finite and >= 0)"
+            )
 
 
 def _git_commit() -> str:

@@ -4,70 +4,141 @@
 Patch Retrieval; Balntas et al., CVPR 2017): one horizontal bar per descriptor at the headline mAP
 (mean of Easy / Hard / Tough), markers at the Easy, Hard and Tough values, best on top.
 
-``plot_throughput(rows, path)``: throughput (patches/s or images/s, log scale) against batch size
-(log2 scale), one line per descriptor, device and precision, with the interquartile range shaded.
+``plot_throughput(rows, path, sources=...)``: throughput (patches/s or images/s, log scale) against
+batch size (log2 scale), one line per record and descriptor setting, with the interquartile range
+shaded (clipped, so that a loaded machine's spread does not swamp the lines).
 Each function builds its own ``matplotlib.figure.Figure`` and writes the file atomically.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..io.atomic import atomic_path
-from ..records.schema import TimingRow
+from ..records.schema import ResultRow, TimingRow
+from .tables import _descriptor_label, is_headline
+
+BAND_CLIP = 2.0  # the IQR band is drawn within [rate / 2, rate x 2]: a loaded machine's spread would swamp the plot
 
 
-def plot_throughput(rows: Sequence[TimingRow], path: Path | str, title: str = "Descriptor throughput") -> Path:
-    """Throughput against batch size per descriptor; rows with an error are left out.
+@dataclass(frozen=True)
+class _Series:
+    """One line of the throughput plot: one descriptor setting of one record, one row per batch size."""
 
-    One panel per unit ("patch", "image"). Returns the path of the PNG written.
+    unit: str
+    label: str  # the descriptor setting: one colour per setting
+    source: str  # the record: one line style per record
+    rows: tuple[TimingRow, ...]  # sorted by batch
+
+
+def _throughput_series(rows: Sequence[TimingRow], sources: Sequence[str] | None) -> list[_Series]:
+    """Rows grouped per (record, unit, descriptor, weights, device, fp16, input size, threads)."""
+    sources = list(sources) if sources is not None else [""] * len(rows)
+    if len(sources) != len(rows):
+        raise ValueError(f"{len(sources)} sources for {len(rows)} timing rows")
+    several = len(set(sources)) > 1
+    threads = {r.threads for r in rows}
+    groups: dict[tuple, dict[int, TimingRow]] = {}
+    for r, source in zip(rows, sources):
+        if r.error is None and r.median_ms and r.per_second:
+            key = (source, r.unit, r.descriptor, r.weights, r.device, r.fp16, r.input_size, r.threads)
+            groups.setdefault(key, {}).setdefault(r.batch, r)  # a repeated batch size is drawn once
+    out = []
+    for (source, unit, descriptor, weights, device, fp16, size, n_threads), by_batch in groups.items():
+        how = [device] + (["fp16"] if fp16 else []) + [size] + ([f"{n_threads} threads"] if len(threads) > 1 else [])
+        label = f"{descriptor}{f' [{weights}]' if weights not in ('none', '') else ''} ({', '.join(how)})"
+        out.append(_Series(unit, label, source if several else "", tuple(by_batch[b] for b in sorted(by_batch))))
+    return sorted(out, key=lambda s: (s.unit, s.label, s.source))
+
+
+_LINE_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))  # per record: line style, marker
+
+
+def _iqr_band(row: TimingRow) -> tuple[float, float, bool]:
+    """(low, high) rate of the IQR band around ``1000 / median`` units/s, clipped within a factor
+    ``BAND_CLIP`` of the median rate, and whether it was clipped (an IQR near or above the median
+    would reach 0 ms: an infinite rate)."""
+    rate, half = 1000.0 / row.median_ms, (row.iqr_ms or 0.0) / 2
+    low = 1000.0 / (row.median_ms + half)
+    high = 1000.0 / (row.median_ms - half) if row.median_ms > half else math.inf
+    clipped = low < rate / BAND_CLIP or high > rate * BAND_CLIP
+    return max(low, rate / BAND_CLIP), min(high, rate * BAND_CLIP), clipped
+
+
+def _throughput_title(rows: Sequence[TimingRow]) -> str:
+    good = [r for r in rows if r.error is None]
+    devices = ", ".join(sorted({r.device for r in good})) or "-"
+    threads = sorted({r.threads for r in good if r.threads})
+    where = devices + (f", {'/'.join(map(str, threads))} threads" if threads else "")
+    return f"Descriptor throughput on random inputs, no dataset ({where})"
+
+
+def plot_throughput(
+    rows: Sequence[TimingRow], path: Path | str, title: str | None = None, sources: Sequence[str] | None = None
+) -> Path:
+    """Throughput against batch size; rows with an error are left out. Returns the PNG path.
+
+    One panel per unit ("patch", "image"); one line per descriptor setting and record (``sources``:
+    a record label for each row, e.g. its file name; rows of different records are never joined
+    into one line), its points sorted by batch size. Shaded: the interquartile range, clipped to
+    within a factor ``BAND_CLIP`` of the median rate (a note says how many points were clipped).
+    Axes: batch size (log2) and units per second (log). The title names the inputs and device.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-    good = [r for r in rows if r.error is None and r.median_ms and r.per_second]
-    units = sorted({r.unit for r in good}) or ["patch"]
-    fig = Figure(figsize=(6.4 * len(units), 4.6), dpi=120, layout="constrained")
+    series = _throughput_series(rows, sources)
+    units = sorted({s.unit for s in series}) or ["patch"]
+    colours = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(s.label for s in series))}
+    styles = {src: _LINE_STYLES[i % len(_LINE_STYLES)] for i, src in enumerate(dict.fromkeys(s.source for s in series))}
+    fig = Figure(
+        figsize=(max(9.0, 6.4 * len(units)), 5.2 + 0.22 * (len(colours) + 2) / 3), dpi=120, layout="constrained"
+    )
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(units), squeeze=False)[0]
+    clipped = 0
     for ax, unit in zip(axes, units):
-        series: dict[str, list[TimingRow]] = {}
-        for r in good:
-            if r.unit == unit:
-                label = f"{r.descriptor} ({r.device}{', fp16' if r.fp16 else ''}, {r.input_size})"
-                series.setdefault(label, []).append(r)
-        for label, group in sorted(series.items()):
-            group = sorted(group, key=lambda r: r.batch)
-            batches = [r.batch for r in group]
-            rates = [1000.0 / r.median_ms for r in group]
-            (line,) = ax.plot(batches, rates, marker="o", label=label)
-            spread = [r.iqr_ms or 0.0 for r in group]
-            low = [1000.0 / (r.median_ms + s / 2) for r, s in zip(group, spread)]
-            high = [1000.0 / max(r.median_ms - s / 2, r.median_ms * 1e-3) for r, s in zip(group, spread)]
-            ax.fill_between(batches, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        mine = [s for s in series if s.unit == unit]
+        for s in mine:
+            batches = [r.batch for r in s.rows]
+            rates = [1000.0 / r.median_ms for r in s.rows]
+            style, marker = styles[s.source]
+            (line,) = ax.plot(batches, rates, linestyle=style, marker=marker, color=colours[s.label], linewidth=1.8)
+            low, high, cut = zip(*(_iqr_band(r) for r in s.rows))
+            clipped += sum(cut)
+            ax.fill_between(batches, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(f"{unit}es per second" if unit == "patch" else f"{unit}s per second")
+        ax.set_xlabel("batch size", fontsize=11)
+        ax.set_ylabel(f"{unit}es per second" if unit == "patch" else f"{unit}s per second", fontsize=11)
+        ax.tick_params(labelsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        if series:
-            ax.legend(fontsize="small")
-            batches = sorted({r.batch for r in good if r.unit == unit})
+        if mine:
+            batches = sorted({r.batch for s in mine for r in s.rows})
             ax.set_xticks(batches, [str(b) for b in batches])
         else:
             ax.text(0.5, 0.5, "no successful timings", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(f"{title}: per {unit}" if len(units) > 1 else title)
+        if len(units) > 1:
+            ax.set_title(f"per {unit}", fontsize=11)
+    handles = [Line2D([], [], color=c, linewidth=2.5, label=label) for label, c in colours.items()]
+    if len(styles) > 1:  # one entry per record: its line style
+        handles += [Line2D([], [], color="0.3", linestyle=ls, marker=m, label=src) for src, (ls, m) in styles.items()]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=10, frameon=False)
+    note = "shaded: interquartile range"
+    if clipped:
+        note += f"; {clipped} band(s) wider than x{BAND_CLIP:g} clipped (a loaded machine?)"
+    fig.suptitle(f"{title or _throughput_title(rows)}\n{note}", fontsize=12)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
 
 
 # ---- HPatches three-panel figure (Balntas et al., CVPR 2017, figure of the three tasks) ----------
-from dataclasses import dataclass  # noqa: E402
-
-from ..records.schema import ResultRow  # noqa: E402
-from .tables import _descriptor_label, is_headline  # noqa: E402
 
 _HPATCHES_PANELS = (  # task, panel title, x label
     ("verification", "Patch Verification", "mAP (imbalanced AP) [%]"),
@@ -170,9 +241,20 @@ def _hpatches_bars(rows: Sequence[ResultRow]) -> dict[str, list[_Bar]]:
     return bars
 
 
-def plot_hpatches(
-    rows: Sequence[ResultRow], path: Path | str, title: str = "HPatches (mean of Easy / Hard / Tough)"
-) -> Path:
+def hpatches_title(rows: Sequence[ResultRow]) -> str:
+    """'HPatches tasks on hpatches-synth (split full, python protocol): ...': what the figure shows."""
+    tasks = {t for t, *_ in _HPATCHES_PANELS}
+    good = [r for r in rows if r.error is None and r.task in tasks]
+    sources = sorted({(r.dataset, r.split) for r in good})
+    protocols = ", ".join(sorted({r.protocol for r in good})) or "-"
+    if len(sources) == 1:
+        where = f"{sources[0][0]} (split {sources[0][1]}, {protocols} protocol)"
+    else:
+        where = ", ".join(f"{d}/{s}" for d, s in sources) + f" ({protocols} protocol)"
+    return f"HPatches tasks on {where}: bars = mean of Easy / Hard / Tough"
+
+
+def plot_hpatches(rows: Sequence[ResultRow], path: Path | str, title: str | None = None) -> Path:
     """The three HPatches task panels as the HPatches paper draws them; returns the PNG path.
 
     Panels (left to right): Patch Verification (imbalanced AP), Image Matching and Patch Retrieval
@@ -181,7 +263,8 @@ def plot_hpatches(
     on top, the value printed beside it, and markers at the Easy / Hard / Tough values of the same
     metric and variant. Labels gain "(dataset/split)" when the rows come from more than one, and
     the protocol when more than one is present. Rows with an error are left out; a task without
-    rows says so in its panel. Values are drawn as percentages (x 100).
+    rows says so in its panel. Values are drawn as percentages (x 100). The title names the
+    dataset, split and protocol (:func:`hpatches_title`) unless ``title`` is given.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -262,8 +345,7 @@ def plot_hpatches(
         handletextpad=0.4,
         columnspacing=1.4,
     )
-    if title:
-        fig.suptitle(title, fontsize=11)
+    fig.suptitle(title or hpatches_title(rows), fontsize=11)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     return Path(path)
@@ -291,37 +373,60 @@ def _pair_label(row: ResultRow) -> str:
 
 def plot_mma(rows, path) -> Path:
     """PNG of MMA curves over the thresholds (1..10 px): panels overall / illumination / viewpoint,
-    one line per descriptor (and dataset when several). No global pyplot state is touched."""
+    one line per descriptor (and dataset when several), the same colour in every panel, the legend
+    best first.
+
+    Readable at a glance: the y axis (shared) is fitted to the data with a margin instead of 0..1,
+    one legend for all panels sits below them, and the title names the dataset(s) and protocol.
+    No global pyplot state is touched; the file is written atomically.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    chosen = _pair_aggregates(rows, ("mma",), ("all", "i", "v"))
-    chosen = [r for r in chosen if r.metric.startswith("mma@")]
+    chosen = [r for r in _pair_aggregates(rows, ("mma",), ("all", "i", "v")) if r.metric.startswith("mma@")]
     datasets = list(dict.fromkeys(r.dataset for r in chosen))
-    figure = Figure(figsize=(12, 4), dpi=100)
+    curves: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (subset, label) -> (threshold, value)
+    for r in chosen:
+        label = _pair_label(r) + (f" [{r.dataset}]" if len(datasets) > 1 else "")
+        curves.setdefault((r.subset, label), []).append((float(r.metric.split("@")[1]), r.value))
+    labels = list(dict.fromkeys(label for _, label in curves))
+    labels.sort(key=lambda label: -max(v for (_, other), pts in curves.items() if other == label for _, v in pts))
+    colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    values = [v for points in curves.values() for _, v in points]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    margin = max(0.03, 0.08 * (high - low))
+    figure = Figure(figsize=(13, 4.6 + 0.3 * ((len(labels) + 3) // 4)), dpi=120, layout="constrained")
     FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 3, sharey=True)
     titles = {"all": "Overall", "i": "Illumination", "v": "Viewpoint"}
-    for n, subset in enumerate(("all", "i", "v")):
-        ax = figure.add_subplot(1, 3, n + 1)
-        lines = {}
-        for r in chosen:
-            if r.subset == subset:
-                label = _pair_label(r) + (f" [{r.dataset}]" if len(datasets) > 1 else "")
-                lines.setdefault(label, []).append((float(r.metric.split("@")[1]), r.value))
-        for label, points in lines.items():
-            points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label)
-        ax.set_title(titles[subset])
-        ax.set_xlabel("threshold [px]")
-        ax.set_xlim(1, 10)
-        ax.set_ylim(0, 1)
+    for ax, subset in zip(axes, ("all", "i", "v")):
+        for label in labels:
+            points = sorted(curves.get((subset, label), []))
+            if points:
+                ax.plot(*zip(*points), marker="o", markersize=4, linewidth=1.8, color=colours[label], label=label)
+        ax.set_title(titles[subset], fontsize=12)
+        ax.set_xlabel("threshold [px]", fontsize=11)
+        ax.set_xlim(0.5, 10.5)
+        ax.set_xticks(range(1, 11))
+        ax.set_ylim(max(0.0, low - margin), min(1.0, high + margin))
+        ax.tick_params(labelsize=10)
         ax.grid(alpha=0.3)
-        if n == 0:
-            ax.set_ylabel("MMA")
-        if lines and n == 2:
-            ax.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
+        if not any(s == subset for s, _ in curves):
+            ax.text(0.5, 0.5, "no pairs", ha="center", va="center", transform=ax.transAxes, color="0.4")
+    axes[0].set_ylabel("MMA (mean matching accuracy)", fontsize=11)
+    if labels:
+        handles = {h.get_label(): h for ax in axes for h in ax.get_lines()}
+        figure.legend(
+            [handles[label] for label in labels],
+            labels,
+            loc="outside lower center",
+            ncols=min(len(labels), 4),
+            fontsize=10,
+            frameon=False,
+        )
+    where = ", ".join(datasets) or "no dataset"
+    figure.suptitle(f"MMA on {where} (D2-Net protocol: mutual nearest neighbours)", fontsize=13)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png")
     return path

@@ -29,9 +29,11 @@ def build_report(paths: list[Path], output: Path) -> list[Path]:
     if any(r.metric.startswith("mma@") for r in pair_rows):
         written.append(plots.plot_mma(pair_rows, output / "mma.png"))
         figures.append("![MMA over thresholds](mma.png)")
-    timings = [t for rec in records for t in rec.timings if t.error is None]
-    if len({t.batch for t in timings}) > 1:
-        written.append(plots.plot_throughput(timings, output / "throughput.png"))
+    names = [p.stem for p in files] if len({p.stem for p in files}) == len(files) else [str(p) for p in files]
+    timed = [(name, t) for name, rec in zip(names, records) for t in rec.timings if t.error is None]
+    if len({t.batch for _, t in timed}) > 1:  # one line per record: rows of two records are never joined
+        timings, sources = [t for _, t in timed], [stem for stem, _ in timed]
+        written.append(plots.plot_throughput(timings, output / "throughput.png", sources=sources))
         figures.append("![Throughput against batch size](throughput.png)")
     markdown = records_report(records)
     if figures:

@@ -3,7 +3,8 @@ rendered from the specs each benchmark declares (:class:`~desc_bench.bench.bench
 and its ``headlines``); nothing here knows a benchmark by name.
 
 - ``summary_table``: one row per descriptor (and dataset, split, distance) and benchmark family:
-  the benchmark's headline numbers, plus the per-patch time when the record has it.
+  the benchmark's headline numbers, plus the per-patch time at the run's own batch size (stated
+  in the header; never another record's batch size or device).
 - ``benchmark_tables``: every declared table of every benchmark present in the records.
 HPatches-style percentages are printed as mAP x 100, the way the field reports them.
 """
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from tabulate import tabulate
 
 from ..bench.benchmarks.base import Benchmark, TableSpec, registered
-from ..records.schema import Record, ResultRow, TimingRow
+from ..records.schema import Record, ResultRow
 
 HPATCHES_TASKS = ("verification", "matching", "retrieval")
 
@@ -99,38 +100,63 @@ def benchmark_tables(rows: Iterable[ResultRow]) -> list[tuple[type[Benchmark], l
     return out
 
 
-def _timing_by_descriptor(records: list[Record]) -> dict[str, TimingRow]:
-    """Per descriptor, the per-patch timing at the batch its run recorded (the run's ``time_batch``)."""
-    out: dict[str, TimingRow] = {}
-    for record in records:
-        batch = (record.metadata.get("config") or {}).get("time_batch")
+DEFAULT_TIME_BATCH = 256  # `desc-bench run --time-batch` default: records without a run config are read at it
+
+
+def run_time_batch(record: Record) -> int:
+    """The batch size a run timed its descriptors at (its config's ``time_batch``), else the default."""
+    config = record.metadata.get("config")
+    batch = config.get("time_batch") if isinstance(config, dict) else None
+    return batch if type(batch) is int and batch > 0 else DEFAULT_TIME_BATCH
+
+
+def _patch_time(descriptor: str, batch: int, device: str | None, records: list[Record], own: Record) -> float | None:
+    """ms/patch of ``descriptor`` at exactly ``batch`` on ``device``: the run's own row first, then the
+    other records' (a ``desc-bench time`` record merged into the report); never another batch size."""
+    for record in [own] + [r for r in records if r is not own]:
         for t in record.timings:
-            if t.error is None and t.unit == "patch" and (batch is None or t.batch == batch):
-                out.setdefault(t.descriptor, t)
-    return out
+            if (
+                t.error is None
+                and t.unit == "patch"
+                and t.descriptor == descriptor
+                and t.batch == batch
+                and t.median_ms is not None
+                and (device is None or t.device == device)
+            ):
+                return t.median_ms
+    return None
 
 
 def summary_table(records: Iterable[Record]) -> str:
-    """Per benchmark family, one row per descriptor (and dataset): its headline numbers and time."""
+    """Per benchmark family, one row per descriptor (and dataset): its headline numbers and time.
+
+    The time is the run's own: ms/patch at the batch size its record was timed at (``time_batch``
+    in the run's config, default 256) on its device, also when ``desc-bench time`` records with
+    other batch sizes are merged in. The header states the batch (each cell does when runs differ).
+    """
     records = list(records)
     rows = [r for record in records for r in record.results]
-    timing = _timing_by_descriptor(records)
     parts = []
     for cls in _benchmarks(rows):
         if not cls.headlines:
             continue
         values: dict[tuple, dict[str, float]] = defaultdict(dict)
         notes: dict[tuple, str] = {}
-        for r in rows:
-            for h in cls.headlines:
-                if r.protocol == cls.name and h.matches(r):
-                    key = (r.descriptor, r.weights, r.dataset, r.split, r.distance)
-                    values[key][h.label] = r.value
-                    notes[key] = r.notes
+        source: dict[tuple, Record] = {}  # the record a row of the table comes from: its batch and device
+        for record in records:
+            for r in record.results:
+                for h in cls.headlines:
+                    if r.protocol == cls.name and h.matches(r):
+                        key = (r.descriptor, r.weights, r.dataset, r.split, r.distance)
+                        values[key][h.label] = r.value
+                        notes[key] = r.notes
+                        source.setdefault(key, record)
         if not values:
             continue
         rank = cls.headlines[min(1, len(cls.headlines) - 1)].label
         timed = cls.time_unit == "patch"
+        batches = {key: run_time_batch(record) for key, record in source.items()}
+        one_batch = len(set(batches.values())) == 1
         shared = set.intersection(*(set(n.split("; ")) for n in notes.values())) - {""}
         body = []
         for key, cells in sorted(values.items(), key=lambda kv: -(kv[1].get(rank) or 0.0)):
@@ -141,13 +167,14 @@ def summary_table(records: Iterable[Record]) -> str:
             line = [label + (" *" if own else ""), dataset, split]
             line += [_fmt(cells.get(h.label), h.percent) for h in cls.headlines]
             if timed:
-                t = timing.get(descriptor)
-                line.append(f"{t.median_ms:.3f}" if t and t.median_ms is not None else "-")
+                device = source[key].metadata.get("device")
+                device = device if isinstance(device, str) else None
+                ms = _patch_time(descriptor, batches[key], device, records, source[key])
+                line.append("-" if ms is None else f"{ms:.3f}" + ("" if one_batch else f" (batch {batches[key]})"))
             body.append(line)
-        batches = sorted({t.batch for t in timing.values()})
         header = ["descriptor", "dataset", "split", *(h.label for h in cls.headlines)]
         if timed:
-            header.append(f"ms/patch (batch {batches[0]})" if len(batches) == 1 else "ms/patch")
+            header.append(f"ms/patch (batch {next(iter(batches.values()))})" if one_batch else "ms/patch")
         table = f"**{cls.name}**: {cls.summary}\n\n" + tabulate(
             body, headers=header, tablefmt="github", disable_numparse=True
         )

@@ -1,5 +1,6 @@
-"""daisy-torch against scikit-image (oracle and live), daisy-opencv against its oracle; shapes,
-batching, the patch and keypoint paths of the contract, FP16, CUDA."""
+"""daisy-torch against scikit-image (oracle and live; in the module and through the public methods
+compute_dense_map and compute_patches), daisy-opencv against its oracle; shapes, batching, the
+patch and keypoint paths of the contract, FP16, CUDA."""
 
 from __future__ import annotations
 
@@ -48,6 +49,41 @@ def test_matches_skimage_oracle(oracle, variant, params):
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-5)  # what we actually reach
     # the upstream GPU port is further off (its channel-index and int-sigma bugs)
     assert np.abs(oracle[f"daisygpu_{variant}"] - expected).max() > 1e-2
+
+
+def spec(params: dict) -> str:
+    return ":".join(["daisy-torch"] + [f"{key}={value}" for key, value in params.items()])
+
+
+@pytest.mark.parametrize("variant, params", [("default", {}), ("notebook", NOTEBOOK)])
+def test_public_dense_map_equals_skimage_oracle(oracle, variant, params):
+    """uint8 image -> preparation (x / 255, as the oracle's img / 255.0) -> hook, gray or RGB."""
+    gray = oracle["crop_frame1_gray_uint8"]
+    expected = oracle[f"skimage_{variant}"]
+    desc = desc_bench.descriptor(spec(params))
+    radius, step = params.get("radius", 15), params.get("step", 4)
+    for image in (gray, np.repeat(gray[:, :, None], 3, axis=2)):
+        dense = desc.compute_dense_map(image)
+        assert (dense.stride, dense.offset) == (step, radius)  # cell (i, j) at pixel radius + step * (j, i)
+        np.testing.assert_allclose(dense.values.numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_public_patches_equal_skimage_oracle(oracle):
+    """compute_patches describes a patch at pixel (P-1)//2. Where the descriptor's support (ring radius
+    plus 4 sigma) stays inside the patch and the image, it equals the oracle's map there: 65 px
+    patches with the notebook parameters (support 15 px), 96 px columns of the full crop height with
+    the defaults (support 45 px; the rows are the image's own, so its borders are the oracle's)."""
+    gray = oracle["crop_frame1_gray_uint8"]
+    corners = [(1, 1), (31, 63), (15, 21), (29, 3)]  # odd: centre + 27 falls on the step-2 grid
+    patches = np.stack([gray[r : r + 65, c : c + 65] for r, c in corners])[:, None].astype(np.float32)
+    expected = np.stack([oracle["skimage_notebook"][:, (r + 27) // 2, (c + 27) // 2] for r, c in corners])
+    out = desc_bench.descriptor(spec(NOTEBOOK)).compute_patches(patches)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-5)
+    columns = [0, 8, 20, 32]  # 96x96 patches: centre (47, k + 47) = map cell (8, (k + 32) / 4)
+    patches = np.stack([gray[:, k : k + 96] for k in columns])[:, None].astype(np.float32)
+    expected = np.stack([oracle["skimage_default"][:, 8, (k + 32) // 4] for k in columns])
+    out = desc_bench.descriptor("daisy-torch").compute_patches(patches)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(

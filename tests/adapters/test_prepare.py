@@ -1,7 +1,10 @@
-"""prepare.py: image validation in compute_dense, empty inputs, patch extraction around frames, and
-no inference tensors leaking out of the fixed public methods."""
+"""prepare.py: image validation in compute_dense, empty inputs, patch extraction around frames, no
+inference tensors leaking out of the fixed public methods, scaling as upstream codes scale, and
+compute_dense_map over every registered descriptor."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
@@ -9,13 +12,24 @@ import torch
 
 import desc_bench
 from desc_bench.adapters import prepare
-from desc_bench.adapters.base import Distance, Frames
+from desc_bench.adapters.base import DenseMap, Descriptor, Distance, Frames, InputSpec, Kind
 from desc_bench.adapters.registry import registered
-from desc_bench.errors import InputError
+from desc_bench.errors import DescriptorOutputError, InputError
 from desc_bench.imaging import MAGNIFICATION
 
 # one descriptor per compute_dense path: keypoints, dense map, patches around frames
 PATHS = ("sift-opencv", "daisy-torch", "sift-torch-mp")
+DENSE = sorted(name for name, cls in registered().items() if Kind.DENSE in cls.kind())
+NOT_DENSE = sorted(name for name, cls in registered().items() if Kind.DENSE not in cls.kind())
+
+
+def build(name: str) -> Descriptor:
+    cls = registered()[name]
+    if cls.availability() is None:
+        return cls()
+    if cls.weights:
+        return cls(weights="random")  # the contract, not accuracy
+    pytest.skip(cls.availability())
 
 
 def smooth_image(height: int = 64, width: int = 80, seed: int = 0) -> np.ndarray:
@@ -103,3 +117,91 @@ def test_compute_patches_makes_no_inference_tensors():
     assert not out.is_inference() and not out.requires_grad
     dense = desc_bench.descriptor("daisy-torch").compute_dense(smooth_image(), np.array([[40.0, 30.0]]))
     assert not dense.is_inference()
+
+
+def test_scaling_divides_as_upstream_codes_do():
+    """0..255 -> 0..1 is x / 255 bit for bit (x * (1/255) differs in 126 of the 256 values, and a one
+    ulp difference flips SIFT Flow's channel ties)."""
+    values = torch.arange(256.0).view(1, 1, 16, 16)
+    out = prepare.normalise(values, InputSpec(value_range=1.0))
+    assert torch.equal(out, values / 255.0)
+    assert not torch.equal(values * (1.0 / 255.0), values / 255.0)
+    assert torch.equal(prepare.normalise(values, InputSpec()), values)  # 0..255 declared: unchanged
+
+
+def test_dense_map_grid():
+    values = torch.arange(2 * 3 * 4.0).view(2, 3, 4)
+    grid = DenseMap(values, stride=4.0, offset=1.5)
+    assert grid.shape == (3, 4)
+    xy = grid.xy()
+    assert xy.shape == (3, 4, 2) and xy.dtype == np.float64
+    assert xy[0, 0].tolist() == [1.5, 1.5] and xy[2, 3].tolist() == [13.5, 9.5] and xy[1, 0].tolist() == [1.5, 5.5]
+    # row by row, the order of values.reshape(dim, -1).T
+    assert values.reshape(2, -1).T[5].tolist() == values[:, 1, 1].tolist() and xy.reshape(-1, 2)[5].tolist() == [
+        5.5,
+        5.5,
+    ]
+    with pytest.raises(InputError, match="dim, H', W'"):
+        DenseMap(values[0], 1.0, 0.0)
+    with pytest.raises(InputError, match="stride"):
+        DenseMap(values, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("name", DENSE)
+def test_compute_dense_map_is_a_fresh_map_on_its_grid(name):
+    desc = build(name)
+    image = np.repeat(smooth_image(72, 88, seed=5)[:, :, None], 3, axis=2)
+    image[:, :, 0] = smooth_image(72, 88, seed=6)  # a colour image
+    first = desc.compute_dense_map(image)
+    assert isinstance(first, DenseMap) and first.values.dtype == torch.float32
+    assert first.values.shape[0] == desc.dim and first.values.device == desc.device
+    assert (first.stride, first.offset) == (desc.dense_stride, desc.dense_offset)
+    kept = first.values.clone()
+    second = desc.compute_dense_map(smooth_image(72, 88, seed=7))  # gray, same size: a reused buffer is refilled
+    assert torch.equal(first.values, kept) and not torch.equal(second.values, kept)
+    assert second.values.untyped_storage().data_ptr() != first.values.untyped_storage().data_ptr()
+    # each cell is what compute_dense gives at its pixel
+    xy = first.xy().reshape(-1, 2)
+    pick = np.linspace(0, len(xy) - 1, 7).round().astype(int)
+    sampled = desc.compute_dense(image, xy[pick])
+    cells = first.values.reshape(desc.dim, -1).T[pick]
+    torch.testing.assert_close(sampled, cells, rtol=0, atol=1e-5)
+    assert not first.values.is_inference() and not first.values.requires_grad
+    with pytest.raises(InputError, match="uint8"):
+        desc.compute_dense_map(image.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", NOT_DENSE)
+def test_compute_dense_map_needs_a_dense_hook(name):
+    cls = registered()[name]
+    desc = build(name)
+    hooks = [
+        hook
+        for hook in ("describe_patches", "describe_keypoints")
+        if getattr(cls, hook) is not getattr(Descriptor, hook)
+    ]
+    with pytest.raises(
+        InputError, match=re.escape(f"{name} has no dense map: it implements {' and '.join(hooks)}, not dense_map")
+    ):
+        desc.compute_dense_map(smooth_image())
+
+
+class _BadMap(Descriptor):  # no name: not registered
+    dim = 4
+
+    def dense_map(self, images):
+        return self.out
+
+
+def test_compute_dense_map_checks_the_hook_output():
+    desc = _BadMap()
+    desc.out = torch.zeros(1, 3, 5, 5)
+    with pytest.raises(DescriptorOutputError, match=r"shape \(1, 3, 5, 5\).*expected \(1, 4, H', W'\)"):
+        desc.compute_dense_map(smooth_image())
+    desc.out = torch.zeros(1, 4, 5, 5)
+    desc.out[0, :, 2, 3] = float("nan")
+    with pytest.raises(DescriptorOutputError, match="NaN or infinite values in 1 map cells"):
+        desc.compute_dense_map(smooth_image())
+    desc.out = torch.ones(1, 4, 5, 5, dtype=torch.float16)
+    out = desc.compute_dense_map(smooth_image())
+    assert out.values.dtype == torch.float32 and out.values.shape == (4, 5, 5)

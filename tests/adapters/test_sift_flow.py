@@ -1,5 +1,6 @@
-"""sift-flow: oracle equality with the upstream port (align_corners=True), shapes, batching, buffers,
-the patch and keypoint paths of the contract, FP16, CUDA."""
+"""sift-flow: oracle equality with the upstream port (align_corners=True), in the module and through
+the public methods (compute_dense_map, compute_dense, compute_patches), the port's gradient
+arithmetic and channel ties, shapes, batching, buffers, FP16, CUDA."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import torch
 
 import desc_bench
 from desc_bench.adapters.prepare import image_tensor, normalise
-from desc_bench.adapters.sift_flow import SiftFlow, SiftFlowDescriptor, cell_filter_taps
+from desc_bench.adapters.sift_flow import (
+    SiftFlow,
+    SiftFlowDescriptor,
+    cell_filter_taps,
+    sobel_gradients,
+    strongest_channel,
+)
 from desc_bench.errors import InputError, UnknownNameError
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -53,6 +60,59 @@ def test_matches_the_gray_oracle(oracle):
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
 
 
+def oracle_rgb(oracle, frame: int) -> np.ndarray:
+    """The harness's input: the crop as an RGB uint8 image (the oracle was made on cv2.imread BGR)."""
+    return np.ascontiguousarray(oracle[f"crop_frame{frame}_bgr_uint8"][:, :, ::-1])
+
+
+@pytest.mark.parametrize("step, boundary", [(1, 1), (2, 0)])
+def test_public_dense_map_of_the_rgb_image_equals_the_port(oracle, step, boundary):
+    """uint8 RGB image -> preparation (x / 255, as the port) -> hook, with the port's ties (blue
+    first, as on its BGR input): the oracle to 1e-5, on the documented grid; compute_dense at the
+    cells gives the same."""
+    desc = desc_bench.descriptor(f"sift-flow:step={step}:boundary={'true' if boundary else 'false'}")
+    expected = oracle[f"desc_aligncornersTrue_step{step}_boundary{boundary}"]
+    for frame in (1, 2):
+        image = oracle_rgb(oracle, frame)
+        dense = desc.compute_dense_map(image)
+        assert dense.values.shape == expected.shape[1:] and dense.values.dtype == torch.float32
+        np.testing.assert_allclose(dense.values.numpy(), expected[frame - 1], rtol=0, atol=1e-5)
+        shift = 0 if boundary else 4
+        assert dense.stride == step and dense.offset == shift + 1  # the centre of the 4x4 cells
+        sampled = desc.compute_dense(image, dense.xy().reshape(-1, 2)).numpy()
+        flat = expected[frame - 1].reshape(128, -1).T
+        np.testing.assert_allclose(sampled, flat, rtol=0, atol=1e-5)
+
+
+def test_the_ports_input_convention_matters(oracle):
+    """Scaling by x * (1/255) instead of the port's x / 255 (one ulp apart for half the values)
+    flips channel ties: hundreds of descriptors move by up to 0.08. So the test above can fail."""
+    image = torch.from_numpy(oracle_rgb(oracle, 1).transpose(2, 0, 1).copy()).float()[None]
+    multiplied = SiftFlow(rgb=True)(image * (1.0 / 255.0))[0].numpy()
+    off = np.abs(multiplied - oracle["desc_aligncornersTrue_step1_boundary1"][0]).max(axis=0)
+    assert (off > 1e-5).sum() > 300 and off.max() > 0.05
+    as_given = SiftFlow()(image / 255.0)[0].numpy()  # RGB with the first-channel rule: not the port's ties
+    assert np.abs(as_given - oracle["desc_aligncornersTrue_step1_boundary1"][0]).max() > 0.05
+
+
+def test_public_gray_paths_equal_the_gray_oracle(oracle):
+    """color=false converts RGB to gray as the oracle's BGR2GRAY did; compute_patches describes a
+    33 px gray patch at its centre (pixel 16 = map cell 15), gray replicated to RGB or not."""
+    import cv2
+
+    expected = oracle["desc_gray_aligncornersTrue_step1_boundary1"][0]
+    gray_desc = desc_bench.descriptor("sift-flow:color=false")
+    dense = gray_desc.compute_dense_map(oracle_rgb(oracle, 1))
+    np.testing.assert_allclose(dense.values.numpy(), expected, rtol=0, atol=1e-5)
+    gray = cv2.cvtColor(oracle["crop_frame1_bgr_uint8"], cv2.COLOR_BGR2GRAY)
+    corners = [(0, 0), (5, 12), (15, 31), (9, 20)]  # top-left (row, col) of 33x33 patches in the 48x64 crop
+    patches = np.stack([gray[r : r + 33, c : c + 33] for r, c in corners])[:, None]
+    cells = np.stack([expected[:, r + 15, c + 15] for r, c in corners])
+    for desc in (gray_desc, desc_bench.descriptor("sift-flow")):
+        out = desc.compute_patches(patches.astype(np.float32))
+        np.testing.assert_allclose(out.numpy(), cells, rtol=0, atol=1e-5)
+
+
 def test_differs_from_the_ports_misaligned_sampling(oracle):
     """The port's default (align_corners=False) reads neighbouring pixels; we do not reproduce that."""
     images = upstream_input([oracle["crop_frame1_bgr_uint8"], oracle["crop_frame2_bgr_uint8"]])
@@ -60,6 +120,51 @@ def test_differs_from_the_ports_misaligned_sampling(oracle):
     buggy = oracle["desc_torchdefault_aligncornersFalse_step1_boundary1"]
     wrong = np.abs(out - buggy).max(axis=1) > 1e-3  # per descriptor
     assert 0.05 < wrong.mean() < 0.5
+
+
+def test_sobel_gradients_sum_the_taps_in_the_ports_order():
+    """Bit for bit a float32 sum of the non-zero taps in row-major order, the order of the port's
+    conv2d on the oracle's machine (a different order rounds a quarter of the values differently)."""
+    padded = torch.rand(2, 3, 9, 11, generator=torch.Generator().manual_seed(9))
+    dx, dy = sobel_gradients(padded)
+    a = padded.numpy()
+    for out, kernel in ((dx, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]), (dy, [[-1, -2, -1], [0, 0, 0], [1, 2, 1]])):
+        expected = np.zeros((2, 3, 7, 9), np.float32)
+        for row in range(3):
+            for col in range(3):
+                if kernel[row][col]:
+                    expected += np.float32(kernel[row][col]) * a[..., row : row + 7, col : col + 9]
+        assert np.array_equal(out.numpy(), expected)
+    reordered = padded[..., 2:, 2:] - padded[..., 2:, :-2] + 2 * (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2])
+    reordered += padded[..., :-2, 2:] - padded[..., :-2, :-2]
+    assert not torch.equal(reordered, dx)  # the order matters in float32 (the test can fail)
+
+
+def test_channel_ties_go_to_the_first_channel_or_with_rgb_to_the_last():
+    """Channel 2 is the negative of channel 0 (exactly: dyadic values), so their magnitudes tie at
+    every pixel with opposite gradients: the port takes the first channel; with rgb=True (RGB input,
+    the port having run on BGR) the last, i.e. blue."""
+    values = torch.randint(0, 256, (1, 1, 24, 28), generator=torch.Generator().manual_seed(10)) / 256.0
+    image = torch.cat([values, torch.full_like(values, 0.5), 1 - values], dim=1)
+    dx, dy = sobel_gradients(torch.nn.functional.pad(image, (1, 1, 1, 1), mode="replicate"))
+    mag, gx, gy = strongest_channel(dx, dy)
+    assert torch.equal(gx, dx[:, :1]) and torch.equal(gy, dy[:, :1])
+    mag_rgb, gx_rgb, _ = strongest_channel(dx, dy, reverse=True)
+    assert torch.equal(mag_rgb, mag) and torch.equal(gx_rgb, dx[:, 2:])
+    first, last = SiftFlow()(image), SiftFlow(rgb=True)(image)
+    torch.testing.assert_close(first, SiftFlow()(image[:, :1]), rtol=0, atol=0)
+    torch.testing.assert_close(last, SiftFlow()(image[:, 2:]), rtol=0, atol=0)
+    assert (first - last).abs().max() > 0.1
+
+
+def test_strongest_channel_takes_the_largest_magnitude():
+    dx = torch.tensor([[3.0, 0.0], [1.0, 5.0], [0.0, 4.0]]).view(1, 3, 1, 2)
+    dy = torch.tensor([[4.0, 1.0], [0.0, 0.0], [2.0, 3.0]]).view(1, 3, 1, 2)
+    for reverse in (False, True):
+        mag, gx, gy = strongest_channel(dx, dy, reverse=reverse)
+        # pixel 0: channel 0 (5 > 2.24 > 1); pixel 1: channels 1 and 2 tie at 5
+        assert mag.flatten().tolist() == [5.0, 5.0] and gx.flatten()[0] == 3.0 and gy.flatten()[0] == 4.0
+        assert (gx.flatten()[1].item(), gy.flatten()[1].item()) == ((4.0, 3.0) if reverse else (5.0, 0.0))
 
 
 def test_cell_filter_taps_follow_the_cpp_code():

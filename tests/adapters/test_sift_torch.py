@@ -79,6 +79,26 @@ def test_adapter_matches_upstream_oracle(oracle, name, size, root):
 
 
 @pytest.mark.parametrize("name", list(MODES))
+def test_public_paths_match_upstream_oracle(shared, oracle, name, monkeypatch):
+    """What a user holds: the uint8 (N, P, P) crops as numpy, in chunks (batch_size 16), and the
+    image itself described at the crop centres with compute_dense (patches sampled around the
+    keypoints); both to 1e-4 of upstream."""
+    from PIL import Image
+
+    desc = desc_bench.descriptor(name)
+    monkeypatch.setattr(desc, "batch_size", 16)
+    expected = oracle[_key(name, 65, False)]
+    out = desc.compute_patches(oracle["patches65_uint8"])
+    assert out.dtype == torch.float32 and np.abs(out.numpy() - expected).max() <= 1e-4
+    gray = np.asarray(Image.open(shared / "oracles/pytorch-sift/fox.png").convert("L"))  # as the oracle's crops
+    top_left = oracle["patch_top_left_yx"]
+    assert np.array_equal(np.stack([gray[y : y + 65, x : x + 65] for y, x in top_left]), oracle["patches65_uint8"])
+    centres = top_left[:, ::-1].astype(np.float64) + 32  # x, y of pixel 32 of each crop
+    out = desc.compute_dense(gray, centres)
+    assert out.shape == (99, 128) and np.abs(out.numpy() - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", list(MODES))
 def test_adapter_resizes_to_the_option_patch_size(oracle, name):
     """65 px input with patch_size=32 is resized first (bilinear, like cv2.resize INTER_LINEAR).
 

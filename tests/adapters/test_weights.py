@@ -9,15 +9,20 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 import desc_bench
+from desc_bench.adapters import verification as V
 from desc_bench.adapters import weights as W
 from desc_bench.adapters.registry import descriptor_class
+from desc_bench.cli import main
 from desc_bench.errors import DescriptorUnavailableError, WeightsError
 from desc_bench.io import paths
 
@@ -230,14 +235,16 @@ def test_fetch_tries_the_next_mirror_when_one_does_not_verify(data_dir, tmp_path
     pin(monkeypatch, "superpoint", "v1", good, urls=(missing.as_uri(), html.as_uri(), good.as_uri()))
     path = W.fetch_weights("superpoint", progress=False)
     assert path.read_bytes() == good.read_bytes()
-    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+    # no temporary file left behind, only the file and its verification record
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".verified.json"]
     # every mirror failing: one error that names each mirror and what went wrong there
-    path.unlink()
+    V.forget(path)
     pin(monkeypatch, "superpoint", "v1", good, urls=(missing.as_uri(), html.as_uri()))
     with pytest.raises(WeightsError) as err:
         W.fetch_weights("superpoint", progress=False)
     message = str(err.value)
     assert missing.as_uri() in message and html.as_uri() in message and "does not verify" in message
+    assert "import it with `desc-bench weights add superpoint PATH`" in message  # the way out is named
     assert not any(path.parent.iterdir())
 
 
@@ -271,7 +278,8 @@ def test_add_does_not_touch_a_resumable_download(data_dir, tmp_path, monkeypatch
         part.write_bytes(b"first half of a download")
     assert W.add_weights("hardnet", source) == dest and dest.read_bytes() == source.read_bytes()
     assert all(part.read_bytes() == b"first half of a download" for part in resumable)
-    assert sorted(p.name for p in dest.parent.iterdir()) == sorted([dest.name] + [p.name for p in resumable])
+    expected = [dest.name, V.record_path(dest).name] + [p.name for p in resumable]
+    assert sorted(p.name for p in dest.parent.iterdir()) == sorted(expected)
 
 
 def test_num_batches_tracked_is_left_out_in_one_place():
@@ -352,3 +360,116 @@ def test_user_file_and_random_weights(data_dir, tmp_path):
     torch.save({"state_dict": {"features.0.weight": torch.zeros(1)}}, bad)
     with pytest.raises(WeightsError, match="hardnet: .*features.0.weight has shape"):
         desc_bench.descriptor("hardnet", weights=str(bad))
+
+
+# ------------------------------------------------------- verified before every use (issue 12, 2 and 15)
+
+
+def _replace(path: Path, other: Path) -> None:
+    """Put ``other``'s bytes at ``path`` the way a user would (a new file moved over the old one)."""
+    tmp = path.with_name("incoming.tmp")
+    tmp.write_bytes(other.read_bytes())
+    os.replace(tmp, path)
+
+
+def test_a_different_checkpoint_at_the_cache_path_is_refused(data_dir, tmp_path, monkeypatch):
+    """The right keys and shapes are not enough: a cached file is verified again before use, so another
+    checkpoint placed at the cache path never gives rows labelled as the official variant."""
+    source = write_upstream("hardnet", tmp_path / "a" / "ck.pth")
+    pin(monkeypatch, "hardnet", "liberty-aug", source)
+    cached = W.add_weights("hardnet", source)
+    assert desc_bench.descriptor("hardnet").weights_label == "liberty-aug"
+    _replace(cached, write_upstream("hardnet", tmp_path / "b" / "ck.pth", seed=1))
+    assert cached.stat().st_size == source.stat().st_size  # same layout, same size: only the content differs
+    fix = "run `desc-bench weights fetch hardnet` to download it again, or `desc-bench weights add hardnet PATH`"
+    cls = descriptor_class("hardnet")
+    assert "does not verify" in cls.availability() and fix in cls.availability()
+    with pytest.raises(DescriptorUnavailableError, match="does not verify"):
+        desc_bench.descriptor("hardnet")
+    with pytest.raises(WeightsError, match=r"does not verify.*Refusing to use it: run `desc-bench weights fetch"):
+        desc_bench.descriptor("hardnet", weights="liberty-aug")
+    row = {(r.descriptor, r.variant): r for r in W.weights_table()}[("hardnet", "liberty-aug")]
+    assert not row.cached and row.damaged
+    listing = CliRunner().invoke(main, ["weights", "list"], catch_exceptions=False).output
+    assert "cached copy does not verify: desc-bench weights fetch hardnet " in listing
+    # written in place with the old mtime put back: ctime and the hash still catch it
+    W.add_weights("hardnet", source)
+    before = cached.stat()
+    time.sleep(0.05)  # past the file system clock's tick, so that ctime moves
+    cached.write_bytes(write_upstream("hardnet", tmp_path / "c" / "ck.pth", seed=2).read_bytes())
+    os.utime(cached, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (cached.stat().st_size, cached.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    with pytest.raises(DescriptorUnavailableError, match="does not verify"):
+        desc_bench.descriptor("hardnet")
+    # the fix the message gives works
+    W.add_weights("hardnet", source)
+    assert desc_bench.descriptor("hardnet").weights_checksum == hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+def test_the_record_spares_the_rehash_until_the_file_changes(data_dir, tmp_path, monkeypatch):
+    source = write_upstream("hardnet", tmp_path / "ck.pth")
+    pin(monkeypatch, "hardnet", "liberty-aug", source)
+    cached = W.add_weights("hardnet", source)
+    hashed = []
+    real = V.sha256_of
+    monkeypatch.setattr(V, "sha256_of", lambda path: hashed.append(Path(path)) or real(path))
+    cls = descriptor_class("hardnet")
+    assert W.resolve(cls, None).sha256 == real(source) and hashed == []
+    desc_bench.descriptor("hardnet")
+    assert hashed == []  # recorded size, times and inode unchanged: no rehash
+    os.utime(cached, ns=(cached.stat().st_atime_ns, cached.stat().st_mtime_ns + 1_000_000))
+    assert W.resolve(cls, None).sha256 == real(source) and hashed == [cached]  # touched: hashed again
+    W.resolve(cls, None)
+    assert hashed == [cached]  # and recorded again
+    V.record_path(cached).write_text("{not json")
+    assert W.resolve(cls, None).sha256 == real(source) and len(hashed) == 2  # a damaged record is a rehash
+    # a record made against other pins (an upgrade pinned another file) is not trusted
+    pin(monkeypatch, "hardnet", "liberty-aug", write_upstream("hardnet", tmp_path / "new.pth", seed=5))
+    with pytest.raises(WeightsError, match="does not verify"):
+        W.resolve(descriptor_class("hardnet"), None)
+
+
+def test_unpublished_weights_are_checked_against_the_digest_recorded_by_add(data_dir, tmp_path):
+    source = write_upstream("msnet-v0", tmp_path / "msnet.pth")
+    cached = W.add_weights("msnet-v0", source)
+    assert json.loads(V.record_path(cached).read_text())["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert desc_bench.descriptor("msnet-v0").weights_path == cached
+    _replace(cached, write_upstream("msnet-v0", tmp_path / "other.pth", seed=1))
+    with pytest.raises(DescriptorUnavailableError, match=r"changed since it was added.*weights add msnet-v0 PATH"):
+        desc_bench.descriptor("msnet-v0")
+    V.record_path(cached).unlink()
+    with pytest.raises(WeightsError, match=r"has no record of the file that was added.*weights add msnet-v0 PATH"):
+        W.resolve(descriptor_class("msnet-v0"), None)
+
+
+def test_add_refuses_non_finite_and_non_float_tensors(data_dir, tmp_path, monkeypatch):
+    expected = descriptor_class("hardnet").expected_shapes()
+    state = random_state(expected)
+    state["features.0.weight"][0, 0, 0, 0] = float("nan")
+    state["features.3.weight"][1, 1, 1, 1] = float("inf")
+    state["features.1.running_mean"] = torch.zeros(32, dtype=torch.int64)
+    bad = tmp_path / "bad.pth"
+    torch.save({"state_dict": state}, bad)
+    pin(monkeypatch, "hardnet", "liberty-aug", bad)  # the checksum matches: the content is what is wrong
+    with pytest.raises(WeightsError) as err:
+        W.add_weights("hardnet", bad)
+    message = str(err.value)
+    assert "features.0.weight has 1 NaN or infinite values of 288" in message
+    assert "features.3.weight has 1 NaN or infinite values" in message
+    assert "features.1.running_mean holds int64 values, expected floating point" in message
+    assert descriptor_class("hardnet").availability().startswith("needs weights")  # nothing was cached
+    with pytest.raises(WeightsError, match="NaN or infinite"):
+        desc_bench.descriptor("hardnet", weights=str(bad))  # a user's own file gets the same checks
+    # float64 is a float: accepted and computed in float32
+    wide = tmp_path / "wide.pth"
+    torch.save({"state_dict": {k: v.double() for k, v in random_state(expected).items()}}, wide)
+    loaded = W.load_state_dict(wide, expected)
+    assert all(v.dtype == torch.float32 for v in loaded.values())
+
+
+def test_a_failed_fetch_of_a_variant_names_its_add_command(data_dir, tmp_path, monkeypatch):
+    good = write_upstream("hardnet", tmp_path / "checkpoint_notredame_with_aug.pth")
+    missing = tmp_path / "gone" / "checkpoint_notredame_with_aug.pth"
+    pin(monkeypatch, "hardnet", "notredame-aug", good, urls=(missing.as_uri(),))
+    with pytest.raises(WeightsError, match=r"`desc-bench weights add hardnet PATH --variant notredame-aug`"):
+        W.fetch_weights("hardnet", "notredame-aug", progress=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +278,23 @@ def test_store_without_a_root_computes_everything(tmp_path):
     assert store.computed == 1 and out["x"].shape == (3,)
     assert not any(tmp_path.iterdir())
     assert Path(store.key.folder(tmp_path, "features")).name.startswith("test-counting-")
+
+
+def test_the_adding_a_benchmark_example_runs(tiny, env):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "adding-a-benchmark.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    try:
+        module = types.ModuleType("docs_benchmark_example")
+        sys.modules[module.__name__] = module
+        exec(compile(code, "adding-a-benchmark.md", "exec"), module.__dict__)
+        rows = _run(
+            descriptors=("test-counting",),
+            dataset="hpatches",
+            data_dir=tiny,
+            protocol="python,mean-norm:scale=2",
+            tasks=("matching",),
+        )
+    finally:
+        Benchmark._registry.pop("mean-norm", None)
+    assert {r.protocol for r in rows} == {"python", "mean-norm"} and CALLS["patches"] == 4
+    assert [r.value > 0 for r in rows if r.protocol == "mean-norm"] == [True]

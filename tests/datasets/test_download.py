@@ -1,13 +1,9 @@
-"""desc_bench.io.download against a local HTTP server (127.0.0.1, no internet).
-
-The server supports ``Range`` requests (206 / 416), can cut a transfer short once, can ignore
-ranges, and can stall to trigger the client timeout.
-"""
+"""desc_bench.io.download and desc_bench.io.extract against a local HTTP server (127.0.0.1, no
+internet; the ``server`` fixture of tests/datasets/conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import os
 import re
@@ -15,90 +11,33 @@ import shutil
 import socket
 import subprocess
 import tarfile
-import threading
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _local_http import Server
 
 from desc_bench.errors import DownloadError
-from desc_bench.io.download import extract_folder, fetch, fetch_any, git_blob_sha1, safe_extract, sha256_file
-
-
-class Server:
-    """Serves ``files`` (path -> bytes); records requests; ``cut``: path -> bytes sent before a drop (once)."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.cut: dict[str, int] = {}
-        self.ranges = True
-        self.stall_s = 0.0
-        self.requests: list[tuple[str, str | None]] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                rng = self.headers.get("Range")
-                server.requests.append((self.path, rng))
-                if server.stall_s:
-                    time.sleep(server.stall_s)
-                data = server.files.get(self.path)
-                if data is None:
-                    self.send_error(404, "Not Found")
-                    return
-                start = 0
-                match = re.fullmatch(r"bytes=(\d+)-", rng or "")
-                if server.ranges and match:
-                    start = int(match.group(1))
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Accept-Ranges", "bytes" if server.ranges else "none")
-                self.end_headers()
-                cut = server.cut.pop(self.path, None)
-                if cut is not None:
-                    self.wfile.write(body[:cut])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                self.wfile.write(body)
-
-        class Quiet(http.server.ThreadingHTTPServer):
-            def handle_error(self, request, client_address):
-                pass  # a client that timed out or resumed: broken pipes are expected
-
-        self.httpd = Quiet(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+from desc_bench.io.download import (
+    Archive,
+    CorruptArchiveError,
+    ExtractLimits,
+    extract_folder,
+    fetch,
+    fetch_any,
+    fetch_archive,
+    git_blob_sha1,
+    part_path,
+    safe_extract,
+    sha256_file,
+)
 
 
 @pytest.fixture()
 def server():
+    """A local HTTP server for one test (see _local_http.py)."""
     s = Server()
     yield s
     s.close()
@@ -356,3 +295,173 @@ def test_git_blob_sha1_matches_git(tmp_path):
         )
         assert git_blob_sha1(big) == out.stdout.strip()
     assert sha256_file(big) == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------ bounds (bombs)
+
+
+def _many_files_tar(path: Path, n: int) -> Path:
+    return _tar(path, [(_info(f"f/{i:05d}.txt"), b"x") for i in range(n)])
+
+
+def test_tar_with_too_many_entries_is_refused(tmp_path):
+    archive = _many_files_tar(tmp_path / "many.tar.gz", 300)
+    with pytest.raises(DownloadError, match="more than 100 entries") as info:
+        safe_extract(archive, tmp_path / "w" / "t", limits=ExtractLimits(max_entries=100))
+    assert "refusing to extract" in str(info.value) and "Delete the file" in str(info.value)
+    assert _leftovers(tmp_path / "w") == []
+
+
+def test_tar_expanding_far_beyond_its_size_is_refused(tmp_path):
+    zeros = _tar(tmp_path / "zeros.tar.gz", [(_info("zeros.bin"), bytes(8 << 20))])  # 8 MiB -> ~8 KiB
+    assert zeros.stat().st_size < 100_000
+    with pytest.raises(DownloadError, match="compression bomb"):
+        safe_extract(zeros, tmp_path / "w" / "t", limits=ExtractLimits(ratio_floor_bytes=1 << 20))
+    assert _leftovers(tmp_path / "w") == []
+    with pytest.raises(DownloadError, match="member 'zeros.bin' of 8.0 MiB"):
+        safe_extract(zeros, tmp_path / "w" / "t", limits=ExtractLimits(max_member_bytes=1 << 20))
+    with pytest.raises(DownloadError, match="more than 4.0 MiB of content"):
+        safe_extract(zeros, tmp_path / "w" / "t", limits=ExtractLimits(max_total_bytes=4 << 20))
+    assert _leftovers(tmp_path / "w") == []
+
+
+def test_a_declared_huge_member_is_refused_before_anything_is_written(tmp_path):
+    """A 2 KB archive whose header announces 3 GiB (the data need not even be there): refused with
+    the default limits, from the header alone."""
+    info = _info("huge.bin")
+    info.size = 3 << 30
+    import gzip
+
+    (tmp_path / "huge.tar.gz").write_bytes(gzip.compress(info.tobuf() + bytes(1024)))
+    with pytest.raises(DownloadError, match="compression bomb"):
+        safe_extract(tmp_path / "huge.tar.gz", tmp_path / "w" / "t")
+    assert _leftovers(tmp_path / "w") == []
+
+
+def test_zip_bombs_are_refused_before_extraction(tmp_path):
+    with zipfile.ZipFile(tmp_path / "many.zip", "w") as zf:
+        for i in range(300):
+            zf.writestr(f"z/{i}.txt", "x")
+    with pytest.raises(DownloadError, match="more than 100 entries"):
+        safe_extract(tmp_path / "many.zip", tmp_path / "w" / "t", limits=ExtractLimits(max_entries=100))
+    with zipfile.ZipFile(tmp_path / "zeros.zip", "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(8 << 20))
+    with pytest.raises(DownloadError, match="compression bomb"):
+        safe_extract(tmp_path / "zeros.zip", tmp_path / "w" / "t", limits=ExtractLimits(ratio_floor_bytes=1 << 20))
+    assert _leftovers(tmp_path / "w") == []
+
+
+@pytest.mark.parametrize("cut", [5, 100, 0.5])
+def test_truncated_archives_are_reported_as_corrupt(tmp_path, cut):
+    """A truncated tar.gz is a CorruptArchiveError (a DownloadError), never a bare EOFError."""
+    archive = _tar(tmp_path / "a.tar.gz", [(_info("top/big.bin"), _payload(200_000, seed=7))])
+    data = archive.read_bytes()
+    (tmp_path / "cut.tar.gz").write_bytes(data[: int(cut * len(data)) if cut < 1 else cut])
+    with pytest.raises(CorruptArchiveError, match="truncated or corrupt"):
+        extract_folder(tmp_path / "cut.tar.gz", tmp_path / "w" / "t")
+    assert _leftovers(tmp_path / "w") == []
+
+
+# --------------------------------------------------------------------------- resume messages
+
+
+def test_resume_advice_names_only_part_files_that_exist(server, tmp_path):
+    data = _payload(400_000, seed=8)
+    server.files["/one"] = data
+    server.cut["/one"] = 100_000  # mirror one drops the transfer; mirror two is missing
+    dest, sha = tmp_path / "f.bin", hashlib.sha256(data).hexdigest()
+    with pytest.raises(DownloadError) as info:
+        fetch_any([server.url("/one"), server.url("/two")], dest, sha256=sha, progress=False)
+    message = str(info.value)
+    advised = re.findall(r"resume from (\S+)", message)
+    assert advised and all(Path(p).exists() for p in advised), message
+    assert Path(advised[0]) == part_path(dest, server.url("/one"))  # each mirror resumes its own file
+    dest_done = fetch_any([server.url("/one"), server.url("/two")], dest, sha256=sha, progress=False)
+    assert dest_done.read_bytes() == data and server.requests[-1][1] == "bytes=100000-"
+    assert _leftovers(tmp_path) == ["f.bin"]  # every .part removed after success
+
+
+def test_a_refused_file_is_deleted_and_no_resume_is_advised(server, tmp_path):
+    server.files["/x"] = _payload(50_000, seed=9)
+    with pytest.raises(DownloadError) as info:
+        fetch(server.url("/x"), tmp_path / "x", md5="0" * 32, progress=False)
+    assert "resume" not in str(info.value) and _leftovers(tmp_path) == []
+    with pytest.raises(DownloadError, match="at most 1000 bytes") as info:
+        fetch(server.url("/x"), tmp_path / "x", max_bytes=1000, progress=False)
+    assert "resume" not in str(info.value) and _leftovers(tmp_path) == []
+
+
+# -------------------------------------------------------------------------- verified archives
+
+
+def _archive_spec(server, path="/a.tar.gz", **kw) -> Archive:
+    return Archive(urls=(server.url(path),), filename="a.tar.gz", **kw)
+
+
+def _good_archive(tmp_path: Path) -> bytes:
+    archive = _tar(tmp_path / "good.tar.gz", [(_info("top/", tarfile.DIRTYPE), None), (_info("top/img1.ppm"), b"1")])
+    return archive.read_bytes()
+
+
+def test_fetch_archive_verifies_extracts_and_records_its_source(server, tmp_path):
+    data = _good_archive(tmp_path)
+    server.files["/a.tar.gz"] = data
+    target = fetch_archive(
+        _archive_spec(server, sha256=hashlib.sha256(data).hexdigest()), tmp_path / "dl", tmp_path / "data" / "seq"
+    )
+    assert (target / "img1.ppm").read_bytes() == b"1"  # the single top folder is unwrapped
+    import json
+
+    source = json.loads((target / "SOURCE.json").read_text())
+    assert source["sha256"] == hashlib.sha256(data).hexdigest() and source["verified_by"] == "sha256"
+    assert _leftovers(tmp_path / "dl") == [] and _leftovers(tmp_path / "data") == ["seq"]
+
+
+def test_fetch_archive_refuses_a_wrong_checksum_and_leaves_nothing(server, tmp_path):
+    server.files["/a.tar.gz"] = _good_archive(tmp_path)
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        fetch_archive(_archive_spec(server, sha256="0" * 64), tmp_path / "dl", tmp_path / "data" / "seq")
+    assert _leftovers(tmp_path / "dl") == [] and _leftovers(tmp_path / "data") == []
+
+
+def test_a_tar_bomb_from_the_server_is_refused_and_deleted(server, tmp_path):
+    server.files["/a.tar.gz"] = _many_files_tar(tmp_path / "bomb.tar.gz", 200).read_bytes()
+    spec = _archive_spec(server, limits=ExtractLimits(max_entries=50))
+    with pytest.raises(DownloadError, match="more than 50 entries"):
+        fetch_archive(spec, tmp_path / "dl", tmp_path / "data" / "seq")
+    assert _leftovers(tmp_path / "dl") == [] and _leftovers(tmp_path / "data") == []
+
+
+def test_a_truncated_archive_is_deleted_fetched_again_and_reported(server, tmp_path):
+    good = _good_archive(tmp_path)
+    server.queue["/a.tar.gz"] = [good[:60], good]  # first a truncated copy, then the real one
+    said = []
+    target = fetch_archive(_archive_spec(server), tmp_path / "dl", tmp_path / "data" / "seq", log=said.append)
+    assert (target / "img1.ppm").read_bytes() == b"1"
+    assert len(said) == 1 and "truncated or corrupt" in said[0] and "downloading it again" in said[0]
+    server.queue["/a.tar.gz"] = [good[:60], good[:60]]
+    with pytest.raises(CorruptArchiveError, match="failed twice"):
+        fetch_archive(_archive_spec(server), tmp_path / "dl", tmp_path / "data" / "other", log=said.append)
+    assert _leftovers(tmp_path / "dl") == [] and _leftovers(tmp_path / "data") == ["seq"]
+
+
+def test_a_wrong_structure_is_refused_and_the_file_deleted(server, tmp_path):
+    server.files["/a.tar.gz"] = _good_archive(tmp_path)
+
+    def check(folder):
+        if not (folder / "H1to2p").is_file():
+            raise DownloadError(f"{folder.name} has no H1to2p")
+
+    with pytest.raises(DownloadError, match="no H1to2p"):
+        fetch_archive(_archive_spec(server), tmp_path / "dl", tmp_path / "data" / "seq", check=check)
+    assert _leftovers(tmp_path / "dl") == [] and _leftovers(tmp_path / "data") == []
+
+
+def test_progress_false_draws_no_bar_even_when_forced(server, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DESC_BENCH_PROGRESS", "1")  # bars forced on for a terminal-less test
+    data = _good_archive(tmp_path)
+    server.files["/a.tar.gz"] = data
+    fetch_archive(_archive_spec(server), tmp_path / "dl", tmp_path / "data" / "quiet", progress=False)
+    assert capsys.readouterr().err == ""
+    fetch_archive(_archive_spec(server), tmp_path / "dl", tmp_path / "data" / "loud", progress=True)
+    assert "a.tar.gz" in capsys.readouterr().err

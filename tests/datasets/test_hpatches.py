@@ -23,7 +23,7 @@ from desc_bench.datasets import hpatches
 from desc_bench.datasets.base import PATCH_TYPES, PatchSet, read_patch_file
 from desc_bench.datasets.registry import dataset, datasets
 from desc_bench.errors import DatasetError, DownloadError
-from desc_bench.io.download import sha256_file
+from desc_bench.io.download import Archive, sha256_file
 
 COUNTS = {"i_tiny": 3, "v_tiny": 2}
 SPLITS = {
@@ -251,8 +251,8 @@ def test_download_fetches_verifies_extracts_and_regenerates(data_dir, tmp_path, 
         hpatches,
         "ARCHIVE_MIRRORS",
         (
-            hpatches.ArchiveMirror(files.url("/mirror1/hpatches-release.tar.gz"), "one.tar.gz", md5=md5),
-            hpatches.ArchiveMirror(files.url("/mirror2/hpatches-release.tar.gz"), "two.tar.gz", md5=md5),
+            Archive((files.url("/mirror1/hpatches-release.tar.gz"),), "one.tar.gz", md5=md5),
+            Archive((files.url("/mirror2/hpatches-release.tar.gz"),), "two.tar.gz", md5=md5),
         ),
     )
     monkeypatch.setattr(hpatches, "TASKS_BASE_URL", files.url("/tasks/"))
@@ -297,9 +297,7 @@ def test_download_fetches_verifies_extracts_and_regenerates(data_dir, tmp_path, 
 def test_download_refuses_a_corrupt_archive(data_dir, tmp_path, files, monkeypatch):
     archive = _release_archive(tmp_path)
     files.files["/r.tar.gz"] = archive
-    monkeypatch.setattr(
-        hpatches, "ARCHIVE_MIRRORS", (hpatches.ArchiveMirror(files.url("/r.tar.gz"), "r.tar.gz", md5="0" * 32),)
-    )
+    monkeypatch.setattr(hpatches, "ARCHIVE_MIRRORS", (Archive((files.url("/r.tar.gz"),), "r.tar.gz", md5="0" * 32),))
     with pytest.raises(DownloadError, match="md5 mismatch") as info:
         hpatches.HPatches().download(data_dir, progress=False)
     assert "hpatches-synth" in str(info.value)
@@ -312,10 +310,11 @@ def test_download_refuses_an_archive_without_the_release_layout(data_dir, tmp_pa
     with tarfile.open(tmp_path / "j.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "junk", arcname="junk")
     files.files["/j.tar.gz"] = (tmp_path / "j.tar.gz").read_bytes()
-    monkeypatch.setattr(hpatches, "ARCHIVE_MIRRORS", (hpatches.ArchiveMirror(files.url("/j.tar.gz"), "j.tar.gz"),))
+    monkeypatch.setattr(hpatches, "ARCHIVE_MIRRORS", (Archive((files.url("/j.tar.gz"),), "j.tar.gz"),))
     with pytest.raises(DatasetError, match="hpatches-release layout"):
         hpatches.download_release(data_dir / "hpatches", progress=False)
-    assert sorted(p.name for p in (data_dir / "hpatches").iterdir()) == ["j.tar.gz"]  # kept, nothing extracted
+    # an unverifiable file that is not the release is deleted (never reused), nothing is extracted
+    assert sorted(p.name for p in (data_dir / "hpatches").iterdir()) == []
 
 
 def test_download_tasks_without_regeneration_reports_failures(data_dir, files, monkeypatch):

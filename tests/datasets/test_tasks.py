@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from desc_bench.datasets.base import Split, read_patch_file, read_splits
+from desc_bench.datasets.base import PATCH_TYPES, Split, read_patch_file, read_splits
 from desc_bench.datasets.tasks import (
     TaskFiles,
     generate_retrieval,
@@ -105,6 +105,31 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "verif_neg_inter_split-a.csv").write_text("s1,t1,idx1,s2,t2,idx2\nv_x,0,abc,v_x,1,2\n")
     with pytest.raises(DatasetError, match="verif_neg_inter_split-a.csv"):
         tasks.pairs("neg_inter", "a")
+
+
+@pytest.mark.parametrize(
+    "kind, task", [("distractors", "retrieval"), ("queries", "retrieval"), ("pos", "verification")]
+)
+def test_empty_task_files_are_refused_not_scored(tmp_path, kind, task):
+    """A header-only distractor file used to score retrieval 100 %, a header-only positives file
+    verification 0 %: both are refused, naming the file."""
+    from desc_bench.bench.hpatches_tasks import evaluate_all
+
+    seqs = ("i_a", "v_b", "i_c")
+    counts = {"i_a": 12, "v_b": 10, "i_c": 9}
+    split = Split("x", seqs)
+    generate_task_files(tmp_path, {"x": split}, counts, n_pairs=60, n_queries=6, n_distractors=12, progress=False)
+    name = f"retr_{kind}_split-x.csv" if task == "retrieval" else f"verif_{kind}_split-x.csv"
+    path = tmp_path / name
+    path.write_text(path.read_text().splitlines()[0] + "\n")  # the header only
+    rng = np.random.default_rng(0)
+    descs = {s: {t: rng.normal(size=(n, 4)).astype(np.float32) for t in PATCH_TYPES} for s, n in counts.items()}
+    with pytest.raises(DatasetError, match=rf"task file .*{name} has a header but no rows"):
+        evaluate_all(descs, TaskFiles(tmp_path), split, "l2", which=(task,), progress=False)
+    path.write_text("")  # not even a header
+    read = {"queries": TaskFiles.queries, "distractors": TaskFiles.distractors}.get(kind)
+    with pytest.raises(DatasetError, match=rf"empty task file .*{name}"):
+        read(TaskFiles(tmp_path), "x") if read else TaskFiles(tmp_path).pairs(kind, "x")
 
 
 def _shared_counts(shared):

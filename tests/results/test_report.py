@@ -18,6 +18,7 @@ from desc_bench.records.schema import Calibration, Record, ResultRow, TimingRow
 from desc_bench.records.store import write_record
 from desc_bench.results.plots import _hpatches_bars, plot_hpatches
 from desc_bench.results.report import build_report
+from desc_bench.results.tables import summary_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NOISE_FACTOR = {"easy": 1.4, "hard": 0.9, "tough": 0.7}  # mean of the three is 1.0
@@ -298,3 +299,113 @@ def test_check_fails_when_a_row_disappears(baseline, tmp_path):
     current = dataclasses.replace(current, results=[r for r in current.results if r.task != "retrieval"])
     result = check(baseline, current, tmp_path)
     assert result.exit_code == 1 and "MISSING" in result.output
+
+
+# ---- merged run and time records; figure titles, lines, bands and legends --------------------------
+@pytest.fixture()
+def figures(monkeypatch) -> list:
+    """Every matplotlib Figure saved during the test (they are built without pyplot)."""
+    from matplotlib.figure import Figure
+
+    saved, original = [], Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        saved.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved
+
+
+def run_record(time_batch=256, device="cpu") -> Record:
+    """A run of beblid-opencv timed at its --time-batch, as `desc-bench run` writes it."""
+    meta = dict(METADATA, device=device, command="run", config={"time_batch": time_batch})
+    results = hpatches_rows("beblid-opencv", 0.72, 0.47, 0.58)
+    return Record(meta, results, timing_rows("beblid-opencv", 0.105, batches=(time_batch,)), None)
+
+
+def time_record(device="cpu") -> Record:
+    """A `desc-bench time` record of the same descriptor at batches 1..1024 (7.918 ms/patch at batch 1)."""
+    rows = [
+        dataclasses.replace(t, device=device, median_ms=ms, per_second=1000 / ms)
+        for t, ms in zip(timing_rows("beblid-opencv", 1.0, batches=(1, 16, 256, 1024)), (7.918, 0.6, 0.2, 0.19))
+    ]
+    return Record(dict(METADATA, device=device, command="time"), [], rows, Calibration("c", 20.0))
+
+
+def summary_cells(records) -> tuple[list[str], list[str]]:
+    lines = [line for line in summary_table(records).splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return header, [c.strip() for c in lines[2].strip("|").split("|")]
+
+
+def test_summary_time_is_the_runs_own_batch_never_another():
+    for records in ([time_record(), run_record()], [run_record(), time_record()]):
+        header, cells = summary_cells(records)
+        assert header[-1] == "ms/patch (batch 256)" and cells[-1] == "0.105"
+    # a run timed at batch 16 whose own row is missing takes the time record's batch-16 row, not batch 1
+    run = dataclasses.replace(run_record(time_batch=16), timings=[])
+    header, cells = summary_cells([time_record(), run])
+    assert header[-1] == "ms/patch (batch 16)" and cells[-1] == "0.600"
+    # another device's timing is not this run's
+    run = dataclasses.replace(run_record(), timings=[])
+    assert summary_cells([time_record(device="cuda"), run])[1][-1] == "-"
+    # runs at different batches: each cell says its batch
+    other = run_record(time_batch=16)
+    other = dataclasses.replace(other, results=[dataclasses.replace(r, split="a") for r in other.results])
+    header, _ = summary_cells([run_record(), other])
+    assert header[-1] == "ms/patch" and "0.105 (batch 16)" in summary_table([run_record(), other])
+
+
+def test_throughput_lines_are_per_record_sorted_and_the_band_is_clipped(tmp_path, figures):
+    from desc_bench.results.plots import BAND_CLIP, _iqr_band, plot_throughput
+
+    first = time_record().timings
+    again = [dataclasses.replace(t, median_ms=t.median_ms * 1.3) for t in reversed(first)]  # another day, reversed
+    loaded = dataclasses.replace(first[1], iqr_ms=first[1].median_ms * 4)  # IQR 4x the median
+    rows = [first[0], loaded, *first[2:], *again]
+    plot_throughput(rows, tmp_path / "t.png", sources=["time-1"] * 4 + ["time-2"] * 4)
+    [figure] = figures
+    [ax] = figure.axes
+    lines = [line for line in ax.get_lines() if len(line.get_xdata())]
+    assert len(lines) == 2  # one per record, not one zig-zag through both
+    for line in lines:
+        assert list(line.get_xdata()) == [1, 16, 256, 1024]
+    low, high, clipped = _iqr_band(loaded)
+    rate = 1000 / loaded.median_ms
+    assert clipped and low == pytest.approx(rate / BAND_CLIP) and high == pytest.approx(rate * BAND_CLIP)
+    assert not _iqr_band(first[0])[2]
+    title = figure._suptitle.get_text()
+    assert "random inputs, no dataset (cpu, 2 threads)" in title and "1 band(s) wider than x2 clipped" in title
+    labels = [t.get_text() for legend in figure.legends for t in legend.get_texts()]
+    assert labels == ["beblid-opencv (cpu, 65)", "time-1", "time-2"]
+
+
+def test_every_figure_names_its_dataset(tmp_path, figures):
+    from desc_bench.results.plots import plot_mma
+
+    rows = hpatches_rows("sift-opencv", 0.6, 0.26, 0.5) + hpatches_rows("hardnet", 0.88, 0.52, 0.7)
+    plot_hpatches(rows, tmp_path / "h.png")
+    mma = [
+        ResultRow(d, "none", "hpatches-seq", "all", "mma", "mma", f"mma@{t}", top - 0.3 / t, subset=s)
+        for d, top in (("sift-opencv", 0.8), ("hardnet", 0.9))
+        for s in ("all", "i", "v")
+        for t in range(1, 11)
+    ]
+    plot_mma(mma, tmp_path / "m.png")
+    hpatches, curves = figures
+    assert "HPatches tasks on hpatches-synth (split full, python protocol)" in hpatches._suptitle.get_text()
+    assert curves._suptitle.get_text().startswith("MMA on hpatches-seq (D2-Net protocol")
+    # MMA: the y axis fits the data (0.5..0.87 here) instead of 0..1; one legend for all panels, best first
+    for ax in curves.axes:
+        low, high = ax.get_ylim()
+        assert 0.4 < low < 0.5 and 0.87 < high < 0.95
+        assert ax.get_legend() is None
+    [legend] = curves.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["hardnet", "sift-opencv"]
+    assert legend.get_texts()[0].get_fontsize() >= 9
+    # several datasets: all named
+    two = rows + hpatches_rows("sift-opencv", 0.5, 0.2, 0.4, dataset="hpatches", split="a")
+    from desc_bench.results.plots import hpatches_title
+
+    assert "hpatches/a, hpatches-synth/full (python protocol)" in hpatches_title(two)

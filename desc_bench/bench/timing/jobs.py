@@ -321,7 +321,8 @@ def calibrate(device: str | torch.device = "cpu", repeats: int = 9) -> Calibrati
 
     m = measure(workload, image.new_zeros(1).cpu(), dev, repeats, warmup=1)
     threads = f", threads={m.threads}" if dev.type == "cpu" else ""
-    return Calibration(name=f"{CALIBRATION_NAME} on {dev.type}{threads}", median_ms=summarize(m.samples_ms).median)
+    stats = summarize(m.samples_ms)
+    return Calibration(name=f"{CALIBRATION_NAME} on {dev.type}{threads}", median_ms=stats.median, iqr_ms=stats.iqr)
 
 
 # ---- the `desc-bench time` command ----------------------------------------------------------

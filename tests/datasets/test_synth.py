@@ -1,7 +1,8 @@
-"""The embedded ``hpatches-synth`` generator: layout, determinism, jitter, correspondence, splits, tasks.
+"""The embedded ``hpatches-synth`` generator and the parts of desc_bench.datasets.synth it uses:
+layout, determinism, jitter, correspondence, splits, tasks, atomic generation.
 
-Unit tests run on the tiny set (4 sequences x 40 patches, about a second); the full default set is
-timed by hand (see the module docstring of desc_bench.datasets.synthetic).
+Unit tests run on the tiny set (4 sequences x 40 patches, about a second); the bytes of the full
+default set are pinned in test_synth_bytes.py.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ import pytest
 from desc_bench.adapters.base import Frames
 from desc_bench.adapters.prepare import extract_patches
 from desc_bench.datasets import registry
-from desc_bench.datasets import synthetic as synth
 from desc_bench.datasets.base import PATCH_TYPES, DatasetSource, PatchSet
+from desc_bench.datasets.synth import frames as F
+from desc_bench.datasets.synth import hpatches_synth as synth
+from desc_bench.datasets.synth import patches as P
+from desc_bench.datasets.synth import sources
+from desc_bench.datasets.synth.splits import make_splits
 from desc_bench.datasets.tasks import TaskFiles
 from desc_bench.errors import DatasetError
 
@@ -124,13 +129,13 @@ def test_splits_follow_the_official_format(tiny):
 def test_default_splits_are_balanced_and_nearly_disjoint():
     names = tuple(s.sequence for s in synth.DEFAULT_PARAMS.sources())
     assert len(names) == 16 and sum(n.startswith("i_") for n in names) == 8
-    splits = synth.make_splits(names, seed=0)
+    splits = make_splits(names, seed=0)
     tests = [set(splits[k]["test"]) for k in "abc"]
     for test in tests:
         assert len(test) == 6 and sum(n.startswith("i_") for n in test) == 3
     assert len(tests[0] & tests[1]) == 0 and len(tests[0] | tests[1] | tests[2]) == 16
-    assert splits == synth.make_splits(names, seed=0)
-    assert splits != synth.make_splits(names, seed=1)
+    assert splits == make_splits(names, seed=0)
+    assert splits != make_splits(names, seed=1)
 
 
 def test_task_files_are_consistent_with_the_patches(tiny):
@@ -159,9 +164,7 @@ def test_task_files_are_consistent_with_the_patches(tiny):
 
 def test_jitter_overlap_matches_the_hpatches_levels():
     rng = np.random.default_rng(0)
-    medians = {
-        n: float(np.median(synth.ellipse_overlap(synth.sample_jitter(rng, 1500, synth.JITTER[n])))) for n in "eht"
-    }
+    medians = {n: float(np.median(F.ellipse_overlap(F.sample_jitter(rng, 1500, F.JITTER[n])))) for n in "eht"}
     assert abs(medians["e"] - 0.85) < 0.03
     assert abs(medians["h"] - 0.72) < 0.03
     assert 0.5 < medians["t"] < medians["h"] - 0.05
@@ -172,7 +175,7 @@ def test_ellipse_overlap_known_values():
     half_shift = np.eye(3)[None].copy()
     half_shift[0, 0, 2] = 1.0  # a full diameter: the discs only touch
     doubled = np.diag([2.0, 2.0, 1.0])[None]  # area ratio 4: IoU 1/4
-    values = synth.ellipse_overlap(np.concatenate([identity, half_shift, doubled]), grid=128)
+    values = F.ellipse_overlap(np.concatenate([identity, half_shift, doubled]), grid=128)
     assert values[0] == pytest.approx(1.0)
     assert values[1] == pytest.approx(0.0, abs=0.01)
     assert values[2] == pytest.approx(0.25, abs=0.01)
@@ -181,23 +184,23 @@ def test_ellipse_overlap_known_values():
 def test_circle_iou_pairs_closed_form():
     c = np.zeros((3, 2))
     other = np.array([[0.0, 0.0], [0.0, 0.0], [2.0, 0.0]])
-    iou = synth.circle_iou_pairs(c, np.array([1.0, 1.0, 1.0]), other, np.array([1.0, 2.0, 1.0]))
+    iou = F.circle_iou_pairs(c, np.array([1.0, 1.0, 1.0]), other, np.array([1.0, 2.0, 1.0]))
     assert iou[0] == pytest.approx(1.0)
     assert iou[1] == pytest.approx(0.25)
     assert iou[2] == pytest.approx(0.0)
 
 
 def test_detections_are_clustered_and_inside_the_image():
-    gray = synth.load_source(synth.VIEWPOINT_SOURCES[1])
-    frames = synth.detect_frames(gray, np.random.default_rng(0), min_size=1.8, nms_overlap=0.5, contrast_threshold=0.01)
+    gray = sources.load_gray(synth.VIEWPOINT_SOURCES[1])
+    frames = F.detect_frames(gray, np.random.default_rng(0), min_size=1.8, nms_overlap=0.5, contrast_threshold=0.01)
     assert len(frames) > 300 and (frames[:, 2] >= 1.8).all()
     radii = frames[:, 2] / 2
     for i in range(0, len(frames), 37):  # no kept pair overlaps by more than 50 %
-        iou = synth.circle_iou_pairs(
+        iou = F.circle_iou_pairs(
             frames[i : i + 1, :2], radii[i : i + 1], np.delete(frames[:, :2], i, 0), np.delete(radii, i)
         )
         assert iou.max() <= 0.5
-    again = synth.detect_frames(gray, np.random.default_rng(0), min_size=1.8, nms_overlap=0.5, contrast_threshold=0.01)
+    again = F.detect_frames(gray, np.random.default_rng(0), min_size=1.8, nms_overlap=0.5, contrast_threshold=0.01)
     assert np.array_equal(frames, again)
 
 
@@ -216,12 +219,12 @@ def test_ref_patches_follow_the_harness_patch_convention(view_sequence):
 
 def test_view_patches_correspond_under_the_homography(view_sequence):
     sequence, (reference, targets) = view_sequence
-    base = synth.frame_matrices(sequence.frames) @ synth.PATCH_TO_UNIT
+    base = F.frame_matrices(sequence.frames) @ F.PATCH_TO_UNIT
     ref = _normalised(sequence.patches["ref"])
     for k in (0, 4):
-        target_levels = synth.pyramid(targets[k])
-        exact = synth.sample_patches(target_levels, sequence.homographies[k] @ base)
-        ignoring_h = synth.sample_patches(target_levels, base)
+        target_levels = P.pyramid(targets[k])
+        exact = P.sample_patches(target_levels, sequence.homographies[k] @ base)
+        ignoring_h = P.sample_patches(target_levels, base)
         ncc_exact = np.median((_normalised(exact) * ref).sum(1))
         ncc_wrong = np.median((_normalised(ignoring_h) * ref).sum(1))
         assert ncc_exact > 0.9
@@ -310,6 +313,20 @@ def test_leftovers_of_killed_runs_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".set.tmp-running", "set"]
 
 
+def test_a_killed_generation_is_cleaned_by_the_next_open_even_when_complete(tmp_path):
+    import subprocess
+    import sys
+
+    from desc_bench.io.atomic import _host
+
+    root = synth.generate_tiny(tmp_path / "set", sequences=2, patches=10)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+    killed = tmp_path / f".set.tmp-{dead}@{_host()}-0123abcd"  # what SIGKILL left a second ago
+    (killed / "i_coffee").mkdir(parents=True)
+    synth.generate_tiny(root, sequences=2, patches=10)  # complete: not regenerated, but cleaned
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
 def test_refuses_to_replace_a_foreign_folder(tmp_path):
     root = tmp_path / "hpatches-synth"
     root.mkdir()
@@ -339,7 +356,7 @@ def test_bad_parameters_raise_clear_errors(tmp_path, params, message):
 
 def test_every_source_loads_offline_from_scikit_image():
     for source in synth.ILLUMINATION_SOURCES + synth.VIEWPOINT_SOURCES:
-        image = synth.load_source(source)
+        image = sources.load_gray(source)
         assert image.dtype == np.uint8 and image.ndim == 2 and min(image.shape) >= 170, source
     names = [s.sequence for s in synth.ILLUMINATION_SOURCES + synth.VIEWPOINT_SOURCES]
     assert len(set(names)) == len(names) == synth.MAX_SEQUENCES == 16
@@ -364,11 +381,12 @@ def test_registered_source_opens_and_generates_on_first_use(data_dir, monkeypatc
     assert registry.unavailable_message("hpatches-synth") is None
 
 
-@pytest.mark.slow
-def test_every_default_sequence_has_enough_valid_frames():
-    """The full default set (16 x 300) can be made: every source yields 300 frames valid in all images."""
+def test_every_default_sequence_has_enough_valid_frames(hpatches_synth_data):
+    """The full default set (16 x 300, generated once per session) has margin: every source yields
+    at least 1.2 x 300 frames valid in all images."""
     params = synth.DEFAULT_PARAMS
     assert params.sequences >= 16 and params.patches >= 300
-    for source in params.sources():
-        sequence = synth.generate_sequence(source, params)
-        assert len(sequence.frames) == params.patches and sequence.valid >= 1.2 * params.patches, source.sequence
+    info = json.loads((hpatches_synth_data / "hpatches-synth" / "params.json").read_text())
+    assert sorted(info["sequences"]) == sorted(s.sequence for s in params.sources())
+    for name, seq in info["sequences"].items():
+        assert seq["patches"] == params.patches and seq["valid_frames"] >= 1.2 * params.patches, name
