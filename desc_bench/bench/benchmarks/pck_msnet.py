@@ -136,7 +136,7 @@ class PCKMSNet(PairBenchmark):
         return image0, image1, H
 
     def features(self, descriptor, dataset, store, context):
-        extraction = self.extraction("msnet640")
+        extraction = self.extraction("msnet640-h32")  # keypoints from the float32 H
         out = {}
         for seq in self.sequences(dataset, context, f"{self.name} {descriptor.name}"):
             for k in range(2, len(seq.images) + 1):
