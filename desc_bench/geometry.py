@@ -4,11 +4,16 @@ warps, overlap errors and one-to-one geometric matches, after Mikolajczyk et al.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 OVERLAP_RADIUS = 30.0  # normalised region radius (Mikolajczyk)
 DEFAULT_RADIUS = 10.0  # region radius for frames without a scale
-OVERLAP_GRID = 64  # samples per side when integrating an overlap numerically
+MAX_CENTRE_DISTANCE = 4.0  # c_eoverlap compares regions whose centres are < 4 r_A apart
+PRUNE_MARGIN = 0.15  # slack of the continuous bounds used only to skip hopeless pairs
+GRID_BUDGET = 250_000  # lattice points per chunk of the overlap integration
+FAR = np.float32(1e18)  # a lattice coordinate outside every region
 
 
 def warp_points(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -50,42 +55,143 @@ def warp_ellipses(H: np.ndarray, centres: np.ndarray, shapes: np.ndarray) -> tup
     return warp_points(H, centres), J @ shapes @ np.transpose(J, (0, 2, 1))
 
 
-def overlap_errors(ca, sa, cb, sb, radius: float = OVERLAP_RADIUS, grid: int = OVERLAP_GRID) -> np.ndarray:
-    """Overlap error ``1 - IoU`` of ellipse pairs (centres ``(P, 2)``, shapes ``(P, 2, 2)``), after
-    scaling both shapes about their centres by ``radius / r_A`` with ``r_A = det(Sigma_A)^(1/4)``
-    (the centre offset is not scaled). The areas are integrated on a ``grid`` x ``grid`` lattice of
-    cell centres over the pair's bounding box."""
+def region_radius(shapes: np.ndarray) -> np.ndarray:
+    """``(N,)`` radius of the disc of the same area as each region: ``det(Sigma)^(1/4)``, computed as
+    repeatability.m does (``sqrt(d1 d2)``, the semi-axes from the eigenvalues of ``Sigma^-1``)."""
+    e = np.linalg.eigvalsh(np.linalg.inv(np.asarray(shapes, np.float64).reshape(-1, 2, 2)))
+    return np.sqrt((1.0 / np.sqrt(e[:, 0])) * (1.0 / np.sqrt(e[:, 1])))
+
+
+def box_half_sizes(shapes: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` half width and half height of each region's axis-aligned bounding box:
+    ``sqrt(Sigma_xx)``, ``sqrt(Sigma_yy)``."""
+    shapes = np.asarray(shapes, np.float64).reshape(-1, 2, 2)
+    return np.sqrt(np.stack([shapes[:, 0, 0], shapes[:, 1, 1]], axis=1))
+
+
+def box_inside(centres: np.ndarray, shapes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Regions whose bounding box lies strictly inside ``(0, width) x (0, height)``, the common-part
+    test of repeatability.m (``x - bx > 0``, ``x + bx < width``, and the same in y)."""
+    c = np.asarray(centres, np.float64).reshape(-1, 2)
+    half = box_half_sizes(shapes)
+    low, high = c - half, c + half
+    return (low[:, 0] > 0) & (high[:, 0] < width) & (low[:, 1] > 0) & (high[:, 1] < height)
+
+
+def _f32(x) -> np.ndarray:
+    return np.asarray(x, np.float64).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class _Normalised:
+    """Pairs (A, B) prepared as c_eoverlap prepares them, in its float32 arithmetic."""
+
+    ma: np.ndarray  # (P, 3) A's inverse shape (a, b, c) scaled to radius 30
+    mb: np.ndarray  # (P, 3) B's, scaled by the same factor
+    dx: np.ndarray  # (P,) centre offset B - A (not scaled)
+    dy: np.ndarray
+
+
+def _scaled_inverse(shapes: np.ndarray, fac: np.ndarray) -> np.ndarray:
+    """``(P, 3)`` float32 ``fac * (a, b, c)`` of ``Sigma^-1 = [[a, b], [b, c]]`` (fac float32)."""
+    m = np.linalg.inv(np.asarray(shapes, np.float64).reshape(-1, 2, 2))
+    abc = np.stack([m[:, 0, 0], m[:, 1, 0], m[:, 1, 1]], axis=1)
+    return (fac.astype(np.float64)[:, None] * abc).astype(np.float32)
+
+
+def _box32(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """c_eoverlap's float32 bounding-box half sizes of the ellipses ``(a, b, c)``."""
+    a, b, c = m[:, 0], m[:, 1], m[:, 2]
+    det = a * c - b * b
+    return np.sqrt(c / det), np.sqrt(a / det)
+
+
+def _inside_quad(m: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``a x x + 2 b x y + c y y < 1`` with the quadratic form evaluated in c_eoverlap's float32
+    order of operations; ``x`` is ``(P, L, 1)``, ``y`` ``(P, 1, L)``. Without a cross term (circles)
+    the middle term is a signed zero, so leaving it out gives the same bits."""
+    a, b, c = (m[:, k, None, None] for k in range(3))
+    xx, yy = a * x * x, c * y * y
+    if not b.any():
+        return xx + yy < 1
+    return (xx + np.float32(2) * b * x * y) + yy < 1
+
+
+def _grid_errors(pairs: _Normalised) -> np.ndarray:
+    """c_eoverlap's overlap error in percent (float32) of each normalised pair: the union bounding
+    box (rounded outwards to integers) sampled with step ``min(side) / 50`` from its low corner,
+    points strictly inside (``< 1``) counted, ``100 (1 - inter / union)``."""
+    ax, ay = _box32(pairs.ma)
+    bx, by = _box32(pairs.mb)
+    dx, dy = pairs.dx, pairs.dy
+    maxx, minx = np.ceil(np.maximum(ax, dx + bx)), np.floor(np.minimum(-ax, dx - bx))
+    maxy, miny = np.ceil(np.maximum(ay, dy + by)), np.floor(np.minimum(-ay, dy - by))
+    step = (np.minimum(maxx - minx, maxy - miny).astype(np.float64) / 50.0).astype(np.float32)
+    out = np.empty(len(dx), np.float32)
+    steps = (np.maximum(maxx - minx, maxy - miny) / step).astype(np.int64) + 3
+    order = np.argsort(steps, kind="stable")
+    start = 0
+    while start < len(order):
+        # chunks of about GRID_BUDGET lattice points (candidates sorted by grid size)
+        count = max(1, int(GRID_BUDGET // int(steps[order[start]]) ** 2))
+        sel = order[start : start + count]
+        start += count
+        length = int(steps[sel].max())
+        xs, ys = _axis(minx[sel], step[sel], length, maxx[sel]), _axis(miny[sel], step[sel], length, maxy[sel])
+        # points past the box's end (the C loop stops there) move far away: outside both ellipses
+        xs[xs > maxx[sel, None]] = FAR
+        ys[ys > maxy[sel, None]] = FAR
+        X, Y = xs[:, :, None], ys[:, None, :]
+        a = _inside_quad(pairs.ma[sel], X, Y)
+        b = _inside_quad(pairs.mb[sel], X - dx[sel, None, None], Y - dy[sel, None, None])
+        inter = np.count_nonzero(a & b, axis=(1, 2))
+        union = np.count_nonzero(a, axis=(1, 2)) + np.count_nonzero(b, axis=(1, 2)) - inter
+        ratio = inter.astype(np.float32) / union.astype(np.float32)
+        out[sel] = (100.0 * (np.float32(1) - ratio).astype(np.float64)).astype(np.float32)
+    return out
+
+
+def _axis(low: np.ndarray, step: np.ndarray, length: int, high: np.ndarray) -> np.ndarray:
+    """``(P, L)`` float32 ``low, low + step, ...`` accumulated one step at a time (the C loop's
+    ``rx += dr``), at least until every row has passed ``high``."""
+    while True:
+        steps = np.empty((len(low), length), np.float32)
+        steps[:, 0] = low
+        steps[:, 1:] = step[:, None]
+        values = np.add.accumulate(steps, axis=1, dtype=np.float32)
+        if (values[:, -1] > high).all():
+            return values
+        length *= 2
+
+
+def _normalise(ca, sa, cb, sb, rows, cols, fac) -> _Normalised:
+    return _Normalised(
+        _scaled_inverse(sa[rows], fac[rows]),
+        _scaled_inverse(sb[cols], fac[rows]),
+        _f32(cb[cols, 0] - ca[rows, 0]),
+        _f32(cb[cols, 1] - ca[rows, 1]),
+    )
+
+
+def _factors(sa: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """c_eoverlap's float32 ``r_A``, and its factor ``1 / (radius / r_A)^2`` on ``Sigma^-1``."""
+    r = _f32(region_radius(sa))
+    fac = (np.float32(radius) / r).astype(np.float32)
+    return r, (1.0 / (fac * fac).astype(np.float64)).astype(np.float32)
+
+
+def overlap_errors(ca, sa, cb, sb, radius: float = OVERLAP_RADIUS) -> np.ndarray:
+    """Overlap error ``1 - |A and B| / |A or B|`` of region pairs (centres ``(P, 2)``, shapes
+    ``(P, 2, 2)``, B already in A's image), as Mikolajczyk's c_eoverlap computes it: both shapes
+    scaled about their centres by ``radius / r_A`` (the centre offset is not scaled), the areas
+    counted on its grid in float32 (see ``_grid_errors``). No distance cut here."""
     ca, cb = np.asarray(ca, np.float64).reshape(-1, 2), np.asarray(cb, np.float64).reshape(-1, 2)
     sa, sb = np.asarray(sa, np.float64).reshape(-1, 2, 2), np.asarray(sb, np.float64).reshape(-1, 2, 2)
     if len(ca) == 0:
         return np.zeros(0)
-    factor = radius / np.linalg.det(sa) ** 0.25
-    sa, sb = sa * (factor**2)[:, None, None], sb * (factor**2)[:, None, None]
-    ia, ib = np.linalg.inv(sa), np.linalg.inv(sb)
-    half_a = np.sqrt(np.stack([sa[:, 0, 0], sa[:, 1, 1]], 1))  # bounding-box half sizes
-    half_b = np.sqrt(np.stack([sb[:, 0, 0], sb[:, 1, 1]], 1))
-    lo = np.minimum(ca - half_a, cb - half_b)
-    hi = np.maximum(ca + half_a, cb + half_b)
-    steps = (np.arange(grid) + 0.5) / grid
-    out = np.empty(len(ca))
-    for start in range(0, len(ca), 1024):
-        sl = slice(start, start + 1024)
-        gx = lo[sl, 0, None] + (hi[sl, 0] - lo[sl, 0])[:, None] * steps  # (P, G)
-        gy = lo[sl, 1, None] + (hi[sl, 1] - lo[sl, 1])[:, None] * steps
-        X, Y = gx[:, None, :], gy[:, :, None]  # (P, 1, G), (P, G, 1)
-
-        a, b = _inside_ellipse(X, Y, ca[sl], ia[sl]), _inside_ellipse(X, Y, cb[sl], ib[sl])
-        inter = (a & b).sum(axis=(1, 2))
-        union = (a | b).sum(axis=(1, 2))
-        out[sl] = 1.0 - inter / np.maximum(union, 1)
-    return out
-
-
-def _inside_ellipse(X: np.ndarray, Y: np.ndarray, c: np.ndarray, inv: np.ndarray) -> np.ndarray:
-    """``(P, G, G)`` lattice points ``(X, Y)`` inside the ellipses (centres ``c``, inverse shapes ``inv``)."""
-    dx, dy = X - c[:, 0, None, None], Y - c[:, 1, None, None]
-    q = inv[:, 0, 0, None, None] * dx * dx + 2 * inv[:, 0, 1, None, None] * dx * dy + inv[:, 1, 1, None, None] * dy * dy
-    return q <= 1.0
+    index = np.arange(len(ca))
+    _, fac = _factors(sa, radius)
+    return _grid_errors(_normalise(ca, sa, cb, sb, index, index, fac)).astype(np.float64) / 100.0
 
 
 def lens_area(r1, r2, d) -> np.ndarray:
@@ -105,35 +211,48 @@ def lens_area(r1, r2, d) -> np.ndarray:
 
 
 def geometric_matches(ca, sa, cb, sb, max_error: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one matches ``(M, 2)`` between regions A and B (B already in A's image) with overlap
-    error < ``max_error``, chosen greedily by increasing error; returns the matches and errors."""
+    """One-to-one correspondences ``(M, 2)`` between regions A (image 1) and B (already projected
+    into image 1) with overlap error < ``max_error``, as repeatability.m and c_eoverlap choose them:
+    a pair is compared only when the centres are closer than ``4 r_A`` (r_A: A's radius before the
+    normalisation), then greedily by ascending error (ties: lowest A, then lowest B index, the C
+    loop's scan order). Returns the matches and their errors (fractions)."""
+    ca, cb = np.asarray(ca, np.float64).reshape(-1, 2), np.asarray(cb, np.float64).reshape(-1, 2)
+    sa, sb = np.asarray(sa, np.float64).reshape(-1, 2, 2), np.asarray(sb, np.float64).reshape(-1, 2, 2)
+    empty = np.zeros((0, 2), np.int64), np.zeros(0)
     if len(ca) == 0 or len(cb) == 0:
-        return np.zeros((0, 2), np.int64), np.zeros(0)
-    factor = OVERLAP_RADIUS / np.linalg.det(sa) ** 0.25  # (Na,)
+        return empty
+    r, fac = _factors(sa, OVERLAP_RADIUS)
+    reach = (r * np.float32(MAX_CENTRE_DISTANCE)).astype(np.float32)
+    # the C test in float32 (dist < 4 r_A), on the pairs a float64 test with slack leaves
+    near = (cb[None, :, 0] - ca[:, None, 0]) ** 2 + (cb[None, :, 1] - ca[:, None, 1]) ** 2
+    i, j = np.nonzero(near < (reach.astype(np.float64)[:, None] * 1.001 + 1e-3) ** 2)
+    dx, dy = _f32(cb[j, 0] - ca[i, 0]), _f32(cb[j, 1] - ca[i, 1])
+    inside = np.sqrt(dx * dx + dy * dy) < reach[i]
+    i, j = i[inside], j[inside]
+    # Only pairs that can reach an error below max_error need the grid (a speed-up, with margin):
+    # IoU <= area ratio, and IoU <= lens of the bounding discs / larger area.
     area_a, area_b = np.sqrt(np.linalg.det(sa)), np.sqrt(np.linalg.det(sb))
-    reach_a = np.sqrt(np.linalg.eigvalsh(sa)[:, -1]) * factor
-    reach_b = np.sqrt(np.linalg.eigvalsh(sb)[:, -1])
-    dist = np.linalg.norm(ca[:, None] - cb[None], axis=2)
-    ratio = np.minimum(area_a[:, None], area_b[None]) / np.maximum(area_a[:, None], area_b[None])
-    # IoU <= area ratio, and disjoint regions cannot match: prune before integrating
-    i, j = np.nonzero((ratio > 1.0 - max_error) & (dist < reach_a[:, None] + reach_b[None] * factor[:, None]))
-    # IoU <= lens(bounding discs) / max(area): a cheap exact bound that prunes most candidates
-    bound = lens_area(reach_a[i], reach_b[j] * factor[i], dist[i, j]) / (
-        np.pi * np.maximum(area_a[i], area_b[j]) * factor[i] ** 2
+    reach_a, reach_b = np.sqrt(np.linalg.eigvalsh(sa)[:, -1]), np.sqrt(np.linalg.eigvalsh(sb)[:, -1])
+    dist = np.hypot(cb[j, 0] - ca[i, 0], cb[j, 1] - ca[i, 1])
+    big = np.maximum(area_a[i], area_b[j])
+    # in the normalised frame: both shapes scaled by `scale`, the centre offset `dist` is not
+    scale = OVERLAP_RADIUS / region_radius(sa)[i]
+    lens = lens_area(reach_a[i] * scale, reach_b[j] * scale, dist) / (np.pi * big * scale**2)
+    possible = (np.minimum(area_a[i], area_b[j]) / big > 1.0 - max_error - PRUNE_MARGIN) & (
+        lens > 1.0 - max_error - PRUNE_MARGIN
     )
-    keep = bound > 1.0 - max_error
-    i, j = i[keep], j[keep]
+    i, j = i[possible], j[possible]
     if len(i) == 0:
-        return np.zeros((0, 2), np.int64), np.zeros(0)
-    err = overlap_errors(ca[i], sa[i], cb[j], sb[j])
-    keep = err < max_error
-    i, j, err = i[keep], j[keep], err[keep]
-    order = np.argsort(err, kind="stable")
-    used_a, used_b, matches, errors = set(), set(), [], []
+        return empty
+    percent = _grid_errors(_normalise(ca, sa, cb, sb, i, j, fac))
+    keep = percent < np.float32(round(max_error * 100.0, 9))
+    i, j, percent = i[keep], j[keep], percent[keep]
+    order = np.lexsort((j, i, percent))
+    used_a, used_b, matches = set(), set(), []
     for n in order:
         if i[n] not in used_a and j[n] not in used_b:
             used_a.add(i[n])
             used_b.add(j[n])
-            matches.append((i[n], j[n]))
-            errors.append(err[n])
-    return np.array(matches, np.int64).reshape(-1, 2), np.array(errors)
+            matches.append(n)
+    chosen = np.array(matches, np.int64)
+    return np.stack([i[chosen], j[chosen]], axis=1).reshape(-1, 2), percent[chosen].astype(np.float64) / 100.0

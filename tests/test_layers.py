@@ -93,3 +93,19 @@ def test_no_module_over_450_lines():
         if (n := len(p.read_text().splitlines())) > 450
     ]
     assert not long, "split these along their sections: " + ", ".join(long)
+
+
+def _exists(parts: list[str]) -> bool:
+    path = PACKAGE.parent.joinpath(*parts)
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def test_every_relative_import_resolves():
+    """A function-level import with one dot too few (``..x`` for ``...x``) only fails when it runs."""
+    broken = [
+        f"{p.relative_to(PACKAGE.parent)}:{line} imports {'.'.join(t)}"
+        for p in sorted(PACKAGE.rglob("*.py"))
+        for line, t in _imports(p)
+        if not (_exists(t) or _exists(t[:-1]))
+    ]
+    assert not broken, "\n".join(broken)

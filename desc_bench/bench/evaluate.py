@@ -18,7 +18,6 @@ matching task without any error.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +84,7 @@ def _expected_counts(source: _Source, manifest: ExportManifest | None, test: tup
 def evaluate_dir(config: EvaluateConfig) -> Record:
     """Score the descriptor folder on the HPatches tasks; the record (rendered and written by the API)."""
     from ..datasets.tasks import TaskFiles
-    from .hpatches_tasks import evaluate_all
+    from .hpatches_tasks import evaluate_all, row_fields
 
     if config.output is not None:
         check_record_prefix(f"evaluate-{config.name}")  # before any work: --name "a/b" is refused
@@ -126,7 +125,7 @@ def evaluate_dir(config: EvaluateConfig) -> Record:
             protocol=config.protocol,
             distance=distance.value,
             mode="precomputed",
-            **dataclasses.asdict(s),
+            **row_fields(s),
         )
         for s in scores
     ]

@@ -25,6 +25,7 @@ kept) and within 1e-12 relative otherwise.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,6 +138,68 @@ def ap_from_ranks(ranks: np.ndarray, numpos: int, kind: str = "trapezoid") -> np
     return ((prec_before + prec_at) / 2).sum(-1) / numpos
 
 
+# ---- two label blocks ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Block:
+    """Scores of one label (all negatives or all positives), sorted increasing, -inf dropped.
+
+    ``values`` (K,) float64 holds the retrieved scores (score > -inf); ``total`` counts them all.
+    Built by :func:`block`; the ranking functions below take one block of each label.
+    """
+
+    values: np.ndarray
+    total: int
+
+
+def block(scores) -> Block:
+    """Sort one label's scores for :func:`block_ap` and :func:`block_auc` (order within a label is irrelevant)."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if np.isnan(scores).any():
+        raise InputError("scores contain NaN")
+    values = np.sort(scores)
+    return Block(values[np.searchsorted(values, -np.inf, side="right") :], int(scores.size))
+
+
+def merged_ranks(neg: Block, pos: Block, negatives_first: bool = True) -> np.ndarray:
+    """1-based ranks of the retrieved positives in the list [negatives; positives] ranked by score (stable).
+
+    With ``negatives_first=False`` the list is [positives; negatives]. The two sorted blocks are
+    merged by a stable sort of their concatenation (two sorted runs: a linear merge), so an exact
+    tie between the labels goes to the block that comes first.
+    """
+    first, second = (neg, pos) if negatives_first else (pos, neg)
+    key = np.concatenate((-first.values[::-1], -second.values[::-1]))  # increasing = best first
+    order = np.argsort(key, kind="stable")
+    is_pos = order >= len(first.values) if negatives_first else order < len(first.values)
+    return np.flatnonzero(is_pos) + 1
+
+
+def block_ap(neg: Block, pos: Block, negatives_first: bool = True, kind: str = "trapezoid") -> float:
+    """AP of the list [negatives; positives] (``negatives_first``) or [positives; negatives].
+
+    Equals :func:`average_precision` (``kind="trapezoid"``) or :func:`vlfeat_ap` (``"vlfeat"``) of
+    the concatenated list with its labels: with a stable sort, an exact tie between the two labels
+    goes to the block that comes first, and ties within a block do not change tp/fp. Sorting each
+    block on its own and merging them avoids a stable sort of the whole list.
+    """
+    if pos.total == 0:
+        return 0.0
+    return float(ap_from_ranks(merged_ranks(neg, pos, negatives_first), pos.total, kind))
+
+
+def block_auc(neg: Block, pos: Block, negatives_first: bool = True) -> float:
+    """ROC AUC of the list [negatives; positives] (or [positives; negatives]): equals :func:`roc_auc`.
+
+    The trapezoid over (fpr, tpr) of a ranked list is the sum, over retrieved negatives, of the
+    positives ranked above each one, divided by #positives x #negatives; the sum is computed
+    exactly in integers as, over retrieved positives, the retrieved negatives ranked below each one.
+    """
+    ranks = merged_ranks(neg, pos, negatives_first)
+    neg_above = ranks - np.arange(1, len(ranks) + 1)
+    below = int((len(neg.values) - neg_above).sum(dtype=np.int64))
+    return float(below / max(pos.total, SMALL) / max(neg.total, SMALL))
+
+
 # ---- distances ----------------------------------------------------------------------------------
 def _as_distance(distance) -> Distance:
     try:
@@ -203,11 +266,94 @@ def rowwise_distances(a, b, distance=Distance.L2, squared: bool = False, chunk: 
         if distance is Distance.HAMMING:
             out[s : s + chunk] = _popcount(np.bitwise_xor(x, y)).sum(axis=1, dtype=np.int64)
             continue
-        diff = x.astype(np.float64) - y
+        diff = np.subtract(x, y, dtype=np.float64)  # one pass: conversion and difference
         if distance is Distance.L1:
             out[s : s + chunk] = np.abs(diff).sum(axis=1)
         else:
-            out[s : s + chunk] = np.einsum("ij,ij->i", diff, diff)
+            out[s : s + chunk] = _rowdot(diff)
     if distance is Distance.L2 and not squared:
         np.sqrt(out, out=out)
     return out
+
+
+def _rowdot(x: np.ndarray) -> np.ndarray:
+    """Sum of squares of each row (float64)."""
+    if hasattr(np, "vecdot"):  # numpy >= 2: a SIMD dot per row
+        return np.vecdot(x, x)
+    return np.einsum("ij,ij->i", x, x)
+
+
+def _row_kernel(a: np.ndarray, b: np.ndarray, work: np.ndarray, distance: Distance) -> np.ndarray:
+    """Distances between rows of a and b (k, D) using the preallocated ``work`` (k, D) buffer."""
+    if distance is Distance.HAMMING:
+        np.bitwise_xor(a, b, out=work)
+        return _popcount(work).sum(axis=1, dtype=np.int64)
+    np.subtract(a, b, out=work, dtype=np.float64)  # computed in float64: exact for float32 inputs
+    if distance is Distance.L1:
+        return np.abs(work, out=work).sum(axis=1)
+    return _rowdot(work)
+
+
+def worker_count() -> int:
+    """Threads for the numpy loops here: torch's intra-op thread count (honours OMP_NUM_THREADS), at most 4."""
+    return max(1, min(4, torch.get_num_threads()))
+
+
+def gathered_distances(
+    table: np.ndarray,
+    left: np.ndarray,
+    rights: list[np.ndarray],
+    distance=Distance.L2,
+    squared: bool = False,
+    order: np.ndarray | None = None,
+    chunk: int = 2048,
+    workers: int | None = None,
+) -> list[np.ndarray]:
+    """Distances between rows ``table[left[i]]`` and ``table[right[i]]``, for each array in ``rights``.
+
+    table (T, D); left and each right (M,) row indices; returns one (M,) float64 array per right,
+    equal to :func:`rowwise_distances` of the gathered rows. ``order`` (a permutation of 0..M-1)
+    is the visiting order, e.g. by left row so that those reads are sequential; a chunk's left rows
+    are gathered once for all the rights. Chunks are shared among ``workers`` threads (numpy
+    releases the GIL), each with its own buffers; the values do not depend on the split.
+    """
+    distance = _as_distance(distance)
+    table = np.asarray(table)
+    m, dim = len(left), table.shape[1]
+    if order is not None:  # visit in this order: contiguous slices of permuted indices
+        left, rights = left[order], [r[order] for r in rights]
+    found = [np.empty(m, dtype=np.float64) for _ in rights]
+    work_dtype = np.uint8 if distance is Distance.HAMMING else np.float64
+    if distance is Distance.HAMMING and table.dtype != np.uint8:
+        raise InputError(f"Hamming distance needs uint8 packed bits; got {table.dtype}")
+
+    def run(start: int, stop: int) -> None:
+        a = np.empty((chunk, dim), dtype=table.dtype)
+        b = np.empty_like(a)
+        work = np.empty((chunk, dim), dtype=work_dtype)
+        for s in range(start, stop, chunk):
+            e = min(stop, s + chunk)
+            np.take(table, left[s:e], axis=0, out=a[: e - s])
+            for right, out in zip(rights, found):
+                np.take(table, right[s:e], axis=0, out=b[: e - s])
+                out[s:e] = _row_kernel(a[: e - s], b[: e - s], work[: e - s], distance)
+
+    workers = worker_count() if workers is None else max(1, int(workers))
+    per = -(-m // (workers * chunk)) * chunk  # whole chunks per worker
+    spans = [(s, min(m, s + per)) for s in range(0, m, per)] if m else []
+    if len(spans) <= 1:
+        for span in spans:
+            run(*span)
+    else:
+        with ThreadPoolExecutor(len(spans)) as pool:
+            for done in [pool.submit(run, *span) for span in spans]:
+                done.result()
+    if distance is Distance.L2 and not squared:
+        for out in found:
+            np.sqrt(out, out=out)
+    if order is None:
+        return found
+    outs = [np.empty(m, dtype=np.float64) for _ in rights]
+    for out, values in zip(outs, found):
+        out[order] = values
+    return outs

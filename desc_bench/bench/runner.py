@@ -24,8 +24,7 @@ from .._version import __version__
 from ..adapters.base import Descriptor
 from ..adapters.registry import descriptor as build_descriptor
 from ..adapters.registry import descriptor_class, parse_spec
-from ..datasets.registry import dataset as open_dataset
-from ..datasets.registry import dataset_source
+from ..datasets.registry import dataset_source, open_dataset
 from ..errors import DescBenchError, InputError
 from ..io.paths import cache_root
 from ..records.schema import Record, ResultRow, TimingRow, config_json, machine_metadata
@@ -217,7 +216,7 @@ def _timing(desc: Descriptor, config: RunConfig) -> TimingRow:
 def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunResult:
     """Run every descriptor of the config on every benchmark asked for; return the record."""
     benches = check_request(config)
-    data = open_dataset(config.dataset, data_dir=config.data_dir)
+    data = open_dataset(config.dataset, data_dir=config.data_dir, progress=config.progress)
     context = Context(split=config.split, progress=config.progress, log=log)
     for bench in benches:
         bench.check_data(data, context)

@@ -86,7 +86,10 @@ plugin_option = click.option(
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="desc-bench")
 def main():
-    """Benchmark local image descriptors: accuracy (HPatches, image pairs) and speed."""
+    """Benchmark local image descriptors: accuracy (HPatches, image pairs, Brown) and speed."""
+    from ..io.interrupt import terminate_as_interrupt
+
+    terminate_as_interrupt()  # SIGTERM cleans up like Ctrl-C (staging folders, partial files)
 
 
 from . import manage, run, scores, timing  # noqa: E402, F401  (register the commands)

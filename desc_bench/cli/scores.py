@@ -90,10 +90,10 @@ def export(name, dataset, data_dir, output, device, weights, overwrite, quiet):
     from ..adapters.registry import descriptor
     from ..bench.export import export_descriptors
     from ..datasets.base import PatchSet
-    from ..datasets.registry import dataset as open_dataset
+    from ..datasets.registry import open_dataset
     from ..errors import DatasetError
 
-    data = open_dataset(dataset, data_dir=data_dir)
+    data = open_dataset(dataset, data_dir=data_dir, progress=not quiet)
     if not isinstance(data, PatchSet):
         raise DatasetError(f"export needs a patch dataset; {dataset!r} is an image-pair dataset")
     desc = descriptor(name, device=device, weights=weights)

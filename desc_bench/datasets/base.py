@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError, UnknownNameError
-from .fingerprint import files_fingerprint
 
 PATCH = 65
 NOISES = ("e", "h", "t")
@@ -156,19 +155,6 @@ class PatchSet:
     tasks_dir: Path
     version: str  # part of the cache key
     sequences: tuple[str, ...] = field(default=())
-    generated: bool = False  # fingerprints hash the content (True) or the sizes and times (False)
-
-    def sequence_fingerprint(self, sequence: str) -> str:
-        """Key of the 16 patch files of ``sequence``: changes when any of them is edited."""
-        folder = self.root / sequence
-        files = [folder / f"{t}.png" for t in PATCH_TYPES]
-        return files_fingerprint(files, self.root, content=self.generated, extra=f"{self.version}/{sequence}")
-
-    def fingerprint(self) -> str:
-        """Key of the whole dataset: every sequence's patch files and the task files."""
-        tasks = sorted(p for p in self.tasks_dir.rglob("*") if p.is_file()) if self.tasks_dir.is_dir() else []
-        parts = [self.sequence_fingerprint(s) for s in self.sequence_names()]
-        return files_fingerprint(tasks, self.tasks_dir, content=self.generated, extra=" ".join(parts))
 
     def sequence_names(self) -> tuple[str, ...]:
         if self.sequences:

@@ -20,16 +20,13 @@ checks; ``<data root>/brown/<subset>/MANIFEST.json`` records the URL, md5 and sh
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from ..errors import DatasetError, DownloadError
 from ..io.atomic import write_json
-from ..io.download import extract_folder, fetch, verify_file
+from ..io.download import Archive, ExtractLimits, fetch_archive, read_source_record
 from .base import DatasetSource
 from .brown_layout import (
     KIND,
@@ -93,57 +90,58 @@ def _find_layout(extracted: Path) -> Path:
     return candidates[0]
 
 
-def download_subset(data_dir: Path, subset: str, progress: bool = True, keep_archive: bool = False) -> Path:
-    """Fetch, verify (published md5) and safely extract one subset into ``<data>/brown/<subset>``."""
+_LIMITS = ExtractLimits(max_entries=5_000, max_member_bytes=64 << 20, max_total_bytes=6 << 30, max_ratio=20.0)
+
+
+def _archive(mirror: Mirror) -> Archive:
+    return Archive(
+        urls=(mirror.url,),
+        filename=mirror.filename,
+        md5=mirror.md5,
+        max_bytes=3 << 30,
+        checksum_source="md5 published with the dataset",
+        limits=_LIMITS,
+    )
+
+
+def download_subset(data_dir: Path, subset: str, progress: bool = True) -> Path:
+    """Fetch, verify (published md5), safely extract (bounded) and check one subset into
+    ``<data>/brown/<subset>`` (:func:`desc_bench.io.download.fetch_archive`); writes MANIFEST.json."""
     target = Path(data_dir) / "brown" / subset
     if is_subset_folder(target):
         return target
-    downloads = target.parent / ".downloads"
-    failures, archive, used = [], None, None
-    for mirror in MIRRORS[subset]:
-        try:
-            archive = fetch(mirror.url, downloads / mirror.filename, md5=mirror.md5, progress=progress)
-            used = mirror
-            break
-        except DownloadError as exc:
-            failures.append(str(exc))
-    if archive is None:
-        raise DownloadError(
-            f"cannot download Brown {subset} from any mirror:\n  " + "\n  ".join(failures) + f"\nDownload "
-            f"{subset}.zip by hand and extract it into {target} (patchesNNNN.bmp, info.txt, interest.txt, "
-            f"{TEST_PAIRS}), or use the embedded `brown-synth` dataset"
-        )
-    hashes = verify_file(archive, md5=used.md5, source=used.url)
-    staging = target.parent / f".{subset}.extracted"
-    if staging.exists():
-        shutil.rmtree(staging)
-    extract_folder(archive, staging, progress=progress)
-    try:
-        found = _find_layout(staging)
-        count = len(read_column(found / "info.txt", "info"))
+    counts = {}
+
+    def check(extracted: Path) -> Path:
+        found = _find_layout(extracted)
+        counts["patches"] = len(read_column(found / "info.txt", "info"))
         files = mosaic_files(found)
-        if len(files) < math.ceil(count / PER_FILE):
-            raise DatasetError(f"the {subset} archive holds {len(files)} mosaics for {count} patches")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(found, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if len(files) < math.ceil(counts["patches"] / PER_FILE):
+            raise DatasetError(f"the {subset} archive holds {len(files)} mosaics for {counts['patches']} patches")
+        return found
+
+    archives = [_archive(m) for m in MIRRORS[subset]]
+    try:
+        fetch_archive(archives, target.parent / ".downloads", target, check=check, progress=progress)
+    except DownloadError as exc:
+        raise DownloadError(
+            f"cannot download Brown {subset}: {exc}\nDownload {subset}.zip by hand and extract it into {target} "
+            f"(patchesNNNN.bmp, info.txt, interest.txt, {TEST_PAIRS}), or use the embedded `brown-synth` dataset"
+        ) from None
+    source = read_source_record(target) or {}
     write_json(
         target / "MANIFEST.json",
         {
             "dataset": f"brown-{subset}",
-            "url": used.url,
-            "md5": hashes["md5"],
-            "sha256": hashes["sha256"],
-            "size": archive.stat().st_size,
+            "url": next((m.url for m in MIRRORS[subset] if m.filename == source.get("file")), None),
+            "md5": source.get("md5"),
+            "sha256": source.get("sha256"),
+            "size": source.get("size"),
             "verified": "md5 as published",
-            "patches": count,
-            "downloaded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "patches": counts.get("patches"),
+            "downloaded": source.get("downloaded"),
         },
     )
-    if not keep_archive:
-        archive.unlink()
     return target
 
 
@@ -165,7 +163,7 @@ class BrownSource(DatasetSource):
             "that holds brown/<subset>, or use the embedded `brown-synth` dataset, which needs no download"
         )
 
-    def open(self, data_dir: Path) -> BrownSet:
+    def open(self, data_dir: Path, progress: bool = True) -> BrownSet:
         problem = self.availability(data_dir)
         if problem is not None:
             raise DatasetError(f"dataset {self.name!r} is not available in {data_dir}: {problem}")

@@ -35,10 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,7 +42,9 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
+from ..io.atomic import remove_stale_staging, staged_folder
 from ..io.download import sha256_file
+from ..io.progress import bar
 from .base import DatasetSource
 from .brown_layout import KIND, PATCH, SUBSETS, BrownPairs, BrownSet, BrownSubset, write_subset
 
@@ -207,19 +205,26 @@ def is_complete(root: Path, params: BrownSynthParams) -> bool:
     return all((Path(root) / s / TEST_FILE).is_file() for s in SUBSETS)
 
 
-def generate(root: Path, params: BrownSynthParams = DEFAULT_PARAMS) -> Path:
-    """Generate the three subsets into ``root`` (replacing an older brown-synth there), atomically."""
-    params.check()
-    root = Path(root)
+def _check_replaceable(root: Path) -> None:
     if root.exists() and any(root.iterdir()) and (_stored(root) or {}).get("generator") != NAME:
         raise DatasetError(f"{NAME}: {root} holds files that are not a {NAME} dataset; refusing to replace it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
+
+
+def generate(root: Path, params: BrownSynthParams = DEFAULT_PARAMS, progress: bool = False) -> Path:
+    """Generate the three subsets into ``root`` (replacing an older brown-synth there), atomically
+    (:func:`desc_bench.io.atomic.staged_folder`)."""
+    params.check()
+    root = Path(root)
+    _check_replaceable(root)
+
+    def complete(folder: Path) -> bool:  # another process made it meanwhile
+        return is_complete(folder, params)
+
+    with staged_folder(root, before_replace=_check_replaceable, keep_concurrent=complete) as tmp:
         info = describe(params)
         info["opencv"] = cv2.__version__
         info["subsets"] = {}
-        for subset in SUBSETS:
+        for subset in bar(SUBSETS, desc=f"{NAME}: subsets", unit="subset", enabled=progress):
             patches, points, interest, pairs, groups = generate_subset(subset, params)
             folder = write_subset(tmp / subset, patches, points, interest, pairs, TEST_FILE)
             info["subsets"][subset] = {
@@ -229,22 +234,14 @@ def generate(root: Path, params: BrownSynthParams = DEFAULT_PARAMS) -> Path:
                 "sha256": {p.name: sha256_file(p) for p in sorted(folder.iterdir())},
             }
         (tmp / "params.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")  # completion marker
-        old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}") if root.exists() else None
-        if old is not None:
-            os.replace(root, old)
-        os.replace(tmp, root)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 
-def ensure(root: Path, params: BrownSynthParams = DEFAULT_PARAMS) -> Path:
+def ensure(root: Path, params: BrownSynthParams = DEFAULT_PARAMS, progress: bool = False) -> Path:
     """``root`` holding a complete brown-synth made with ``params``, generated when absent or stale."""
+    remove_stale_staging(root)  # what a killed generation left, even when the set is complete
     if not is_complete(root, params):
-        generate(root, params)
+        generate(root, params, progress=progress)
     return Path(root)
 
 
@@ -271,9 +268,9 @@ class BrownSynth(DatasetSource):
         f"about {DEFAULT_PARAMS.points * 3:,} patches and {DEFAULT_PARAMS.pairs:,} test pairs each); no download"
     )
 
-    def open(self, data_dir: Path) -> BrownSet:
-        return open_set(ensure(Path(data_dir) / NAME))
+    def open(self, data_dir: Path, progress: bool = True) -> BrownSet:
+        return open_set(ensure(Path(data_dir) / NAME, progress=progress))
 
     def download(self, data_dir: Path, progress: bool = True) -> Path:
         """Generate (nothing is downloaded) into ``<data_dir>/brown-synth``; returns that folder."""
-        return ensure(Path(data_dir) / NAME)
+        return ensure(Path(data_dir) / NAME, progress=progress)

@@ -30,7 +30,6 @@ import numpy as np
 
 from ..errors import DatasetError, UnknownNameError
 from .base import imread
-from .fingerprint import files_fingerprint
 
 if TYPE_CHECKING:
     from .variants import Warp
@@ -66,14 +65,6 @@ class Sequence:
         warp = self.warps[index - 1] if self.warps else None
         return warp.apply(image) if warp is not None else image
 
-    def fingerprint(self, content: bool = False) -> str:
-        """Key of this sequence: its image files (sizes and times, or content), homographies and warps."""
-        extra = self.name + "".join(np.ascontiguousarray(h, np.float64).tobytes().hex() for h in self.homographies)
-        extra += "".join("-" if w is None else f"{w.matrix.tobytes().hex()}:{w.seed}" for w in self.warps)
-        backgrounds = [w.background for w in self.warps if w is not None and w.background is not None]
-        folder = self.images[0].parent if self.images else Path(".")
-        return files_fingerprint([*self.images, *backgrounds], folder, content=content, extra=extra)
-
     def image_size(self, index: int) -> tuple[int, int]:
         """``(width, height)`` of image ``index`` (1..6) as :meth:`image` returns it, without decoding it."""
         warp = self.warps[index - 1] if self.warps else None
@@ -103,16 +94,6 @@ class PairSet:
     default_protocol: str = "mma"  # used by `desc-bench run` when no --protocol is given
     expected_sequences: int | None = None
     known_names: tuple[str, ...] = ()
-    generated: bool = False  # fingerprints hash the content (True) or the sizes and times (False)
-
-    def sequence_fingerprint(self, name: str) -> str:
-        """Key of one sequence: changes when one of its images or homographies is edited."""
-        return self.sequence(name).fingerprint(content=self.generated)
-
-    def fingerprint(self) -> str:
-        """Key of the whole set (its version and every sequence's fingerprint)."""
-        parts = [self.version] + [seq.fingerprint(content=self.generated) for seq in self.sequences]
-        return hashlib.sha256(" ".join(parts).encode()).hexdigest()[:16]
 
     def __len__(self) -> int:
         return len(self.sequences)

@@ -260,7 +260,7 @@ def generate_verification(
     progress: bool = False,
 ) -> dict[str, PairList]:
     """The three verification pair lists (pos, neg_intra, neg_inter) of one split, as the official gen_verif."""
-    from tqdm.auto import tqdm
+    from ..io.progress import bar
 
     test = tuple(test)
     counts = _counts_of(test, patch_counts)
@@ -268,10 +268,10 @@ def generate_verification(
     s = rs.choice(len(test), n_pairs)  # same draws as choice(test, n): randint(0, len(test), n)
     n_s = counts[s]
     idx = np.empty((n_pairs, 2), dtype=np.int64)
-    for i in tqdm(range(n_pairs), desc="verification pairs", unit="pair", disable=not progress, mininterval=1):
+    for i in bar(range(n_pairs), desc="verification pairs", unit="pair", enabled=progress, mininterval=1):
         idx[i] = rs.choice(n_s[i], 2, replace=False)  # = permutation(n)[:2], as choice(arange(n), 2, False)
     types = np.empty((n_pairs, 2), dtype=np.int8)
-    for i in tqdm(range(n_pairs), desc="verification images", unit="pair", disable=not progress, mininterval=1):
+    for i in bar(range(n_pairs), desc="verification images", unit="pair", enabled=progress, mininterval=1):
         types[i] = rs.choice(5, 2, replace=False)
     s_inter = rs.choice(len(test), n_pairs)
     idx_inter = rs.randint(counts[s_inter]) if n_pairs else np.zeros(0, dtype=np.int64)  # = [randint(n) for n]

@@ -223,7 +223,7 @@ def records_report(records: list[Record], title: str = "desc-bench report") -> s
     if errors:
         sections.append("## Skipped or failed\n\n" + errors)
     for cls, tables in benchmark_tables(r for record in records for r in record.results):
-        heading = "Per task (Easy / Hard / Tough)" if cls.time_unit == "patch" else cls.summary
+        heading = "Per task (Easy / Hard / Tough)" if "patches" in cls.accepts else cls.summary
         sections.append(f"## {heading}\n\n" + "\n\n".join(tables))
     timing = timing_section(records)
     if timing:

@@ -260,3 +260,104 @@ def test_evaluate_all_and_errors(tasks):
         ht.evaluate_matching(descs, Split("x", SEQS), Distance.HAMMING)
     with pytest.raises(InputError, match="pool sizes"):
         ht.evaluate_retrieval(descs, tasks, Split("x", SEQS), "l2", pool_sizes=(5,))
+
+
+# ---- issue 18 (speed paths), issue 12 items 4 and 6 (degenerate and out-of-range descriptors) -----
+def make_float_descs(seed=0, dim=8, noise=0.6, dtype=np.float32):
+    """Real-valued descriptors (no exact ties): a shared base per patch plus per-type noise."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in SEQS:
+        base = rng.normal(size=(COUNTS[s], dim))
+        out[s] = {t: (base + noise * (t != "ref") * rng.normal(size=base.shape)).astype(dtype) for t in PATCH_TYPES}
+    return out
+
+
+def all_values(scores):
+    return {(s.task, s.metric, s.noise, s.subset, s.variant): s.value for s in scores}
+
+
+def test_real_valued_descriptors_equal_loop_references(tasks):
+    descs = make_float_descs(seed=4)
+    split = Split("x", SEQS)
+    ver = ht.evaluate_verification(descs, tasks, split, "l2")
+    for (noise, v, metric), expected in ref_verification(descs, tasks, "x", "l2").items():
+        assert value(ver, "verification", metric, NAMES[noise], variant=v) == pytest.approx(expected, abs=1e-9)
+    mat = ht.evaluate_matching(descs, split, "l2")
+    ref = ref_matching(descs, SEQS, "l2")
+    for noise in NOISES:
+        expected = np.mean([ref[s, noise] for s in SEQS])
+        assert value(mat, "matching", "map", NAMES[noise]) == pytest.approx(expected, abs=1e-9)
+    pools = (6, 10, 20, 10_000)
+    ret = ht.evaluate_retrieval(descs, tasks, split, "l2", pool_sizes=pools)
+    ref = ref_retrieval(descs, tasks, "x", "l2", pools)
+    for noise in NOISES:
+        for k in pools:
+            assert value(ret, "retrieval", "map", NAMES[noise], variant=f"pool={k}") == pytest.approx(
+                ref[noise, k], abs=1e-9
+            )
+    assert all(s.note == "" for s in ver + mat + ret)  # regular descriptors carry no note
+
+
+@pytest.mark.parametrize("seed", [2, 5])
+@pytest.mark.parametrize("protocol", ["python", "matlab"])
+def test_retrieval_screened_and_dense_counting_agree(tasks, monkeypatch, seed, protocol):
+    from desc_bench.bench import hpatches_retrieval as hr
+
+    split, pools = Split("x", SEQS), (6, 10, 20, 10_000)
+    for descs in (make_descs("l2", seed=seed), make_float_descs(seed=seed)):
+        results = []
+        for share in (0, 10**9):  # 0: always the screened sparse count; 10**9: always the dense count
+            monkeypatch.setattr(hr, "DENSE_SHARE", share)
+            scores = ht.evaluate_retrieval(descs, tasks, split, "l2", pool_sizes=pools, protocol=protocol, chunk=5)
+            results.append([(s.value, s.note) for s in scores])
+        assert results[0] == results[1]
+
+
+def test_any_finite_range_gives_the_same_numbers(tasks):
+    # issue 12 item 6: descriptors near 1e30 overflowed float32 in the nearest-neighbour GEMM
+    split = Split("x", SEQS)
+    descs = make_float_descs(seed=6)
+    base = all_values(ht.evaluate_all(descs, tasks, split, "l2", progress=False, pool_sizes=(10, 20)))
+    for factor, dtype in ((2.0**100, np.float32), (2.0**-100, np.float32), (2.0**900, np.float64)):
+        scaled = {s: {t: (a.astype(dtype) * factor) for t, a in v.items()} for s, v in descs.items()}
+        assert np.isfinite(next(iter(scaled["i_a"].values()))).all()
+        got = all_values(ht.evaluate_all(scaled, tasks, split, "l2", progress=False, pool_sizes=(10, 20)))
+        assert got == base, f"factor {factor}"  # a power of two: exactly the same rankings
+    near_1e30 = {s: {t: a * np.float32(1e30) for t, a in v.items()} for s, v in descs.items()}
+    got = all_values(ht.evaluate_all(near_1e30, tasks, split, "l2", progress=False, pool_sizes=(10, 20)))
+    assert got == pytest.approx(base, abs=1e-9)
+    assert headline_of(got, "matching") > 0.3  # was about 0.02 with the float32 overflow
+
+
+def headline_of(values, task):
+    keys = {"verification": ("ap", "mean", "all", "mean"), "matching": ("map", "mean", "all", "")}
+    return values[(task, *keys[task])]
+
+
+def test_non_finite_descriptors_are_refused(tasks):
+    descs = make_float_descs(seed=7)
+    descs["v_b"]["e2"][3, 1] = np.inf
+    with pytest.raises(InputError, match="NaN or infinite"):
+        ht.evaluate_matching(descs, Split("x", SEQS), "l2")
+
+
+def test_constant_descriptor_is_flagged_degenerate(tasks):
+    # issue 12 item 4: every patch the same vector scored retrieval 100 % (ties go to the positives)
+    split = Split("x", SEQS)
+    descs = {s: {t: np.full((COUNTS[s], 4), 0.25, np.float32) for t in PATCH_TYPES} for s in SEQS}
+    scores = ht.evaluate_all(descs, tasks, split, "l2", progress=False, pool_sizes=(10, 20))
+    assert ht.headline(scores, "retrieval").value == pytest.approx(1.0)  # the official tie rule is kept
+    assert all(s.note.startswith("degenerate:") for s in scores)
+    fields = ht.row_fields(ht.headline(scores, "retrieval"), "weights saw HPatches")
+    assert fields["notes"].startswith("weights saw HPatches; degenerate:") and "note" not in fields
+
+
+def test_ties_deciding_the_number_are_flagged(tasks):
+    # two distinct vectors only: most distances tie exactly, so the tie rule decides retrieval
+    split = Split("x", SEQS)
+    rng = np.random.default_rng(8)
+    descs = {s: {t: rng.integers(0, 2, size=(COUNTS[s], 1)).astype(np.float32) for t in PATCH_TYPES} for s in SEQS}
+    scores = ht.evaluate_retrieval(descs, tasks, split, "l2", pool_sizes=(10, 20))
+    top = ht.headline(scores, "retrieval")
+    assert top.note.startswith("degenerate: exact distance ties decide this number")

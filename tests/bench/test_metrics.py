@@ -153,3 +153,44 @@ def test_hamming():
     np.testing.assert_array_equal(M.rowwise_distances(a, b[:2], Distance.HAMMING), [5, 0])
     with pytest.raises(InputError, match="uint8"):
         M.pairwise_distances(a.astype(np.float32), b, Distance.HAMMING)
+
+
+# ---- two label blocks and gathered distances (issue 18: the HPatches tasks at speed) ----------------
+@pytest.mark.parametrize("seed", range(6))
+def test_block_ranking_equals_the_stable_sort_of_the_whole_list(seed):
+    rng = np.random.default_rng(seed)
+    n_neg, n_pos = rng.integers(0, 60, size=2)
+    neg = rng.integers(0, 7, n_neg).astype(float)  # many exact ties between and within the labels
+    pos = rng.integers(0, 7, n_pos).astype(float)
+    neg[rng.random(n_neg) < 0.1] = -np.inf  # never retrieved
+    pos[rng.random(n_pos) < 0.1] = -np.inf
+    blocks = M.block(neg), M.block(pos)
+    for negatives_first in (True, False):
+        if negatives_first:
+            scores, labels = np.r_[neg, pos], np.r_[np.zeros(n_neg), np.ones(n_pos)]
+        else:
+            scores, labels = np.r_[pos, neg], np.r_[np.ones(n_pos), np.zeros(n_neg)]
+        assert M.block_ap(*blocks, negatives_first) == pytest.approx(loop_ap(scores, labels), abs=1e-12)
+        assert M.block_ap(*blocks, negatives_first, "vlfeat") == pytest.approx(M.vlfeat_ap(scores, labels), abs=1e-12)
+        if n_neg and n_pos:
+            assert M.block_auc(*blocks, negatives_first) == pytest.approx(loop_auc(scores, labels), abs=1e-12)
+    with pytest.raises(InputError, match="NaN"):
+        M.block([0.0, np.nan])
+
+
+@pytest.mark.parametrize("distance", ["l2", "l1", "hamming"])
+def test_gathered_distances_equal_rowwise(distance):
+    rng = np.random.default_rng(0)
+    if distance == "hamming":
+        table = rng.integers(0, 256, size=(50, 4), dtype=np.uint8)
+    else:
+        table = rng.normal(size=(50, 16)).astype(np.float32)
+    left, r1, r2 = (rng.integers(0, 50, 333) for _ in range(3))
+    expected = [M.rowwise_distances(table[left], table[r], distance) for r in (r1, r2)]
+    order = np.argsort(left, kind="stable")
+    for workers in (1, 3):
+        got = M.gathered_distances(table, left, [r1, r2], distance, order=order, chunk=16, workers=workers)
+        for g, e in zip(got, expected):
+            np.testing.assert_array_equal(g, e)
+    squared = M.gathered_distances(table, left, [r1], distance, squared=True)[0]
+    np.testing.assert_allclose(squared, expected[0] ** 2 if distance == "l2" else expected[0], rtol=1e-12)

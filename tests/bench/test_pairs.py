@@ -273,7 +273,11 @@ def test_tables_and_plot(small, perfect, random_descriptor, grid_detector, tmp_p
     header = table.splitlines()[0]
     assert header.index("pck-5") < header.index("pck-2") < header.index("pck-1")
     table = _table("oxford-ms", rows)
+    assert table.splitlines()[0].index("matching-score") < table.splitlines()[0].index("repeatability")
+    spec = benchmark_class("oxford-ms").tables[1]
+    table = render_table(spec, [r for r in rows if r.protocol == "oxford-ms"])[0].split("\n\n", 1)[1]
     assert "i_coffee" in table.splitlines()[0] and "mean" in table.splitlines()[0]
+    assert {line.split("|")[3].strip() for line in table.splitlines()[2:]} == {"matching-score", "repeatability"}
     path = plot_mma(rows, tmp_path / "mma.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from conftest import requires_cuda
 
 from desc_bench.adapters.base import Descriptor
+from desc_bench.api import save_timing
 from desc_bench.bench import timing as T
 from desc_bench.errors import InputError
 from desc_bench.records.schema import Calibration, Record, TimingRow, machine_metadata
@@ -306,7 +307,7 @@ def test_save_timing_and_normalised_time(tmp_path):
     record = Record(
         metadata=machine_metadata(), timings=[_row("a", 1, 2.0), _row("a", 4, 1.0)], calibration=Calibration("ref", 4.0)
     )
-    out = T.save_timing(record, tmp_path / "out")
+    out = save_timing(record, tmp_path / "out")
     assert read_record(out.record).timings == record.timings
     text = out.table.read_text()
     assert "| a " in text and "Calibration: ref: 4.00 ms" in text

@@ -236,22 +236,3 @@ def test_open_dataset_progress_false_draws_no_generation_bar(tmp_path, capsys, m
     assert capsys.readouterr().err == ""
     open_dataset("hpatches-seq-synth", data_dir=tmp_path / "loud", progress=True)
     assert "hpatches-seq-synth: sequences" in capsys.readouterr().err
-
-
-def test_pair_fingerprints_follow_edits_and_variants(tmp_path):
-    root = tmp_path / "hpatches-sequences-release"
-    for seq in ("i_one", "v_two"):
-        _write(root / seq, _hpatches_files())
-    pairset = S.HPatchesSequencesFull().open(tmp_path)
-    one, two, whole = (
-        pairset.sequence_fingerprint("i_one"),
-        pairset.sequence_fingerprint("v_two"),
-        pairset.fingerprint(),
-    )
-    (root / "i_one" / "3.ppm").write_bytes(_ppm(99))
-    again = S.HPatchesSequencesFull().open(tmp_path)
-    assert again.sequence_fingerprint("i_one") != one and again.sequence_fingerprint("v_two") == two
-    assert again.fingerprint() != whole
-    from desc_bench.datasets.variants import transformed
-
-    assert transformed(again, "er").sequence_fingerprint("v_two") != two

@@ -24,7 +24,7 @@ from ...datasets.tasks import TaskFiles
 from ...errors import InputError
 from ...io.progress import bar
 from ..features import FeatureStore, files_fingerprint, stable_hash
-from ..hpatches_tasks import TASKS, evaluate_all
+from ..hpatches_tasks import TASKS, evaluate_all, row_fields
 from .base import Benchmark, Context, Headline, Subject, TableSpec
 
 
@@ -135,7 +135,7 @@ class HPatchesPython(Benchmark):
             protocol=self.protocol,
             progress=context.progress,
         )
-        return [self.row(subject, dataset.name, context.split, **dataclasses.asdict(s)) for s in scores]
+        return [self.row(subject, dataset.name, context.split, **row_fields(s)) for s in scores]
 
     def error_rows(self, descriptor, weights, dataset, split, message):
         rows = super().error_rows(descriptor, weights, dataset, split, message)

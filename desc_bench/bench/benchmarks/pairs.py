@@ -4,6 +4,14 @@ ER/ES variants): pairs (1, k), k = 2..6, with ``x_k ~ H_1k @ x_1``; keypoints fr
 image in the feature store; per-pair metric values aggregated over all pairs and the i / v
 subsets (and per sequence where a benchmark asks), plus one detail row per pair.
 
+Every row records how much data it averages (notes ``sequences=S pairs=P``). A dataset holding
+fewer sequences than its full version (a partial copy, a subset) is never passed off as the full
+set: the runner log warns, and every row carries ``incomplete=SofN`` in its ``variant`` (so tables
+show it and ``check`` keys it apart from the full set's rows: the row key holds the variant, not
+the notes) and ``incomplete: S of N sequences (P of M pairs)`` in its notes. The full size comes
+from the pair set's ``expected_sequences`` where it has one, else from its name (HPatches 116, its
+MMA subset 108, Oxford 8, the synthetic set 8; ER/ES variants as their source).
+
 Each protocol is one file next to this one (mma, pck_gift, pck_msnet, oxford_ms).
 """
 
@@ -62,6 +70,47 @@ class PairScores:
     notes: str = ""
 
 
+# Full sizes of the pair datasets by name, for pair sets that do not say (``expected_sequences``).
+EXPECTED_SEQUENCES = {"hpatches-seq": 108, "hpatches-seq-full": 116, "oxford-affine": 8, "hpatches-seq-synth": 8}
+VARIANT_SUFFIXES = ("-er", "-es")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of its full dataset a pair set holds."""
+
+    sequences: int
+    pairs: int
+    expected: int | None  # sequences of the full dataset; None: not known
+
+    @property
+    def complete(self) -> bool:
+        return self.expected is None or self.sequences >= self.expected
+
+    @property
+    def marker(self) -> str:
+        """The variant part of an incomplete set's rows (empty for a complete one)."""
+        return "" if self.complete else f"incomplete={self.sequences}of{self.expected}"
+
+    def describe(self) -> str:
+        if self.complete:
+            return f"{self.sequences} sequences ({self.pairs} pairs)"
+        return f"{self.sequences} of {self.expected} sequences ({self.pairs} of {self.expected * 5} pairs)"
+
+
+def coverage(dataset: Any) -> Coverage:
+    """The sequence and pair counts of ``dataset`` and the size of its full version."""
+    expected = getattr(dataset, "expected_sequences", None)
+    if expected is None:
+        name = dataset.name
+        for suffix in VARIANT_SUFFIXES:
+            if name.endswith(suffix) and name[: -len(suffix)] in EXPECTED_SEQUENCES:
+                name = name[: -len(suffix)]
+        expected = EXPECTED_SEQUENCES.get(name)
+    pairs = sum(len(seq.images) - 1 for seq in dataset.sequences)
+    return Coverage(len(dataset.sequences), pairs, expected)
+
+
 def fmt(t: float) -> str:
     return f"{t:g}"
 
@@ -117,6 +166,19 @@ class PairBenchmark(Benchmark):
 
         return store.image(item, files, compute, extraction)
 
+    def check_data(self, dataset: Any, context: Context) -> None:
+        super().check_data(dataset, context)
+        cov = coverage(dataset)
+        if not cov.complete:
+            context.log(
+                f"warning: {dataset.name} holds {cov.describe()}; the {self.name} rows are marked "
+                f"{cov.marker} and are not the full set's"
+            )
+
+    def variant_parts(self) -> tuple[str, ...]:
+        """Settings of this benchmark that make its rows different rows (after det=..:budget=..)."""
+        return ()
+
     def data_files(self, dataset: Any, context: Context) -> list[Path]:
         return [path for seq in dataset.sequences for path in seq.images]
 
@@ -144,16 +206,34 @@ class PairBenchmark(Benchmark):
         notes = f"detector={self.detector} budget={o.budget} seed={o.seed}" + (
             f" {scores.notes}" if scores.notes else ""
         )
-        return self.rows(subject, dataset.name, scores.results, notes)
+        return self.rows(subject, dataset.name, scores.results, notes, coverage(dataset))
 
-    def rows(self, subject: Subject, dataset: str, results: list[PairResult], notes: str) -> list[ResultRow]:
-        base = f"det={self.detector}:budget={self.options.budget}"
+    def rows(
+        self, subject: Subject, dataset: str, results: list[PairResult], notes: str, cov: Coverage | None = None
+    ) -> list[ResultRow]:
+        cov = cov or Coverage(len({r.sequence for r in results}), len(results), None)
+        base = ":".join((f"det={self.detector}", f"budget={self.options.budget}", *self.variant_parts()))
+        if cov.marker:
+            base += f":{cov.marker}"
+            notes = f"incomplete: {cov.describe()}; {notes}"
         task = self.tasks[0]
+
+        def counted(chosen: list[PairResult]) -> str:
+            return f"{notes} sequences={len({r.sequence for r in chosen})} pairs={len(chosen)}"
+
         if not results:
             message = "no pair could be evaluated (no keypoints in the common region)"
             return [
                 self.row(
-                    subject, dataset, "all", task=task, metric=m, value=None, variant=base, notes=notes, error=message
+                    subject,
+                    dataset,
+                    "all",
+                    task=task,
+                    metric=m,
+                    value=None,
+                    variant=base,
+                    notes=f"{notes} sequences={cov.sequences} pairs=0",
+                    error=message,
                 )
                 for m in self.metric_names()
             ]
@@ -180,7 +260,7 @@ class PairBenchmark(Benchmark):
                         value=float(values[:, m].mean()),
                         subset=subset,
                         variant=base,
-                        notes=f"{notes} pairs={len(chosen)}",
+                        notes=counted(chosen),
                     )
                 )
         for r in results:
@@ -196,6 +276,7 @@ class PairBenchmark(Benchmark):
                         value=float(value),
                         subset=r.sequence,
                         variant=variant,
+                        notes=counted([r]),
                     )
                 )
         return rows

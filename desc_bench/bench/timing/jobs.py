@@ -327,7 +327,7 @@ def calibrate(device: str | torch.device = "cpu", repeats: int = 9) -> Calibrati
 
 # ---- the `desc-bench time` command ----------------------------------------------------------
 def _build(name: str, config: TimingConfig) -> Descriptor:
-    from ..adapters.registry import descriptor, descriptor_class, parse_spec
+    from ...adapters.registry import descriptor, descriptor_class, parse_spec
 
     cls = descriptor_class(parse_spec(name)[0])
     weights = RANDOM_WEIGHTS if config.random_weights and cls.weights else None

@@ -365,7 +365,6 @@ def open_patch_set(root: Path) -> PatchSet:
         tasks_dir=root / "tasks",
         version=version,
         sequences=tuple(stored["sequences"]),
-        generated=True,
     )
 
 

@@ -101,7 +101,7 @@ class SyntheticSequences(DatasetSource):
         names = [s.sequence for s in SYNTH_SOURCES]
         pairs = open_hpatches_sequences(root, names, name=self.name, expected_sequences=len(names))
         version = f"synth{SYNTH_VERSION}-{pairs.version}"
-        return replace(pairs, version=version, known_names=tuple(names), generated=True)
+        return replace(pairs, version=version, known_names=tuple(names))
 
     def download(self, data_dir: Path, progress: bool = True) -> Path:
         return generate_synthetic(Path(data_dir), progress=progress)
