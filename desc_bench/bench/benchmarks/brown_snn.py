@@ -39,17 +39,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.spatial.distance import cdist
 
 from ...errors import InputError
+from .brown_mining import BATCH, mine_group, mine_torch
 
 MODES = ("published", "fixed")
 BACKENDS = ("numpy", "pytorch")
 DISTANCES = ("l2", "hamming")
 MINED_ABOVE = 1000  # upstream mines hard negatives only in groups of more than this many patches
-BATCH = 128  # upstream's mining batch: anchors past the last full batch are not mined
-PENALTY = 1000.0
-CHUNK_ELEMENTS = 1 << 23  # distance-matrix entries per chunk (64 MB in float64)
+# (and there only anchors in full batches of BATCH = 128: the rest are not mined)
 _PAIR_CHUNK = 1 << 16
 
 
@@ -124,118 +122,6 @@ def positive_pairs(points: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, 
 
 
 # ------------------------------------------------------------------------------------ mining
-
-
-def _exact_row(x: np.ndarray, a: int, labels: np.ndarray, hamming: bool, exact_mask: bool) -> np.ndarray:
-    """One anchor's masked distances to its group, exactly as upstream (scipy ``cdist``, float64)."""
-    row = cdist(x[a : a + 1], x, metric="hamming" if hamming else "euclidean")[0]  # scipy's own rounding
-    same = labels == labels[a]
-    if exact_mask:
-        row[same] = np.inf
-        return row
-    row = row + PENALTY * same  # upstream: cdist + 1000 * pos_mask + 1000 * eye
-    row[a] += PENALTY
-    return row
-
-
-def _scipy_euclidean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise L2 distances rounded as scipy's ``cdist`` rounds them (float64, summed in order)."""
-    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    total = np.zeros(len(diff))
-    for k in range(diff.shape[1]):
-        total += diff[:, k] * diff[:, k]
-    return np.sqrt(total)
-
-
-def _mine_numpy(
-    x: np.ndarray,
-    labels: np.ndarray,
-    rows: np.ndarray,
-    pairs: tuple[np.ndarray, np.ndarray],
-    hamming: bool,
-    fixed: bool,
-) -> np.ndarray:
-    """Hardest negatives (group-local index, -1 if none) of anchors ``rows`` of group ``x`` ``(NN, D)``;
-    ``pairs`` the group's local (anchor, positive) indices sorted by anchor.
-
-    The nearest patch of another 3D point by float32 matrix products in chunks (the anchor and its
-    positives masked); where the second nearest lies within float32 rounding of the nearest, the
-    candidates are recomputed as scipy computes them (float64, summed in order: bit for bit), and
-    exact ties go to the first index, as argmin. Hamming counts on bits are exact integers. Under
-    the published rule that nearest negative is upstream's argmin whenever it is closer than the
-    1000 offset; rows where it is not (huge distances, or no negative at all) are recomputed
-    literally with scipy.
-    """
-    xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
-    norms = (xt * xt).sum(1)
-    norms_np = norms.numpy()
-    tol_scale = 0.5 if hamming else 2e-6 * x.shape[1]  # bound on the float32 error of squared distances
-    pair_anchor, pair_positive = pairs
-    out = np.empty(len(rows), np.int64)
-    step = max(1, CHUNK_ELEMENTS // len(x))
-    inf = float("inf")
-    for s in range(0, len(rows), step):
-        r = rows[s : s + step]
-        # |x|^2 - 2 a.x: the squared distances less |a|^2, a constant per row (added back to the minima)
-        sq = torch.addmm(norms[None], torch.from_numpy(np.take(xt.numpy(), r, axis=0)), xt.T, alpha=-2.0)
-        lo, hi = np.searchsorted(pair_anchor, [r[0], r[-1] + 1])
-        masked_rows = np.r_[np.arange(len(r)), np.searchsorted(r, pair_anchor[lo:hi])]
-        masked_cols = np.r_[r, pair_positive[lo:hi]]
-        sq.view(-1).index_fill_(0, torch.from_numpy(masked_rows * len(x) + masked_cols), inf)  # itself, positives
-        k = min(2, len(x))
-        values, index = torch.topk(sq, k, dim=1, largest=False)
-        values = values.numpy()
-        best, nearest = index[:, 0].numpy().copy(), values[:, 0] + norms_np[r]
-        if k == 2:
-            tol = tol_scale * (norms_np[r] + norms_np.max())
-            several = np.flatnonzero((values[:, 1] <= values[:, 0] + tol) & np.isfinite(nearest))
-            if len(several):  # near or exact ties: recompute the candidates exactly
-                bound = torch.from_numpy(values[several, 0] + tol[several])[:, None]
-                close = sq.index_select(0, torch.from_numpy(several)) <= bound
-                rr, cc = close.nonzero(as_tuple=True)
-                rr, cc = several[rr.numpy()], cc.numpy()
-                if hamming:
-                    exact = sq.view(-1)[torch.from_numpy(rr * len(x) + cc)].numpy()  # exact integers (less |a|^2)
-                else:
-                    exact = _scipy_euclidean(x[r[rr]], x[cc])
-                order = np.lexsort((cc, exact, rr))  # per row: smallest distance, then first index
-                first = np.r_[True, rr[order][1:] != rr[order][:-1]]
-                best[rr[order][first]] = cc[order][first]
-        none = ~np.isfinite(nearest)
-        if fixed:
-            best[none] = -1  # no negative in the group
-        else:
-            # Hamming fractions are at most 1: only a row without negatives can differ from upstream
-            beyond = np.zeros_like(none) if hamming else nearest >= (0.999 * PENALTY) ** 2
-            for c in np.flatnonzero(none | beyond):
-                best[c] = int(np.argmin(_exact_row(x, int(r[c]), labels, hamming, fixed)))
-        out[s : s + step] = best
-    return out
-
-
-def _mine_torch(x32: torch.Tensor, labels: np.ndarray, mined_until: int, exact_mask: bool) -> np.ndarray:
-    """Upstream's pytorch path, batch by batch of 128 anchors: float32 ``torch.cdist`` + offsets."""
-    n = len(x32)
-    out = np.zeros(n, np.int64)
-    labels_t = torch.from_numpy(labels)
-    for st in range(0, mined_until, BATCH):
-        fin = min(n, st + BATCH)
-        d = torch.cdist(x32[st:fin], x32, p=2)
-        same = labels_t[st:fin, None] == labels_t[None]
-        eye = torch.zeros_like(same)
-        eye[torch.arange(fin - st), torch.arange(st, fin)] = True
-        if exact_mask:
-            dm = d.masked_fill(same, float("inf"))
-            best = torch.min(dm, 1)[1].numpy().copy()
-            best[~torch.isfinite(dm.min(1).values).numpy()] = -1
-        else:
-            dm = d + PENALTY * same.to(dtype=x32.dtype) + PENALTY * eye.float()
-            best = torch.min(dm, 1)[1].numpy()
-        out[st:fin] = best
-    return out
-
-
-# ------------------------------------------------------------------------------------ distances
 
 
 def _pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray, distance: str, backend: str) -> np.ndarray:
@@ -324,11 +210,11 @@ def snn_map(
         if len(rows):
             labels = points[members]
             if backend == "pytorch":
-                mined = _mine_torch(x32[torch.from_numpy(members)], labels, mined_until, mode == "fixed")[rows]
+                mined = mine_torch(x32[torch.from_numpy(members)], labels, mined_until, mode == "fixed")[rows]
             else:
                 span = slice(pair_bounds[gi], pair_bounds[gi + 1])
                 group_pairs = (pair_anchor[span], pair_positive[span])
-                mined = _mine_numpy(x[members], labels, rows, group_pairs, distance == "hamming", mode == "fixed")
+                mined = mine_group(x[members], labels, rows, group_pairs, distance == "hamming", mode == "fixed")
             local[rows] = mined
         negatives[members] = np.where(local >= 0, members[np.maximum(local, 0)], -1)
     neg = negatives[anchors]
