@@ -6,12 +6,20 @@ The digests were computed from the generators as they were before the synthetic-
 (``desc_bench/datasets/synthetic.py`` and the synthetic part of ``sequences.py``, commit c875731),
 with the library versions recorded in the file. SIFT detections and the bundled pictures depend on
 the OpenCV and scikit-image versions, so with other versions the test skips and says which.
+
+With the same library versions, a few pixels of the colour-sourced sequences still differ between
+CPU families (OpenCV's and numpy's vector kernels round a few values differently: 249 of the 288
+hpatches-synth files differ between the CI machine and an AMD EPYC with AVX-512). Such a machine's
+digests are kept as a named alternative: only the files that differ, applied over the main set.
+A machine that matches no set fails; to add one, run this file with
+``SYNTH_DIGESTS_OUT=found.json`` and add the differing entries under ``alternatives``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -43,6 +51,37 @@ def _digests(root: Path, prefix: str = "") -> dict[str, str]:
     }
 
 
+def _pinned_sets(key: str) -> dict[str, dict]:
+    """The main set of ``key`` (files and version) and each named alternative: its differing files
+    over the main set, and its version where that is computed from the files."""
+    main = PINNED[key]
+    sets = {"main": main}
+    for name, alternative in PINNED.get("alternatives", {}).items():
+        if key in alternative:
+            sets[name] = main | alternative[key] | {"files": main["files"] | alternative[key]["files"]}
+    return sets
+
+
+def _record(key: str, found: dict[str, str]) -> None:
+    if out := os.environ.get("SYNTH_DIGESTS_OUT"):
+        path = Path(out)
+        seen = json.loads(path.read_text()) if path.exists() else {}
+        seen[key] = {
+            "files": {name: digest for name, digest in found.items() if PINNED[key]["files"].get(name) != digest}
+        }
+        path.write_text(json.dumps(seen, indent=1, sort_keys=True))
+
+
+def _check(key: str, found: dict[str, str]) -> dict:
+    """The pinned set of ``key`` that ``found`` equals; fails with the closest set's differences."""
+    _record(key, found)
+    sets = _pinned_sets(key)
+    results = {name: _compare(found, pinned["files"]) for name, pinned in sets.items()}
+    name, problems = min(results.items(), key=lambda item: len(item[1]))
+    assert not problems, f"{key}: {len(problems)} files differ from the closest pinned set ({name}): {problems[:5]}"
+    return sets[name]
+
+
 def _compare(found: dict[str, str], pinned: dict[str, str]) -> list[str]:
     problems = [f"missing {name}" for name in sorted(set(pinned) - set(found))]
     problems += [f"unexpected {name}" for name in sorted(set(found) - set(pinned))]
@@ -51,22 +90,19 @@ def _compare(found: dict[str, str], pinned: dict[str, str]) -> list[str]:
 
 
 def test_hpatches_synth_keeps_every_byte_and_its_version(hpatches_synth_data):
-    pinned = PINNED["hpatches-synth"]
     root = hpatches_synth_data / "hpatches-synth"
-    assert _compare(_digests(root), pinned["files"]) == []
+    pinned = _check("hpatches-synth", _digests(root))
     assert registry.dataset("hpatches-synth", data_dir=hpatches_synth_data).version == pinned["version"]
 
 
 def test_tiny_hpatches_synth_keeps_every_byte(tiny_hpatches_factory):
-    pinned = PINNED["hpatches-synth-tiny"]
     folder = tiny_hpatches_factory() / "hpatches"  # release and tasks side by side (see conftest)
     found = _digests(folder / "hpatches-release") | _digests(folder / "tasks", prefix="tasks/")
-    assert _compare(found, pinned["files"]) == []
+    _check("hpatches-synth-tiny", found)
 
 
 def test_hpatches_seq_synth_keeps_every_byte_and_its_version(seq_synth_data):
-    pinned = PINNED["hpatches-seq-synth"]
     data = seq_synth_data
     pairs = registry.dataset("hpatches-seq-synth", data_dir=data)
-    assert _compare(_digests(data / "hpatches-seq-synth"), pinned["files"]) == []
+    pinned = _check("hpatches-seq-synth", _digests(data / "hpatches-seq-synth"))
     assert pairs.version == pinned["version"]
