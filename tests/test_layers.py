@@ -24,6 +24,7 @@ LAYERS = {
     "api": 6,
     "cli": 7,
     "__init__": 7,
+    "__main__": 8,  # python -m desc_bench: runs the cli
 }
 APART = {frozenset({"adapters", "datasets"})}  # same layer, must not import each other
 

@@ -7,7 +7,8 @@
   with a seeded generator; no scale or orientation.
 - ``superpoint``: SuperPoint detections (DeTone et al., CVPRW 2018), available only when a
   registered ``superpoint`` adapter can run here (weights fetched); it exposes
-  ``detect(image) -> Frames`` (strongest first) and the first ``budget`` are kept.
+  ``detect(image) -> Frames`` (strongest first) and the first ``budget`` are kept; with budget
+  ``None`` every detection is kept (GIFT's evaluation does so).
 
 Shapes: ``image`` is ``(H, W)`` or ``(H, W, 3)`` RGB uint8; frames are ``(N, 2)`` xy pixels with
 pixel centres at integers, ``N <= budget``.
@@ -63,10 +64,11 @@ def detect_harris(image: np.ndarray, budget: int = 1000, seed: int = 0) -> Frame
     return Frames(xy.astype(np.float64))
 
 
-def detect_superpoint(image: np.ndarray, budget: int = 1000, seed: int = 0) -> Frames:
-    """SuperPoint's own detections (the adapter's ``detect``, strongest first), the first ``budget``."""
+def detect_superpoint(image: np.ndarray, budget: int | None = 1000, seed: int = 0) -> Frames:
+    """SuperPoint's own detections (the adapter's ``detect``, strongest first): the first ``budget``,
+    or all of them when ``budget`` is None."""
     frames = _superpoint().detect(image)
-    return Frames(frames.xy[: int(budget)])
+    return Frames(frames.xy if budget is None else frames.xy[: int(budget)])
 
 
 _SUPERPOINT: dict = {}
@@ -96,16 +98,22 @@ def superpoint_problem() -> str | None:
 
 
 DETECTORS = {"dog": detect_dog, "harris": detect_harris, "superpoint": detect_superpoint}
+UNBOUNDED = ("superpoint",)  # detectors that can keep every detection (budget None)
 
 
 def available_detectors() -> list[str]:
     return [name for name in DETECTORS if name != "superpoint" or superpoint_problem() is None]
 
 
-def detect(name: str, image: np.ndarray, budget: int = 1000, seed: int = 0) -> Frames:
-    """Run the named detector; unknown names raise an error listing the valid ones."""
+def detect(name: str, image: np.ndarray, budget: int | None = 1000, seed: int = 0) -> Frames:
+    """Run the named detector; unknown names raise an error listing the valid ones. ``budget`` None
+    keeps every detection (only for the detectors in :data:`UNBOUNDED`)."""
     if name not in DETECTORS:
         raise UnknownNameError("detector", name, list(DETECTORS))
+    if budget is None:
+        if name not in UNBOUNDED:
+            raise InputError(f"detector {name} needs a keypoint budget (--budget N)")
+        return DETECTORS[name](image, None, seed)
     if budget < 1:
         raise InputError(f"keypoint budget must be at least 1, got {budget}")
     return DETECTORS[name](image, budget, seed)

@@ -291,3 +291,26 @@ def test_superpoint_detector_needs_its_adapter():
     with pytest.raises(DescriptorUnavailableError, match="superpoint"):
         det.detect("superpoint", np.zeros((32, 32), np.uint8))
     assert "superpoint" not in det.available_detectors()
+
+
+def test_pck_gift_keeps_every_superpoint_detection(small, perfect, grid_detector, monkeypatch):
+    """GIFT keeps every SuperPoint detection: pck-gift's default budget is 'all' for it (the first
+    N with --budget N); other detectors and other benchmarks keep their 1000."""
+    budgets = []
+
+    def superpoint(image, budget, seed):  # the grid of 108 points, as SuperPoint would detect it
+        budgets.append(budget)
+        return det.DETECTORS[grid_detector](image, budget, seed)
+
+    monkeypatch.setitem(det.DETECTORS, "superpoint", superpoint)
+    assert benchmark_class("pck-gift")().budget == 1000  # dog
+    assert benchmark_class("mma")(detector="superpoint").budget == 1000
+    rows = evaluate_pairs(perfect, small, "pck-gift", detector="superpoint")
+    assert set(budgets) == {None} and len(budgets) == 12
+    top = next(r for r in rows if r.subset == "all" and r.metric == "pck@5" and ":pair" not in r.variant)
+    assert top.variant.startswith("det=superpoint:budget=all:") and "budget=all" in top.notes
+    budgets.clear()
+    rows = evaluate_pairs(perfect, small, "pck-gift", detector="superpoint", budget=20)
+    assert set(budgets) == {20}
+    with pytest.raises(InputError, match="detector dog needs a keypoint budget"):
+        det.detect("dog", np.zeros((40, 40, 3), np.uint8), None)

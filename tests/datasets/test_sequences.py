@@ -187,3 +187,43 @@ def test_mma_subset_excludes_the_eight_large_sequences(tmp_path):
     assert S.HPatchesSequences().open(tmp_path).names() == ("i_ok", "v_ok")
     assert S.HPatchesSequencesFull().open(tmp_path).names() == ("i_dc", "i_ok", "v_ok", "v_talent")
     assert len(S.MMA_EXCLUDED) == 8
+
+
+@pytest.mark.parametrize("variant", ["er", "es"])
+def test_transformed_targets_follow_gifts_order(tmp_path, variant):
+    """GIFT resizes the target to longest side 480 first, then rotates / scales it about the resized
+    image's centre (w/2, h/2); H_1k becomes T @ diag(r, r, 1) @ H_1k."""
+    rng = np.random.default_rng(5)
+    root = tmp_path / "seqs"
+    for name in ("v_a", "v_b"):
+        (root / name).mkdir(parents=True)
+        for k in range(1, 7):
+            noise = rng.integers(0, 256, (75, 100, 3), dtype=np.uint8)
+            image = cv2.resize(noise, (1000, 750), interpolation=cv2.INTER_CUBIC)
+            cv2.imwrite(str(root / name / f"{k}.ppm"), image)
+        for k in range(2, 7):
+            np.savetxt(root / name / f"H_1_{k}", np.diag([1.0 + 0.01 * k, 1.0, 1.0]))
+    base = S.open_hpatches_sequences(root, ["v_a", "v_b"])
+    seq, plain = S.transformed(base, variant).sequence("v_a"), base.sequence("v_a")
+    warp = seq.warps[2]  # image 3
+    T, r = warp.matrix, 480 / 1000
+    assert (warp.width, warp.height) == (480, 360) and seq.image_size(3) == (480, 360)
+    np.testing.assert_allclose(seq.homography(3), T @ np.diag([r, r, 1.0]) @ plain.homography(3))
+    centre = T @ np.array([240.0, 180.0, 1.0])
+    if variant == "er":  # a rotation about (w/2, h/2)
+        np.testing.assert_allclose(centre, [240.0, 180.0, 1.0], atol=1e-9)
+        np.testing.assert_allclose(T[:2, :2] @ T[:2, :2].T, np.eye(2), atol=1e-12)
+    else:  # a scaling about (w/2, h/2), then a shift within GIFT's offset ranges
+        ratio = T[0, 0]
+        assert np.isclose(T[1, 1], ratio) and T[0, 1] == T[1, 0] == 0
+        assert (
+            abs(centre[0] - 240) <= abs(ratio - 1) * 240 + 1e-9 and abs(centre[1] - 180) <= abs(ratio - 1) * 180 + 1e-9
+        )
+    resized = cv2.resize(plain.image(3), (480, 360), interpolation=cv2.INTER_LINEAR)
+    expected = cv2.warpPerspective(resized, T, (480, 360), flags=cv2.INTER_LINEAR)
+    covered = cv2.warpPerspective(np.ones((360, 480), np.uint8), T, (480, 360), flags=cv2.INTER_NEAREST) > 0
+    found = seq.image(3)
+    assert found.shape == (360, 480, 3)
+    np.testing.assert_array_equal(found[covered], expected[covered])
+    background = cv2.resize(base.sequence("v_b").image(1), (480, 360), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(found[~covered], background[~covered])

@@ -37,16 +37,19 @@ from .base import Benchmark, Context, Subject
 _DETECTOR_CODE = source_fingerprint([Path(det.__file__)])
 
 
+DEFAULT_BUDGET = 1000  # keypoints per image unless a benchmark or --budget says otherwise
+
+
 @dataclass(frozen=True)
 class PairOptions:
     detector: str = ""  # "" = the benchmark's default detector
-    budget: int = 1000  # keypoints per image
+    budget: int | None = None  # keypoints per image; None = the benchmark's default (PairBenchmark.budget)
     seed: int = 0
 
     def __post_init__(self):
         if self.detector and self.detector not in det.DETECTORS:
             raise UnknownNameError("detector", self.detector, list(det.DETECTORS))
-        if self.budget < 1:
+        if self.budget is not None and self.budget < 1:
             raise InputError(f"--budget must be at least 1, got {self.budget}")
 
 
@@ -134,6 +137,16 @@ class PairBenchmark(Benchmark):
     def detector(self) -> str:
         return self.options.detector or self.default_detector
 
+    @property
+    def budget(self) -> int | None:
+        """Keypoints per image: the ``budget`` option, else :data:`DEFAULT_BUDGET`; None keeps every
+        detection (a subclass may default to that for an unbounded detector, as pck-gift does)."""
+        return DEFAULT_BUDGET if self.options.budget is None else self.options.budget
+
+    @property
+    def budget_label(self) -> str:
+        return "all" if self.budget is None else str(self.budget)
+
     def mode(self, descriptor: Descriptor) -> str:
         return dense_mode(descriptor)
 
@@ -141,7 +154,7 @@ class PairBenchmark(Benchmark):
         return [f"{self.metric_prefix}@{fmt(t)}" for t in self.thresholds]
 
     def extraction(self, name: str) -> Extraction:
-        return Extraction(f"{name}-{_DETECTOR_CODE}", self.detector, self.options.budget, self.options.seed)
+        return Extraction(f"{name}-{_DETECTOR_CODE}", self.detector, self.budget or 0, self.options.seed)
 
     def image_features(
         self,
@@ -158,9 +171,7 @@ class PairBenchmark(Benchmark):
 
         def compute() -> ImageFeatures:
             pixels = image()
-            found = (
-                frames(pixels) if frames else det.detect(self.detector, pixels, self.options.budget, self.options.seed)
-            )
+            found = frames(pixels) if frames else det.detect(self.detector, pixels, self.budget, self.options.seed)
             values = describe(descriptor, pixels, found).numpy()
             return ImageFeatures(found.xy, values, found.scale, found.angle)
 
@@ -203,7 +214,7 @@ class PairBenchmark(Benchmark):
     def evaluate(self, features: Any, dataset: Any, subject: Subject, context: Context) -> list[ResultRow]:
         scores = self.score_pairs(features, dataset, subject.distance)
         o = self.options
-        notes = f"detector={self.detector} budget={o.budget} seed={o.seed}" + (
+        notes = f"detector={self.detector} budget={self.budget_label} seed={o.seed}" + (
             f" {scores.notes}" if scores.notes else ""
         )
         return self.rows(subject, dataset.name, scores.results, notes, coverage(dataset))
@@ -212,7 +223,7 @@ class PairBenchmark(Benchmark):
         self, subject: Subject, dataset: str, results: list[PairResult], notes: str, cov: Coverage | None = None
     ) -> list[ResultRow]:
         cov = cov or Coverage(len({r.sequence for r in results}), len(results), None)
-        base = ":".join((f"det={self.detector}", f"budget={self.options.budget}", *self.variant_parts()))
+        base = ":".join((f"det={self.detector}", f"budget={self.budget_label}", *self.variant_parts()))
         if cov.marker:
             base += f":{cov.marker}"
             notes = f"incomplete: {cov.describe()}; {notes}"

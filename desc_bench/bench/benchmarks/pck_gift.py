@@ -1,10 +1,13 @@
 """PCK, the GIFT protocol (Liu et al., NeurIPS 2019; zju3dv/GIFT's evaluation).
 
 Both images resized so the longest side is 480 (``int`` truncation of the size, one ratio for x and
-y, H rescaled); keypoints kept where their warp lands inside the other image; exact nearest
-neighbour in both directions; correct if the error is strictly ``<`` t; PCK averaged over the two
-directions, then over pairs; t = 5, 2, 1. As in GIFT's code a pair left without keypoints is
-skipped (the notes count them). Equals GIFT's evaluation on plain pairs (tests/bench/test_pairs.py).
+y, H rescaled); the ER/ES targets are made at that size already (GIFT's order, see
+:mod:`desc_bench.datasets.variants`) and are used as they are. Keypoints kept where their warp lands
+inside the other image; exact nearest neighbour in both directions; correct if the error is strictly
+``<`` t; PCK averaged over the two directions, then over pairs; t = 5, 2, 1. With the SuperPoint
+detector every detection is kept, as GIFT does (``--budget N`` keeps the first N). As in GIFT's code
+a pair left without keypoints is skipped (upstream divides by zero there); the notes count them.
+Equals GIFT's evaluation on plain pairs (tests/bench/test_pairs.py).
 """
 
 from __future__ import annotations
@@ -14,20 +17,41 @@ import numpy as np
 import torch
 
 from ...adapters.base import Distance
+from ...datasets.pairs import Sequence
+from ...datasets.variants import GIFT_LONGEST, gift_size
 from ...geometry import inside, warp_points
+from .. import detectors as det
 from ..matching import nearest
 from .base import Headline, TableSpec
 from .pairs import PairBenchmark, PairResult, PairScores, fmt
 
-GIFT_SIZE = 480
+GIFT_SIZE = GIFT_LONGEST
 
 
 def resize_gift(image: np.ndarray, longest: int = GIFT_SIZE) -> tuple[np.ndarray, float]:
     """GIFT: one ratio ``longest / max(h, w)``, new size truncated to int, bilinear."""
-    h, w = image.shape[:2]
-    ratio = longest / max(h, w)
-    size = (int(w * ratio), int(h * ratio))
+    size, ratio = gift_size(image.shape[1], image.shape[0], longest)
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), ratio
+
+
+def made_at_gift_size(seq: Sequence, k: int) -> bool:
+    """Image ``k`` is an ER/ES target, made at GIFT's size already (used as it is)."""
+    warp = seq.warps[k - 1] if seq.warps else None
+    return warp is not None and warp.resized
+
+
+def gift_image(seq: Sequence, k: int) -> np.ndarray:
+    image = seq.image(k)
+    return image if made_at_gift_size(seq, k) else resize_gift(image)[0]
+
+
+def gift_geometry(seq: Sequence, k: int) -> tuple[float, int, int]:
+    """``(ratio, width, height)`` of image ``k`` at GIFT's size."""
+    size = seq.image_size(k)
+    if made_at_gift_size(seq, k):
+        return 1.0, size[0], size[1]
+    (width, height), ratio = gift_size(*size)
+    return ratio, width, height
 
 
 def pck_gift_pair(xy0, xy1, d0, d1, H, thresholds, distance: Distance) -> np.ndarray:
@@ -58,6 +82,12 @@ class PCKGift(PairBenchmark):
         ),
     )
 
+    @property
+    def budget(self) -> int | None:
+        if self.options.budget is None and self.detector in det.UNBOUNDED:
+            return None  # GIFT keeps every SuperPoint detection
+        return super().budget
+
     def features(self, descriptor, dataset, store, context):
         extraction = self.extraction("gift480")
         out = {}
@@ -68,7 +98,7 @@ class PCKGift(PairBenchmark):
                     store,
                     f"{seq.name}/{k}",
                     [seq.images[k - 1]],
-                    lambda s=seq, k=k: resize_gift(s.image(k))[0],
+                    lambda s=seq, k=k: gift_image(s, k),
                     extraction,
                 )
         return out
@@ -77,14 +107,10 @@ class PCKGift(PairBenchmark):
         results, skipped = [], 0
         metrics = tuple(f"pck@{fmt(t)}" for t in self.thresholds)
         for seq in dataset.sequences:
-            size0 = seq.image_size(1)
-            ratio0 = GIFT_SIZE / max(size0)
+            ratio0, w0, h0 = gift_geometry(seq, 1)
             f0 = features[seq.name, 1]
-            w0, h0 = int(size0[0] * ratio0), int(size0[1] * ratio0)
             for k in range(2, len(seq.images) + 1):
-                size1 = seq.image_size(k)
-                ratio1 = GIFT_SIZE / max(size1)
-                w1, h1 = int(size1[0] * ratio1), int(size1[1] * ratio1)
+                ratio1, w1, h1 = gift_geometry(seq, k)
                 H = np.diag([ratio1, ratio1, 1.0]) @ seq.homography(k) @ np.diag([1 / ratio0, 1 / ratio0, 1.0])
                 f1 = features[seq.name, k]
                 keep0 = inside(warp_points(H, f0.xy), w1, h1)

@@ -146,7 +146,7 @@ class PCKMSNet(PairBenchmark):
                     if not cache:
                         image0, image1, H = self._pair_geometry(seq, k)
                         rng = np.random.default_rng([self.options.seed, k, *seq.name.encode()])
-                        kps0, kps1 = msnet_correspondences(image0, image1.shape, H, self.options.budget, rng)
+                        kps0, kps1 = msnet_correspondences(image0, image1.shape, H, self.budget, rng)
                         cache.update(image0=image0, image1=image1, kps0=kps0, kps1=kps1)
                     return cache
 
