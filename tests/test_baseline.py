@@ -18,13 +18,14 @@ from desc_bench.results.regression import compare
 BASELINE = Path(__file__).resolve().parents[1] / "results" / "baseline.json"
 
 
-def test_hpatches_synth_matches_the_committed_baseline(data_dir, tmp_path):
+def test_hpatches_synth_matches_the_committed_baseline(hpatches_synth_data, data_dir, tmp_path):
     baseline = read_record(BASELINE)
     config = baseline.metadata["config"]
     output = run(
         RunConfig(
             descriptors=tuple(config["descriptors"]),
             dataset=config["dataset"],
+            data_dir=hpatches_synth_data,  # generated once per session (shared with the byte-pin test)
             split=config["split"],
             tasks=tuple(config["tasks"]),
             protocol=config["protocol"],
