@@ -127,6 +127,13 @@ def _patch_time(descriptor: str, batch: int, device: str | None, records: list[R
     return None
 
 
+def _best_first(headline, value: float | None) -> float:
+    """Sort key: the best value of ``headline`` first (ascending when lower is better), missing last."""
+    if value is None:
+        return float("inf")
+    return value if headline.lower_is_better else -value
+
+
 def summary_table(records: Iterable[Record]) -> str:
     """Per benchmark family, one row per descriptor (and dataset): its headline numbers and time.
 
@@ -147,24 +154,28 @@ def summary_table(records: Iterable[Record]) -> str:
             for r in record.results:
                 for h in cls.headlines:
                     if r.protocol == cls.name and h.matches(r):
-                        key = (r.descriptor, r.weights, r.dataset, r.split, r.distance)
+                        # rows of other settings (pck-msnet:matcher=flann, det=harris...) are other lines
+                        variant = "" if "variant" in dict(h.where) else r.variant
+                        key = (r.descriptor, r.weights, r.dataset, r.split, r.distance, variant)
                         values[key][h.label] = r.value
                         notes[key] = r.notes
                         source.setdefault(key, record)
         if not values:
             continue
-        rank = cls.headlines[min(1, len(cls.headlines) - 1)].label
+        ranked = cls.headlines[min(1, len(cls.headlines) - 1)]
+        with_variant = any(key[-1] for key in values)
         timed = cls.time_unit == "patch"
         batches = {key: run_time_batch(record) for key, record in source.items()}
         one_batch = len(set(batches.values())) == 1
         shared = set.intersection(*(set(n.split("; ")) for n in notes.values())) - {""}
         body = []
-        for key, cells in sorted(values.items(), key=lambda kv: -(kv[1].get(rank) or 0.0)):
-            descriptor, weights, dataset, split, distance = key
+
+        for key, cells in sorted(values.items(), key=lambda item: _best_first(ranked, item[1].get(ranked.label))):
+            descriptor, weights, dataset, split, distance, variant = key
             label = descriptor if weights in ("none", "") else f"{descriptor} [{weights}]"
             label += f" ({distance})" if distance not in ("", "l2") else ""
             own = [n for n in notes[key].split("; ") if n and n not in shared]
-            line = [label + (" *" if own else ""), dataset, split]
+            line = [label + (" *" if own else ""), dataset, split] + ([variant or "-"] if with_variant else [])
             line += [_fmt(cells.get(h.label), h.percent) for h in cls.headlines]
             if timed:
                 device = source[key].metadata.get("device")
@@ -172,7 +183,13 @@ def summary_table(records: Iterable[Record]) -> str:
                 ms = _patch_time(descriptor, batches[key], device, records, source[key])
                 line.append("-" if ms is None else f"{ms:.3f}" + ("" if one_batch else f" (batch {batches[key]})"))
             body.append(line)
-        header = ["descriptor", "dataset", "split", *(h.label for h in cls.headlines)]
+        header = [
+            "descriptor",
+            "dataset",
+            "split",
+            *(["variant"] if with_variant else []),
+            *(h.label for h in cls.headlines),
+        ]
         if timed:
             header.append(f"ms/patch (batch {next(iter(batches.values()))})" if one_batch else "ms/patch")
         table = f"**{cls.name}**: {cls.summary}\n\n" + tabulate(

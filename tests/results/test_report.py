@@ -409,3 +409,22 @@ def test_every_figure_names_its_dataset(tmp_path, figures):
     from desc_bench.results.plots import hpatches_title
 
     assert "hpatches/a, hpatches-synth/full (python protocol)" in hpatches_title(two)
+
+
+def test_summary_ranks_lower_is_better_ascending_and_keeps_settings_apart():
+    """FPR95 ranks the lowest first; pck-msnet rows of two matchers are two lines, not one."""
+
+    def row(descriptor, protocol, task, metric, value, subset, variant=""):
+        return ResultRow(descriptor, "none", "d", "all", protocol, task, metric, value, subset=subset, variant=variant)
+
+    rows = [
+        row("good", "fpr95", "verification", "fpr95", 0.05, "mean"),
+        row("bad", "fpr95", "verification", "fpr95", 0.40, "mean"),
+        row("sift", "pck-msnet", "pck", "pck@3", 0.61, "all", "det=harris:budget=1000:matcher=exact"),
+        row("sift", "pck-msnet", "pck", "pck@3", 0.58, "all", "det=harris:budget=1000:matcher=flann"),
+    ]
+    table = summary_table([Record(dict(METADATA), rows, [], None)])
+    fpr, pck = table.split("**pck-msnet**")
+    assert fpr.index("| good") < fpr.index("| bad")
+    assert "matcher=exact" in pck and "matcher=flann" in pck and "| variant" in pck
+    assert pck.index("matcher=exact") < pck.index("matcher=flann")  # higher PCK first

@@ -64,6 +64,7 @@ class Headline:
     metric: str
     where: tuple[tuple[str, str], ...] = ()
     percent: bool = True
+    lower_is_better: bool = False  # e.g. FPR95: the summary ranks ascending
 
     def matches(self, row: ResultRow) -> bool:
         return (
