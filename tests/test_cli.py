@@ -30,7 +30,11 @@ def env(tmp_path):
     return {"DESC_BENCH_CACHE": str(tmp_path / "cache")}
 
 
-def test_run_evaluate_export_report_check(tiny_hpatches, tmp_path, env):
+def test_run_evaluate_export_report_check(tiny_hpatches, tmp_path, env, monkeypatch):
+    import desc_bench.cli.run as cli_run
+
+    seen = []  # run warns of a loaded machine, as time and check do
+    monkeypatch.setattr(cli_run, "loaded_machine_warnings", lambda record: seen.append(record) or ["busy (test)"])
     runs = tmp_path / "runs"
     result = invoke(
         [
@@ -51,6 +55,7 @@ def test_run_evaluate_export_report_check(tiny_hpatches, tmp_path, env):
     )
     assert result.exit_code == 0, result.output
     assert "## Summary" in result.output and "Easy" in result.output and "rootsift-opencv" in result.output
+    assert "warning: busy (test)" in result.output and len(seen) == 1 and seen[0].timings
     records = sorted(runs.glob("*.json"))
     assert len(records) == 1 and records[0].with_suffix(".md").is_file()
     record = json.loads(records[0].read_text())

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..records.machine_load import loaded_machine_warnings
 from . import (
     _friendly,
     _split_list,
@@ -144,6 +145,8 @@ def run(
     )
     result = run_job(config, log=lambda msg: click.echo(msg, err=True))
     click.echo(result.markdown)
+    for warning in loaded_machine_warnings(result.record):
+        click.echo(f"warning: {warning}", err=True)
     if result.record_path:
         click.echo(f"record: {result.record_path}\ntables: {result.markdown_path}", err=True)
     if result.write_error:
