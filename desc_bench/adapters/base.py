@@ -240,6 +240,11 @@ class Descriptor:
         """None when the descriptor can run here, else what is missing and how to fix it."""
         return None
 
+    def backend_versions(self) -> tuple[str, ...]:
+        """Versions of native libraries this descriptor calls beyond torch, OpenCV and numpy (e.g.
+        libvl); part of the feature-cache key, so that another build recomputes the features."""
+        return ()
+
     def describe(self) -> str:
         """The descriptor with its options, as the CLI spells it (``name:key=value``)."""
         parts = [self.name]

@@ -255,6 +255,9 @@ class SiftVLFeat(Descriptor):
         self._lock = threading.Lock()
         self._threads = max(1, torch.get_num_threads())
 
+    def backend_versions(self) -> tuple[str, ...]:
+        return (f"libvl {self._lib.version} ({self._lib.path})",)
+
     def __del__(self):
         lib, filters = getattr(self, "_lib", None), getattr(self, "_filters", {})
         for filt in filters.values() if lib is not None else ():

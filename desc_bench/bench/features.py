@@ -152,7 +152,7 @@ class FeatureKey:
     dataset: str
     version: str
     spec: str  # descriptor with options, e.g. "sift-torch-mp:patch_size=32"
-    digest: str  # weights checksum, code fingerprint, library versions, device type
+    digest: str  # weights checksum, code fingerprint, library and backend versions, device type
 
     def folder(self, root: Path, kind: str) -> Path:
         return root / kind / safe_name(f"{self.dataset}-{self.version}") / safe_name(f"{self.spec}-{self.digest}")
@@ -161,7 +161,7 @@ class FeatureKey:
 def feature_key(desc: Descriptor, dataset: str, version: str, device: str, libraries: Iterable[str] = ()) -> FeatureKey:
     """The store key of a built descriptor on a dataset."""
     weights = getattr(desc, "weights_checksum", None) or desc.weights_label
-    digest = stable_hash(weights, code_fingerprint(type(desc)), device, *libraries)
+    digest = stable_hash(weights, code_fingerprint(type(desc)), device, *libraries, *desc.backend_versions())
     return FeatureKey(dataset, version, desc.describe(), digest)
 
 

@@ -193,6 +193,11 @@ def test_editing_an_adapter_recomputes_that_descriptor(tmp_path):
     assert code_fingerprint(load(" * 2")) != before  # the edited source, as the next run reads it
     assert code_fingerprint(Counting) == code_fingerprint(Counting)
     assert feature_key(Counting(), "d", "v", "cpu") != feature_key(a(), "d", "v", "cpu")
+    # a native backend's version is part of the key (sift-vlfeat: another libvl build recomputes)
+    counting = Counting()
+    plain = feature_key(counting, "d", "v", "cpu")
+    counting.backend_versions = lambda: ("libvl 0.9.22",)
+    assert feature_key(counting, "d", "v", "cpu") != plain
 
 
 def test_damaged_store_and_score_files_are_misses(tiny, env):
