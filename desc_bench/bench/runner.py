@@ -131,7 +131,7 @@ def check_request(config: RunConfig) -> list[Benchmark]:
         name, options = parse_spec(spec)
         descriptor_class(name).parse_options(options)  # unknown names and options, bad values
     check_device(config.device)
-    source = dataset_source(config.dataset)
+    source = dataset_source(config.dataset, config.data_dir)
     benches = plan_benchmarks(config, source.kind, getattr(source, "default_protocol", None))
     context = Context(split=config.split)
     for bench in benches:

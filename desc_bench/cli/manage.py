@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..datasets.made_patches import MakeParams
 from . import (
     _friendly,
     data_dir_option,
@@ -16,7 +17,7 @@ from . import (
 
 @main.group()
 def data():
-    """Dataset downloads."""
+    """Dataset downloads, and patch datasets made from your own image sequences."""
 
 
 @data.command("download")
@@ -30,6 +31,46 @@ def data_download(name, data_dir, quiet):
 
     path = download(name, data_dir=data_dir, progress=not quiet)
     click.echo(f"{name}: ready at {path}")
+
+
+@data.command("make-patches")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of sequences: <seq>/1.ppm..6.ppm + H_1_2..H_1_6 (HPatches) or <seq>/img1..6 + H1to2p..6p (Oxford).",
+)
+@click.option("--name", required=True, help="Name of the new dataset (its folder under the data root).")
+@click.option("--patches", default=1000, show_default=True, help="At most this many patches per sequence.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the frame choice and the jitters.")
+@click.option(
+    "--pairs", default=MakeParams.n_pairs, show_default=True, help="Verification pairs of each kind per split."
+)
+@click.option("--queries", default=MakeParams.n_queries, show_default=True, help="Retrieval queries per split.")
+@click.option(
+    "--distractors", default=MakeParams.n_distractors, show_default=True, help="Retrieval distractors per split."
+)
+@click.option("--overwrite", is_flag=True, help="Replace a dataset made earlier under this name.")
+@data_dir_option
+@quiet_option
+@_friendly
+def data_make_patches(source, name, patches, seed, pairs, queries, distractors, overwrite, data_dir, quiet):
+    """Turn image sequences with homographies into an HPatches-style patch dataset (the HPatches
+    extraction: DoG frames, Easy/Hard/Tough jitter, 65x65 patches; official task files), usable as
+    `desc-bench run --dataset NAME`."""
+    from ..datasets.made_patches import MakeParams, make_patches
+    from ..io.paths import data_root
+
+    path = make_patches(
+        source,
+        name,
+        data_root(data_dir),
+        MakeParams(patches=patches, seed=seed),
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    click.echo(f"{name}: made at {path}; run it with `desc-bench run -d sift-opencv --dataset {name}`")
 
 
 @main.group()

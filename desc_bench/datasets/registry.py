@@ -22,6 +22,7 @@ from ..discovery import import_modules
 from ..errors import DatasetError, UnknownNameError
 from ..io.paths import data_root
 from .base import DatasetSource
+from .made_patches import made_source, made_sources
 
 _INFRASTRUCTURE = frozenset({"base", "registry", "tasks"})
 
@@ -38,16 +39,23 @@ def dataset_sources() -> dict[str, type[DatasetSource]]:
     return dict(sorted(DatasetSource._registry.items()))
 
 
-def dataset_source(name: str) -> DatasetSource:
-    """An instance of the named source; UnknownNameError lists the valid names."""
+def dataset_source(name: str, data_dir: Path | str | None = None) -> DatasetSource:
+    """An instance of the named source, or of a dataset made by ``make-patches`` under the data root;
+    UnknownNameError lists the valid names."""
     sources = dataset_sources()
-    if name not in sources:
-        raise UnknownNameError("dataset", name, list(sources))
-    return sources[name]()
+    if name in sources:
+        return sources[name]()
+    root = data_root(data_dir)
+    made = made_source(name, root)
+    if made is None:
+        raise UnknownNameError("dataset", name, [*sources, *made_sources(root)])
+    return made
 
 
 def _fallback_hint(name: str, problem: str) -> str:
     """Suggest the shortest-named embedded dataset of the same kind, unless the problem names one."""
+    if name not in dataset_sources():
+        return ""  # a made dataset
     kind = dataset_sources()[name].kind
     others = [n for n, cls in dataset_sources().items() if cls.embedded and cls.kind == kind and n != name]
     if not others or any(n in problem for n in others):
@@ -57,7 +65,7 @@ def _fallback_hint(name: str, problem: str) -> str:
 
 def unavailable_message(name: str, data_dir: Path | str | None = None) -> str | None:
     """None when the dataset can be opened, else what is missing and how to get it."""
-    source = dataset_source(name)
+    source = dataset_source(name, data_dir)
     root = data_root(data_dir)
     problem = source.availability(root)
     if problem is None:
@@ -83,7 +91,7 @@ def dataset(name: str, data_dir: Path | str | None = None):
 
 def open_dataset(name: str, data_dir: Path | str | None = None, *, progress: bool = True):
     """:func:`dataset` with ``progress`` (False for ``-q``: no bar while a dataset is generated)."""
-    source = dataset_source(name)
+    source = dataset_source(name, data_dir)
     message = unavailable_message(name, data_dir)
     if message is not None:
         raise DatasetError(message)
@@ -124,4 +132,7 @@ def datasets(data_dir: Path | str | None = None) -> list[DatasetInfo]:
                 name=name, kind=cls.kind, available=problem is None, status=problem or "ok", summary=cls.summary
             )
         )
+    for name, made in made_sources(data_root(data_dir)).items():
+        problem = unavailable_message(name, data_dir)
+        rows.append(DatasetInfo(name, made.kind, problem is None, problem or "ok", made.summary))
     return rows

@@ -141,6 +141,45 @@ def sequence_seed(params: SynthParams, source: Source) -> np.random.SeedSequence
     return name_seed(params.seed, source.sequence)
 
 
+@dataclass(frozen=True, eq=False)
+class FramePlan:
+    """Where every reference frame lands: ``base`` (patch -> reference pixels), for each
+    ``(noise, k)`` its jitter and its map into target k, and which frames are ``valid`` (their
+    region inside the reference and every target for every jitter)."""
+
+    base: np.ndarray  # (N, 3, 3)
+    jitters: dict  # (noise, k) -> (N, 3, 3)
+    maps: dict  # (noise, k) -> (N, 3, 3) patch -> target-k pixels
+    valid: np.ndarray  # (N,) bool
+
+    def sample(self, reference: np.ndarray, targets, chosen: np.ndarray) -> tuple[dict, dict]:
+        """The 16 patch files of the ``chosen`` frames and the measured jitter overlaps per noise."""
+        patches = {"ref": sample_patches(pyramid(reference), self.base[chosen])}
+        overlaps = {noise: [] for noise in NOISES}
+        for k in range(len(targets)):
+            levels = pyramid(targets[k])
+            for noise in NOISES:
+                patches[f"{noise}{k + 1}"] = sample_patches(levels, self.maps[(noise, k)][chosen])
+                overlaps[noise].append(ellipse_overlap(self.jitters[(noise, k)][chosen]))
+        return {t: patches[t] for t in PATCH_TYPES}, {n: np.concatenate(v) for n, v in overlaps.items()}
+
+
+def plan_frames(frames: np.ndarray, homographies, shape, target_shapes, rng: np.random.Generator) -> FramePlan:
+    """HPatches' reprojection: each frame with an Easy/Hard/Tough affine jitter per target (drawn from
+    ``rng`` in target-major order), mapped by the target's homography; ``shape`` is the reference's."""
+    base = frame_matrices(frames) @ PATCH_TO_UNIT  # patch pixels -> reference pixels
+    count = len(homographies)
+    jitters = {(noise, k): sample_jitter(rng, len(frames), JITTER[noise]) for k in range(count) for noise in NOISES}
+    valid = inside(base, shape)
+    maps = {}
+    for (noise, k), jitter in jitters.items():
+        in_reference = frame_matrices(frames) @ jitter @ PATCH_TO_UNIT
+        in_target = homographies[k] @ in_reference
+        valid &= inside(in_reference, shape) & inside(in_target, target_shapes[k])
+        maps[(noise, k)] = in_target
+    return FramePlan(base, jitters, maps, valid)
+
+
 def generate_sequence(source: Source, params: SynthParams, with_images: bool = False):
     """Generate one sequence; with ``with_images`` also return ``(ref_image, target_images)`` float32."""
     rng = np.random.default_rng(sequence_seed(params, source))
@@ -159,36 +198,21 @@ def generate_sequence(source: Source, params: SynthParams, with_images: bool = F
             targets.append(illumination_change(rng, reference, strength=1.0))
         homographies.append(h)
 
-    base = frame_matrices(frames) @ PATCH_TO_UNIT  # patch pixels -> reference pixels
-    jitters = {(noise, k): sample_jitter(rng, len(frames), JITTER[noise]) for k in range(TARGETS) for noise in NOISES}
-    valid = inside(base, shape)
-    maps = {}
-    for (noise, k), jitter in jitters.items():
-        in_reference = frame_matrices(frames) @ jitter @ PATCH_TO_UNIT
-        in_target = homographies[k] @ in_reference
-        valid &= inside(in_reference, shape) & inside(in_target, shape)
-        maps[(noise, k)] = in_target
-    candidates, valid_count = len(frames), int(valid.sum())
+    plan = plan_frames(frames, homographies, shape, [t.shape for t in targets], rng)
+    candidates, valid_count = len(frames), int(plan.valid.sum())
     if valid_count < params.patches:
         raise DatasetError(
             f"{NAME}: sequence {source.sequence} has only {valid_count} valid frames (of {candidates} "
             f"detections), fewer than the {params.patches} patches asked for; ask for fewer patches"
         )
-    chosen = np.sort(rng.choice(np.flatnonzero(valid), size=params.patches, replace=False))
-
-    patches = {"ref": sample_patches(pyramid(reference), base[chosen])}
-    overlaps = {noise: [] for noise in NOISES}
-    for k in range(TARGETS):
-        levels = pyramid(targets[k])
-        for noise in NOISES:
-            patches[f"{noise}{k + 1}"] = sample_patches(levels, maps[(noise, k)][chosen])
-            overlaps[noise].append(ellipse_overlap(jitters[(noise, k)][chosen]))
+    chosen = np.sort(rng.choice(np.flatnonzero(plan.valid), size=params.patches, replace=False))
+    patches, overlaps = plan.sample(reference, targets, chosen)
     sequence = GeneratedSequence(
         source=source,
         frames=frames[chosen],
         homographies=np.stack(homographies),
-        patches={t: patches[t] for t in PATCH_TYPES},
-        overlaps={n: np.concatenate(v) for n, v in overlaps.items()},
+        patches=patches,
+        overlaps=overlaps,
         candidates=candidates,
         valid=valid_count,
     )
