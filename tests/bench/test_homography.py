@@ -137,9 +137,9 @@ def churchill(shared):
     data = S.open_hpatches_sequences(
         shared / "data" / "hpatches-sequences-sample", ["v_churchill"], name="hpatches-seq-full"
     )
-    # images 1..3 only (pairs 1-2, 1-3), to keep the test fast; the upstream agreed on all five pairs
+    # images 1 and 2 only (pair 1-2), to keep the test fast; the upstream agreed on all five pairs
     seq = data.sequences[0]
-    data = replace(data, sequences=(replace(seq, images=seq.images[:3], homographies=seq.homographies[:2]),))
+    data = replace(data, sequences=(replace(seq, images=seq.images[:2], homographies=seq.homographies[:1]),))
     desc = descriptor("sift-opencv")
     bench = benchmark("homography:seeds=2")
     store = FeatureStore(None, feature_key(desc, data.name, data.version, "cpu"))
@@ -150,12 +150,12 @@ def test_superpoint_variant_equals_rpautrat_superpoint(churchill):
     data, desc, bench, features = churchill
     pairs = bench.score(features["superpoint"], data, desc.distance, "superpoint")
     measured = bench.measure(pairs, E.Estimator(), "superpoint")
-    assert len(measured) == 2
+    assert len(measured) == 1
     for m, (error, inliers, matches) in zip(measured, SUPERPOINT_UPSTREAM):
         assert m["error"] == pytest.approx(error, abs=1e-6)
         assert (m["inliers"], m["matches"]) == (inliers, matches)
     assert bench.aggregate(measured, "superpoint")["correct@3"] == 1.0
-    assert bench.aggregate(measured, "superpoint")["correct@1"] == 0.5
+    assert bench.aggregate(measured, "superpoint")["correct@1"] == 0.0  # error 1.07 px
 
 
 def test_gluefactory_variant_equals_gluefactory(churchill):
@@ -163,8 +163,8 @@ def test_gluefactory_variant_equals_gluefactory(churchill):
     pairs = bench.score(features["gluefactory"], data, desc.distance, "gluefactory")
     measured = bench.measure(pairs, E.Estimator("ransac", 0.5, 3000, 0.995), "gluefactory")
     errors = [m["error"] for m in measured]
-    assert errors == pytest.approx(GLUEFACTORY_UPSTREAM[:2], abs=2e-4)  # upstream is float32
-    assert [m["inliers"] for m in measured] == GLUEFACTORY_INLIERS[:2]
+    assert errors == pytest.approx(GLUEFACTORY_UPSTREAM[:1], abs=2e-4)  # upstream is float32
+    assert [m["inliers"] for m in measured] == GLUEFACTORY_INLIERS[:1]
     assert bench.aggregate(measured, "gluefactory")["auc@3"] == pytest.approx(E.error_auc(errors, [3])[0])
 
 

@@ -141,15 +141,28 @@ def superpoint_homography(H: np.ndarray, size0: tuple[int, int], size1: tuple[in
 
 def box_nms(xy: np.ndarray, size: float = SP_NMS, iou: float = 0.1) -> np.ndarray:
     """Indices kept by greedy NMS of ``size`` x ``size`` boxes (points in score order, best first):
-    a box is dropped when its IoU with a kept one exceeds ``iou`` (``tf.image.non_max_suppression``)."""
+    a box is dropped when its IoU with a kept one exceeds ``iou`` (``tf.image.non_max_suppression``).
+    Only boxes closer than ``size`` overlap, so kept points are looked up in a grid of ``size`` cells."""
     keep: list[int] = []
-    for i, p in enumerate(xy):
-        if keep:
-            d = np.abs(xy[keep] - p)
-            inter = np.clip(size - d[:, 0], 0, None) * np.clip(size - d[:, 1], 0, None)
-            if np.any(inter / (2 * size * size - inter) > iou):
-                continue
-        keep.append(i)
+    cells: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    area = size * size
+    for i, (x, y) in enumerate(np.asarray(xy, np.float64).tolist()):
+        cx, cy = int(x // size), int(y // size)
+        suppressed = False
+        for gx in (cx - 1, cx, cx + 1):
+            for gy in (cy - 1, cy, cy + 1):
+                for kx, ky in cells.get((gx, gy), ()):
+                    inter = max(size - abs(kx - x), 0.0) * max(size - abs(ky - y), 0.0)
+                    if inter / (2 * area - inter) > iou:
+                        suppressed = True
+                        break
+                if suppressed:
+                    break
+            if suppressed:
+                break
+        if not suppressed:
+            keep.append(i)
+            cells.setdefault((cx, cy), []).append((x, y))
     return np.array(keep, np.int64)
 
 
@@ -161,12 +174,12 @@ def gluefactory_size(width: int, height: int) -> tuple[int, int]:
     return GF_SIDE, int(GF_SIDE / aspect)
 
 
-def _gaussian_taps(sigma: float) -> torch.Tensor:
+def _gaussian_taps(sigma: float) -> np.ndarray:
     size = int(max(4.0 * sigma, 3))
     size += 1 - size % 2
-    n = torch.arange(size, dtype=torch.float32) - size // 2
-    taps = torch.exp(-(n**2) / (2.0 * sigma**2))
-    return taps / taps.sum()
+    n = np.arange(size, dtype=np.float32) - size // 2
+    taps = np.exp(-(n**2) / np.float32(2.0 * sigma**2))
+    return (taps / taps.sum()).astype(np.float32)
 
 
 def gluefactory_resize(image: np.ndarray) -> np.ndarray:
@@ -176,16 +189,13 @@ def gluefactory_resize(image: np.ndarray) -> np.ndarray:
     ``F.interpolate(bilinear, align_corners=False)``; back to uint8 by rounding."""
     h, w = image.shape[:2]
     nw, nh = gluefactory_size(w, h)
-    x = torch.from_numpy(np.ascontiguousarray(image)).float().permute(2, 0, 1)[None] / 255.0
+    x = np.asarray(image, np.float32) / np.float32(255.0)
     factors = (h / nh, w / nw)
     if max(factors) > 1:
-        for axis, factor in enumerate(factors):
-            taps = _gaussian_taps(max((factor - 1.0) / 2.0, 0.001))
-            pad = len(taps) // 2
-            shape = (1, 1, len(taps), 1) if axis == 0 else (1, 1, 1, len(taps))
-            padding = (0, 0, pad, pad) if axis == 0 else (pad, pad, 0, 0)
-            kernel = taps.reshape(shape).expand(3, 1, *shape[2:])
-            x = F.conv2d(F.pad(x, padding, mode="reflect"), kernel, groups=3)
+        ty = _gaussian_taps(max((factors[0] - 1.0) / 2.0, 0.001))
+        tx = _gaussian_taps(max((factors[1] - 1.0) / 2.0, 0.001))
+        x = cv2.sepFilter2D(x, cv2.CV_32F, tx, ty, borderType=cv2.BORDER_REFLECT_101)  # torch "reflect"
+    x = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None]
     y = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
     return (y[0].permute(1, 2, 0).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
 
