@@ -181,3 +181,24 @@ def test_rows_of_both_variants_with_seed_spread(churchill):
     gf = aggregate["auc@3", "variant=gluefactory"].notes
     assert "threshold=0.5 iterations=3000" in gf
     assert {r.subset for r in rows if ":pair=" not in r.variant} == {"all", "v"}
+
+
+def test_detector_own_uses_the_descriptors_detect_or_says_it_has_none():
+    from desc_bench.adapters.base import Frames
+    from desc_bench.bench import detectors as det
+
+    class WithDetect:
+        name = "fake"
+
+        def detect(self, image):
+            return Frames(np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), np.ones(3), np.zeros(3))
+
+    class Without:
+        name = "plain"
+
+    image = np.zeros((20, 20), np.uint8)
+    assert det.detect_with(WithDetect(), "own", image, budget=2).xy.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    with pytest.raises(DescBenchError, match="no detector of its own"):
+        det.detect_with(Without(), "own", image)
+    assert benchmark("homography:detector=own").detector == "own"
+    assert benchmark("relative-pose:detector=own").options.detector == "own"

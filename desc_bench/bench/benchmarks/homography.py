@@ -1,9 +1,10 @@
 """Homography estimation on image pairs, with the detector held fixed and the estimator on record.
 
-Keypoints come from a named detector (``detector=dog|harris|superpoint``), so that the descriptor is
-what is compared; matches are mutual nearest neighbours (``matcher=mutual``) or Lowe's ratio test
-(``matcher=ratio:ratio=0.8``); the estimator (:mod:`desc_bench.bench.estimators`) and its threshold,
-iterations, confidence and seed are in every row's notes. Two variants, as the upstream code does it:
+Keypoints come from a named detector (``detector=dog|harris|superpoint``, or ``own``: the descriptor's
+own ``detect``), so that the descriptor is what is compared; matches are mutual nearest neighbours
+(``matcher=mutual``) or Lowe's ratio test (``matcher=ratio:ratio=0.8``); the estimator
+(:mod:`desc_bench.bench.estimators`) and its threshold, iterations, confidence and seed are in every
+row's notes. Two variants, as the upstream code does it:
 
 - ``variant=superpoint`` (rpautrat/SuperPoint ``compute_homography``): each image made grey with
   ``tf.image.rgb_to_grayscale`` of OpenCV's BGR array (the upstream quirk, kept), resized (bilinear,
@@ -69,7 +70,11 @@ class HomographyOptions(PairOptions):
     seeds: int = 1
 
     def __post_init__(self):
-        super().__post_init__()
+        if self.detector == det.OWN:
+            if self.budget < 1:
+                raise InputError(f"--budget must be at least 1, got {self.budget}")
+        else:
+            super().__post_init__()
         if self.variant not in (*VARIANTS, "both"):
             raise UnknownNameError("homography variant", self.variant, [*VARIANTS, "both"])
         if self.matcher not in MATCHERS:
@@ -252,11 +257,11 @@ class Homography(PairBenchmark):
     def detect(self, descriptor, pixels: np.ndarray, variant: str) -> ImageFeatures:
         o = self.options
         if variant == "gluefactory":
-            found = det.detect(self.detector, pixels, o.budget, o.seed)
+            found = det.detect_with(descriptor, self.detector, pixels, o.budget, o.seed)
             return ImageFeatures(found.xy, describe(descriptor, pixels, found).numpy(), found.scale, found.angle)
         # SuperPoint's keypoint map: candidates at integer pixels (the strongest kept per pixel),
         # box NMS 8, the `budget` best; descriptors computed at the detector's own frames.
-        found = det.detect(self.detector, pixels, int(1.5 * o.budget), o.seed)
+        found = det.detect_with(descriptor, self.detector, pixels, int(1.5 * o.budget), o.seed)
         pix = np.floor(found.xy).astype(np.int64)
         _, first = np.unique(pix[:, 1] * SP_SIZE[1] + pix[:, 0], return_index=True)
         order = np.sort(first)

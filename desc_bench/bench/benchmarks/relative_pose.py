@@ -1,8 +1,9 @@
 """Relative pose from matched keypoints, with the detector held fixed and the estimators on record.
 
-Keypoints from a named detector at full resolution, matched by mutual nearest neighbours (or the
-ratio test), on two-view datasets of kind ``pose`` (``pose-synth``; pairs with ``K0``, ``K1`` and
-``X1 = R X0 + t``). Two protocols in one run, as the upstream code computes them:
+Keypoints from a named detector (or ``detector=own``, the descriptor's own) at full resolution,
+matched by mutual nearest neighbours (or the ratio test), on two-view datasets of kind ``pose``
+(``pose-synth``; pairs with ``K0``, ``K1`` and ``X1 = R X0 + t``). Two protocols in one run, as
+the upstream code computes them:
 
 - GIFT (zju3dv/GIFT ``train/evaluation.py``, ``relative_pose_estimation``): fewer than 5 keypoints in
   either image or fewer than 5 matches -> 180 deg and 0 inliers; otherwise ``cv2.undistortPoints``
@@ -45,7 +46,7 @@ from .base import Benchmark, Headline, TableSpec
 GIFT_THRESHOLDS = (5, 10, 20)
 AUC_THRESHOLDS = (5, 10, 20)
 GIFT_THRESHOLD_PX, GIFT_CONFIDENCE = 3.0, 0.999
-_CODE = source_fingerprint([Path(det.__file__)])
+_CODE = source_fingerprint([Path(__file__), Path(det.__file__)])
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ class PoseOptions:
     gift_nan: str = "clip"  # "zero": GIFT's NaN-to-0 quirk
 
     def __post_init__(self):
-        if self.detector not in det.DETECTORS:
-            raise UnknownNameError("detector", self.detector, list(det.DETECTORS))
+        if self.detector not in (*det.DETECTORS, det.OWN):
+            raise UnknownNameError("detector", self.detector, [*det.DETECTORS, det.OWN])
         if self.budget < 5:
             raise InputError(f"budget must be at least 5 keypoints, got {self.budget}")
         if self.matcher not in ("mutual", "ratio"):
@@ -150,7 +151,7 @@ class RelativePose(Benchmark):
 
                 def compute(p=pair, k=k) -> ImageFeatures:
                     pixels = p.image(k)
-                    found = det.detect(o.detector, pixels, o.budget, o.seed)
+                    found = det.detect_with(descriptor, o.detector, pixels, o.budget, o.seed)
                     values = describe(descriptor, pixels, found).numpy()
                     return ImageFeatures(found.xy, values, found.scale, found.angle)
 
