@@ -139,6 +139,14 @@ class RelativePose(Benchmark):
     def mode(self, descriptor: Descriptor) -> str:
         return dense_mode(descriptor)
 
+    def check_data(self, dataset: Any, context) -> None:
+        super().check_data(dataset, context)
+        if not dataset.complete:
+            context.log(
+                f"warning: {dataset.name} holds {len(dataset.pairs)} of {dataset.expected_pairs} pairs; "
+                f"the {self.name} rows are marked incomplete"
+            )
+
     def data_files(self, dataset: Any, context) -> list[Path]:
         return [path for pair in dataset.pairs for path in pair.images]
 
@@ -209,6 +217,8 @@ class RelativePose(Benchmark):
         variant = f"det={o.detector}:budget={o.budget}:matcher={matcher}:estimator={o.estimator}:th={o.threshold:g}"
         if o.gift_nan == "zero":
             variant += ":gift_nan=zero"
+        if not dataset.complete:
+            variant += f":incomplete={len(dataset.pairs)}of{dataset.expected_pairs}"
         gift = f"GIFT estimator: opencv ransac threshold={GIFT_THRESHOLD_PX:g}/f_avg confidence={GIFT_CONFIDENCE:g}"
         notes = (
             f"detector={o.detector} budget={o.budget} matcher={o.matcher} {o.estimator_for(0).describe()}; {gift}; "

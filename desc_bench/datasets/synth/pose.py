@@ -86,9 +86,14 @@ class PoseSet:
     version: str = ""
     kind: str = "pose"
     default_protocol: str = "relative-pose"
+    expected_pairs: int | None = None  # pairs of the full dataset (None: this set is complete)
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    @property
+    def complete(self) -> bool:
+        return self.expected_pairs is None or len(self.pairs) >= self.expected_pairs
 
 
 def rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
