@@ -202,3 +202,14 @@ def test_detector_own_uses_the_descriptors_detect_or_says_it_has_none():
         det.detect_with(Without(), "own", image)
     assert benchmark("homography:detector=own").detector == "own"
     assert benchmark("relative-pose:detector=own").options.detector == "own"
+
+
+def test_threshold_sweep_is_said_to_be_tuned_on_the_test_set(churchill):
+    data, desc, _, features = churchill
+    bench = benchmark("homography:variant=gluefactory:threshold=-1")
+    subject = subject_of(desc, bench)
+    rows = bench.evaluate({"gluefactory": features["gluefactory"]}, data, subject, Context(progress=False))
+    totals = [r for r in rows if ":pair=" not in r.variant]
+    assert {r.metric for r in totals} == {"auc@1", "auc@3", "auc@5", "maa", "inliers", "matches"}
+    assert all("threshold tuned on the test set (sweep 0.5,1,1.5,2,2.5,3)" in r.notes for r in totals)
+    assert all(":th=sweep" in r.variant for r in totals)

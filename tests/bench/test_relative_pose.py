@@ -81,3 +81,17 @@ def test_translation_error_is_folded_and_degenerate_input_fails():
     assert E.translation_error(t, np.array([1.0, 1.0, 0.0])) == pytest.approx(45.0)
     K = P.intrinsics()
     assert not E.estimate_relative_pose(np.zeros((4, 2)), np.zeros((4, 2)), K, K, E.Estimator()).success
+
+
+def test_every_estimator_recovers_an_exact_pose():
+    rng = np.random.default_rng(1)
+    K = P.intrinsics()
+    X0 = np.c_[rng.uniform(-2, 2, (150, 2)), rng.uniform(4, 9, 150)]
+    R, t = P.rotation([0.2, 1.0, 0.1], 6.0), np.array([0.5, 0.05, 0.1])
+    x0 = X0 @ K.T
+    x1 = (X0 @ R.T + t) @ K.T
+    p0, p1 = x0[:, :2] / x0[:, 2:], x1[:, :2] / x1[:, 2:]
+    for method in E.METHODS:
+        fit = E.estimate_relative_pose(p0, p1, K, K, E.Estimator(method, 0.5, 10000, 0.99999, seed=1))
+        assert fit.success and fit.inliers.mean() > 0.95, method
+        assert E.rotation_error(R, fit.R) < 0.05 and E.translation_error(t, fit.t) < 0.5, method
