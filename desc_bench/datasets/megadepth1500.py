@@ -104,7 +104,7 @@ class MegaDepth1500(DatasetSource):
     name = "megadepth-1500"
     kind = "pose"
     default_protocol = "relative-pose"
-    summary = "MegaDepth-1500 (glue-factory's relative-pose test set, 1500 pairs; download about 1 GB)"
+    summary = "MegaDepth-1500 (glue-factory's relative-pose test set, 1500 pairs; download)"
 
     def open(self, data_dir: Path, progress: bool = True) -> PoseSet:
         problem = self.availability(data_dir)
