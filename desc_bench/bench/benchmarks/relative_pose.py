@@ -8,7 +8,8 @@ the upstream code computes them:
 - GIFT (zju3dv/GIFT ``train/evaluation.py``, ``relative_pose_estimation``): fewer than 5 keypoints in
   either image or fewer than 5 matches -> 180 deg and 0 inliers; otherwise ``cv2.undistortPoints``
   with each K, ``findEssentialMat(focal=1, pp=(0,0), RANSAC, prob=0.999, threshold=3/f_avg)``
-  (``f_avg`` the mean of the two ``fx``) and ``recoverPose(E)``; the rotation error
+  (``f_avg`` the mean of the two ``fx``) and ``recoverPose(E)`` (when OpenCV returns several
+  stacked solutions, the first: GIFT's call would fail on them; no E at all scores 180 deg); the rotation error
   ``compute_angle(R_gt^T R)``; inliers = findEssentialMat's mask. Columns: mean angle (``ang``),
   mean inliers, fraction below 5 / 10 / 20 deg. GIFT's code turns NaN angles (a cosine below -1
   from rounding, i.e. a rotation error near 180 deg) into 0, counted correct: ``gift_nan=zero``
