@@ -59,6 +59,10 @@ class Estimator:
         )
 
 
+# PoseLib's own RansacOptions defaults (max_iterations, success_prob): glue-factory passes only the threshold.
+POSELIB_DEFAULTS = (100000, 0.9999)
+
+
 def poselib_module():
     try:
         import poselib
@@ -127,17 +131,11 @@ class PoseEstimate:
         return self.R is not None
 
 
-def normalise(pts: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """Pixel points to normalised camera coordinates ``K^-1 [x, 1]`` (no distortion)."""
-    h = np.concatenate([_points(pts), np.ones((len(pts), 1))], axis=1) @ np.linalg.inv(K).T
-    return np.ascontiguousarray(h[:, :2] / h[:, 2:])
-
-
 def estimate_relative_pose(pts0, pts1, K0, K1, est: Estimator) -> PoseEstimate:
     """Relative pose from matched pixel points, glue-factory's way: OpenCV ``findEssentialMat`` on
-    normalised points with threshold ``px / mean(fx0, fy0, fx1, fy1)``, ``recoverPose`` on every
-    returned E keeping the one with most inliers; PoseLib's ``estimate_relative_pose`` (pinhole).
-    Fewer than 5 matches is a failure."""
+    normalised points (float32, as its Camera) with threshold ``px / mean(fx0, fy0, fx1, fy1)``,
+    ``recoverPose`` on every returned E keeping the one with most inliers (inliers: the mask after
+    recoverPose); PoseLib's ``estimate_relative_pose`` (pinhole). Fewer than 5 matches is a failure."""
     p0, p1 = _points(pts0), _points(pts1)
     none = PoseEstimate(None, None, np.zeros(len(p0), bool))
     if len(p0) < 5:
@@ -156,8 +154,11 @@ def estimate_relative_pose(pts0, pts1, K0, K1, est: Estimator) -> PoseEstimate:
         t = np.asarray(pose.t, np.float64)
         t = t / max(float(np.linalg.norm(t)), 1e-12)
         return PoseEstimate(np.asarray(pose.R, np.float64), t, np.asarray(info["inliers"], bool))
-    n0, n1 = normalise(p0, K0), normalise(p1, K1)
-    f_mean = float(np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]]))
+    # as glue-factory's Camera.image2cam: (p - c) / f in float32 (skew ignored), threshold / mean focal
+    f0, f1 = np.float32([K0[0, 0], K0[1, 1]]), np.float32([K1[0, 0], K1[1, 1]])
+    n0 = (p0.astype(np.float32) - np.float32([K0[0, 2], K0[1, 2]])) / f0
+    n1 = (p1.astype(np.float32) - np.float32([K1[0, 2], K1[1, 2]])) / f1
+    f_mean = float(np.concatenate([f0, f1]).mean(dtype=np.float32))
     cv2.setRNGSeed(est.seed)
     try:
         E, mask = cv2.findEssentialMat(
@@ -175,7 +176,8 @@ def estimate_relative_pose(pts0, pts1, K0, K1, est: Estimator) -> PoseEstimate:
         return none
     best, out = 0, none
     for candidate in np.split(E, len(E) // 3):
-        n, R, t, _ = cv2.recoverPose(candidate, n0, n1, np.eye(3), 1e9, mask=mask.copy())
+        # the mask is passed on, and recoverPose narrows it, from one candidate to the next (as glue-factory)
+        n, R, t, _ = cv2.recoverPose(candidate, n0, n1, np.eye(3), 1e9, mask=mask)
         if n > best:
             best, out = n, PoseEstimate(R, t[:, 0], mask.ravel() > 0)
     return out

@@ -65,8 +65,8 @@ class HomographyOptions(PairOptions):
     ratio: float = 0.8
     estimator: str = "ransac"
     threshold: float = 0.0  # 0 = the variant's default; -1 = sweep (gluefactory), tuned on the test set
-    iterations: int = 0  # 0 = the variant's default
-    confidence: float = 0.0  # 0 = the variant's default
+    iterations: int = 0  # 0 = the variant's default (PoseLib's own for estimator=poselib)
+    confidence: float = 0.0  # 0 = the variant's default (PoseLib's own for estimator=poselib)
     seeds: int = 1
 
     def __post_init__(self):
@@ -95,6 +95,8 @@ class HomographyOptions(PairOptions):
     def estimators(self, variant: str, seed_offset: int = 0) -> list[est.Estimator]:
         """The estimator for each threshold tried (one, or the sweep), with seed ``seed + seed_offset``."""
         threshold, iterations, confidence = DEFAULTS[variant]
+        if self.estimator == "poselib":
+            iterations, confidence = est.POSELIB_DEFAULTS
         thresholds = SWEEP if self.threshold == -1 else (self.threshold or threshold,)
         return [
             est.Estimator(

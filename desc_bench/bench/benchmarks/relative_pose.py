@@ -15,8 +15,9 @@ the upstream code computes them:
   from rounding, i.e. a rotation error near 180 deg) into 0, counted correct: ``gift_nan=zero``
   reproduces that quirk; the default (``gift_nan=clip``) clips the cosine, so such a pair is ~180 deg.
 - glue-factory (cvg/glue-factory ``eval_relative_pose_robust``): the estimator named by the options
-  (default OpenCV RANSAC 0.5 px, 0.99999, on normalised points, threshold / mean focal, recoverPose
-  on every E keeping the one with most inliers; :func:`~desc_bench.bench.estimators.estimate_relative_pose`);
+  (default OpenCV RANSAC 0.5 px, prob 0.99999, OpenCV's default 1000 iterations, on normalised
+  points, threshold / mean focal, recoverPose on every E keeping the one with most inliers;
+  :func:`~desc_bench.bench.estimators.estimate_relative_pose`);
   error ``max(rotation error, folded translation angle)``, failure infinite; pose AUC@5/10/20 deg.
 
 ``seeds=N`` repeats every estimate with seeds ``seed .. seed+N-1`` (OpenCV's generator is seeded):
@@ -59,8 +60,8 @@ class PoseOptions:
     ratio: float = 0.8
     estimator: str = "ransac"  # of the glue-factory protocol
     threshold: float = 0.5  # px
-    iterations: int = 10000
-    confidence: float = 0.99999
+    iterations: int = 0  # 0: the estimator's default as glue-factory runs it (OpenCV 1000, PoseLib 100000)
+    confidence: float = 0.0  # 0: the estimator's default as glue-factory runs it (OpenCV 0.99999, PoseLib 0.9999)
     seeds: int = 1
     gift_nan: str = "clip"  # "zero": GIFT's NaN-to-0 quirk
 
@@ -80,7 +81,16 @@ class PoseOptions:
         self.estimator_for(0)
 
     def estimator_for(self, offset: int) -> est.Estimator:
-        return est.Estimator(self.estimator, self.threshold, self.iterations, self.confidence, self.seed + offset)
+        # glue-factory's OpenCV estimator passes no maxIters (OpenCV's default, 1000) and prob 0.99999;
+        # its PoseLib estimator passes only the threshold (PoseLib's own defaults)
+        iterations, confidence = est.POSELIB_DEFAULTS if self.estimator == "poselib" else (1000, 0.99999)
+        return est.Estimator(
+            self.estimator,
+            self.threshold,
+            self.iterations or iterations,
+            self.confidence or confidence,
+            self.seed + offset,
+        )
 
 
 def gift_pose(pts0, pts1, K0, K1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
