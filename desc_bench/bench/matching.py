@@ -1,6 +1,6 @@
 """Matching: distance matrices (L2, optionally on L2-normalised rows; L1; Hamming on packed bytes),
-exact nearest neighbours (first index on ties, as argmin and the HPatches code) and mutual nearest
-neighbours; and describing an image at frames into CPU tensors."""
+exact nearest neighbours (first index on ties, as argmin and the HPatches code), mutual nearest
+neighbours and the ratio test; and describing an image at frames into CPU tensors."""
 
 from __future__ import annotations
 
@@ -50,3 +50,19 @@ def mutual_nearest(a: torch.Tensor, b: torch.Tensor, distance: Distance, normali
     ab, ba = d.argmin(dim=1).numpy(), d.argmin(dim=0).numpy()
     i = np.nonzero(ba[ab] == np.arange(len(ab)))[0]
     return np.stack([i, ab[i]], axis=1)
+
+
+def ratio_matches(
+    a: torch.Tensor, b: torch.Tensor, distance: Distance, ratio: float, normalise: bool = True
+) -> np.ndarray:
+    """``(M, 2)`` index pairs (i, nn(i)) passing Lowe's ratio test: nearest distance strictly below
+    ``ratio`` x the second nearest (rows of ``a`` with a single candidate in ``b`` are kept)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((0, 2), np.int64)
+    d = distance_matrix(a, b, distance, normalise)
+    if len(b) == 1:
+        return np.stack([np.arange(len(a)), np.zeros(len(a), np.int64)], axis=1)
+    best = torch.topk(d, 2, dim=1, largest=False)
+    keep = (best.values[:, 0] < ratio * best.values[:, 1]).numpy()
+    i = np.nonzero(keep)[0]
+    return np.stack([i, best.indices[i, 0].numpy()], axis=1).astype(np.int64)
