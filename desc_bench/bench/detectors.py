@@ -122,9 +122,9 @@ def detect(name: str, image: np.ndarray, budget: int | None = 1000, seed: int = 
 OWN = "own"  # the descriptor's own detector (an adapter with ``detect(image) -> Frames``)
 
 
-def detect_with(descriptor, name: str, image: np.ndarray, budget: int = 1000, seed: int = 0) -> Frames:
+def detect_with(descriptor, name: str, image: np.ndarray, budget: int | None = 1000, seed: int = 0) -> Frames:
     """The named detector, or with ``name="own"`` the descriptor's own ``detect`` (strongest first,
-    the first ``budget`` kept); a descriptor without one is a clear error."""
+    the first ``budget`` kept, all of them for None); a descriptor without one is a clear error."""
     if name != OWN:
         return detect(name, image, budget, seed)
     if not callable(getattr(descriptor, "detect", None)):
@@ -132,7 +132,7 @@ def detect_with(descriptor, name: str, image: np.ndarray, budget: int = 1000, se
             f"detector=own: descriptor {descriptor.name} has no detector of its own; pick one of {', '.join(DETECTORS)}"
         )
     frames = descriptor.detect(image)
-    keep = slice(0, int(budget))
+    keep = slice(0, None if budget is None else int(budget))
     return Frames(
         frames.xy[keep],
         None if frames.scale is None else frames.scale[keep],

@@ -71,7 +71,7 @@ class HomographyOptions(PairOptions):
 
     def __post_init__(self):
         if self.detector == det.OWN:
-            if self.budget < 1:
+            if self.budget is not None and self.budget < 1:
                 raise InputError(f"--budget must be at least 1, got {self.budget}")
         else:
             super().__post_init__()
@@ -259,15 +259,15 @@ class Homography(PairBenchmark):
     def detect(self, descriptor, pixels: np.ndarray, variant: str) -> ImageFeatures:
         o = self.options
         if variant == "gluefactory":
-            found = det.detect_with(descriptor, self.detector, pixels, o.budget, o.seed)
+            found = det.detect_with(descriptor, self.detector, pixels, self.budget, o.seed)
             return ImageFeatures(found.xy, describe(descriptor, pixels, found).numpy(), found.scale, found.angle)
         # SuperPoint's keypoint map: candidates at integer pixels (the strongest kept per pixel),
         # box NMS 8, the `budget` best; descriptors computed at the detector's own frames.
-        found = det.detect_with(descriptor, self.detector, pixels, int(1.5 * o.budget), o.seed)
+        found = det.detect_with(descriptor, self.detector, pixels, int(1.5 * self.budget), o.seed)
         pix = np.floor(found.xy).astype(np.int64)
         _, first = np.unique(pix[:, 1] * SP_SIZE[1] + pix[:, 0], return_index=True)
         order = np.sort(first)
-        order = order[box_nms(pix[order].astype(np.float64))][: o.budget]
+        order = order[box_nms(pix[order].astype(np.float64))][: self.budget]
         frames = Frames(
             found.xy[order],
             None if found.scale is None else found.scale[order],
@@ -281,7 +281,7 @@ class Homography(PairBenchmark):
         o = self.options
         out = {}
         for variant in o.variants:
-            extraction = Extraction(f"homography-{variant}-{_CODE}", self.detector, o.budget, o.seed)
+            extraction = Extraction(f"homography-{variant}-{_CODE}", self.detector, self.budget, o.seed)
             out[variant] = {}
             for seq in self.sequences(dataset, context, f"{self.name} {variant} {descriptor.name}"):
                 for k in range(1, len(seq.images) + 1):
@@ -372,8 +372,8 @@ class Homography(PairBenchmark):
         o = self.options
         pairs = self.score(features, dataset, subject.distance, variant)
         cov = coverage(dataset)
-        base = ":".join((f"det={self.detector}", f"budget={o.budget}", *self.variant_parts(variant)))
-        notes = f"variant={variant} detector={self.detector} budget={o.budget} matcher={o.matcher}"
+        base = ":".join((f"det={self.detector}", f"budget={self.budget_label}", *self.variant_parts(variant)))
+        notes = f"variant={variant} detector={self.detector} budget={self.budget_label} matcher={o.matcher}"
         if o.matcher == "ratio":
             notes += f" ratio={o.ratio:g}"
         if cov.marker:
