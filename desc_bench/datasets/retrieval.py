@@ -80,12 +80,12 @@ class RetrievalSet:
         return self.query_images.get(query.image) or self.images[query.image]
 
     def query_image(self, query: Query) -> np.ndarray:
-        """The query image cropped to its box (RGB uint8; the box is clipped to the image)."""
+        """The query image cropped to its box as revisitop's python code does (PIL ``crop(bbx)``:
+        coordinates rounded, right and bottom edges excluded), clipped to the image; RGB uint8."""
         image = _rgb(self.query_path(query))
-        x1, y1, x2, y2 = query.box
         h, w = image.shape[:2]
-        x1, y1 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
-        x2, y2 = min(w, int(np.ceil(x2)) + 1), min(h, int(np.ceil(y2)) + 1)
+        x1, y1, x2, y2 = (int(round(v)) for v in query.box)
+        x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
         if x2 - x1 < 2 or y2 - y1 < 2:
             raise DatasetError(f"query {query.name}: box {query.box} is empty inside its {w}x{h} image")
         return np.ascontiguousarray(image[y1:y2, x1:x2])

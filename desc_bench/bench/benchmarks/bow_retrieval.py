@@ -13,8 +13,10 @@ Then (:mod:`..retrieval.index`, :mod:`..retrieval.verify`):
 - ``bow+sv``: the ``top`` results spatially verified (affine hypotheses from single correspondences
   of local frames, the best refined) and verified images ranked first, by inliers;
 - ``bow+sv+qe``: average query expansion: the query vector averaged with those of up to ``qe_size``
-  verified results with at least ``qe_inliers`` inliers, the expanded query re-issued and its top
-  results verified (against the query's features) and re-ranked the same way.
+  verified results with at least ``qe_inliers`` inliers (their features that their model maps inside
+  the query box: Chum et al.'s back-projection), the expanded query re-issued and its top results
+  verified against the query; the images verified by the first pass keep their places at the top,
+  followed by the re-issued query's list (newly verified images first, by inliers).
 
 mAP with the official Oxford AP (trapezoid, junk skipped; :mod:`..retrieval.ap`), per protocol
 (original, or Easy / Medium / Hard on the revisited sets). Every row's notes record the detector,
@@ -178,7 +180,11 @@ class BowRetrieval(Benchmark):
                 size = (x2 - x1 + 1, y2 - y1 + 1)
                 inside = [database[i].words[inside_query(database[i].frames, found[i][1], size)] for i in expand]
                 expanded = index.average([vector, *(index.vector(w) for w in inside)])
-                qe = self.verified(apm.rank(index.search(expanded)), query.frames, query.words, database, params, found)
+                first = [int(i) for i in sv[: o.top] if found.get(int(i), (0, None))[0] > 0]
+                requery = apm.rank(index.search(expanded))
+                requery = self.verified(requery, query.frames, query.words, database, params, found)
+                placed = set(first)
+                qe = np.array(first + [int(i) for i in requery if int(i) not in placed], np.int64)
             for metric, order in zip(METRICS, (bow, sv, qe)):
                 rankings[metric].append(order)
         notes = (
