@@ -31,7 +31,8 @@ def test_sv_and_qe_do_not_lose(small, name):
     assert 0.2 < value["bow"] <= value["bow+sv"] <= value["bow+sv+qe"] <= 1.0, value
     assert value["bow+sv"] > value["bow"]  # verification really re-ranks
     notes = rows[0].notes
-    for part in ("detector=dog", "budget=250", "words=256", "vocabulary=retrieval-synth/train", "sv_error=12.5px", "top=1000", "qe_size=5"):
+    expected = ("detector=dog", "budget=250", "words=256", "vocabulary=retrieval-synth/train", "sv_error=12.5px")
+    for part in (*expected, "top=1000", "qe_size=5", "qe_inliers=20"):
         assert part in notes
     assert rows[0].variant == "det=dog:budget=250:words=256"
 
