@@ -10,7 +10,7 @@ linear in the database and verification constant per pair: an estimate, not a me
 
 faiss against sklearn.cluster.MiniBatchKMeans (the test extra installs scikit-learn) with the same
 words and iterations on the same subsample, and assignment (faiss IndexFlatL2 against
-MiniBatchKMeans.predict): target >= 10x each.
+MiniBatchKMeans.predict), each and together: target >= 10x.
 
     OMP_NUM_THREADS=2 python benchmarks/retrieval_speed.py [--descriptor sift-opencv] [--words 1024]
         [--iterations 10] [--sample 50000]
@@ -139,8 +139,10 @@ def compare(train: np.ndarray, args) -> None:
     print(f"  faiss {t_faiss:.2f} s, sklearn MiniBatchKMeans {t_sk:.2f} s: {t_sk / t_faiss:.1f}x")
     ratio = t_sk_assign / t_faiss_assign
     print(f"  assignment: faiss {t_faiss_assign:.3f} s, sklearn {t_sk_assign:.3f} s: {ratio:.1f}x")
-    ok = t_sk / t_faiss >= 10 and t_sk_assign / t_faiss_assign >= 10
-    print("  target >= 10x each:", "met" if ok else "NOT met")
+    both = (t_sk + t_sk_assign) / (t_faiss + t_faiss_assign)
+    print(f"  training + assignment: {both:.1f}x")
+    for label, value in (("training", t_sk / t_faiss), ("assignment", ratio), ("training + assignment", both)):
+        print(f"  target >= 10x, {label}: {'met' if value >= 10 else 'NOT met'}")
 
 
 if __name__ == "__main__":

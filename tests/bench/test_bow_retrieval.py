@@ -6,11 +6,15 @@ reorder the unverified tail (the verified images keep their places): here it tie
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from desc_bench.adapters.registry import descriptor
 from desc_bench.bench.benchmarks.base import Context, benchmark
-from desc_bench.bench.runner import evaluate_descriptor
+from desc_bench.bench.features import FeatureStore, feature_key
+from desc_bench.bench.runner import subject_of
+from desc_bench.datasets.retrieval import REVISITED
 from desc_bench.datasets.synth.retrieval_synth import Layout, generate_synthetic, open_synthetic
 from desc_bench.errors import InputError
 
@@ -22,10 +26,26 @@ def small(tmp_path_factory):
     return open_synthetic(generate_synthetic(tmp_path_factory.mktemp("retrieval"), SMALL), words=256)
 
 
+def _revisited(data):
+    """The same queries under the revisited protocols: easy = the first half of the positives, hard =
+    the rest (so Medium is the original ground truth) and a copy whose Hard protocol has no positives."""
+    queries = []
+    for q in data.queries:
+        positives, junk = q.truth["original"]
+        half = len(positives) // 2
+        easy, hard = positives[:half], positives[half:]
+        truth = {"easy": (easy, junk + hard), "medium": (positives, junk), "hard": ((), junk + positives)}
+        queries.append(replace(q, truth=truth))
+    return replace(data, protocols=REVISITED, queries=tuple(queries))
+
+
 @pytest.mark.parametrize("name", ["sift-opencv", "rootsift-opencv"])
 def test_sv_and_qe_do_not_lose(small, name):
     bench = benchmark("bow-retrieval:budget=250")
-    rows = evaluate_descriptor(descriptor(name), bench, small, context=Context(progress=False))
+    desc = descriptor(name)
+    store = FeatureStore(None, feature_key(desc, small.name, small.version, "cpu"))
+    features = bench.features(desc, small, store, Context(progress=False))
+    rows = bench.evaluate(features, small, subject_of(desc, bench), Context(progress=False))
     value = {r.metric: r.value for r in rows}
     assert set(value) == {"bow", "bow+sv", "bow+sv+qe"}
     assert 0.2 < value["bow"] <= value["bow+sv"] <= value["bow+sv+qe"] <= 1.0, value
@@ -35,6 +55,13 @@ def test_sv_and_qe_do_not_lose(small, name):
     for part in (*expected, "top=1000", "qe_size=5", "qe_inliers=20"):
         assert part in notes
     assert rows[0].variant == "det=dog:budget=250:words=256"
+    if name == "sift-opencv":
+        revisited = bench.evaluate(features, _revisited(small), subject_of(desc, bench), Context(progress=False))
+        by = {(r.subset, r.metric): r for r in revisited}
+        assert {s for s, _ in by} == set(REVISITED)
+        for metric in value:
+            assert by["medium", metric].value == pytest.approx(value[metric])  # the original ground truth
+            assert by["hard", metric].value is None and "no query has a positive" in by["hard", metric].error
 
 
 def test_bad_options_are_refused():

@@ -84,7 +84,10 @@ class BowRetrieval(Benchmark):
     accepts = ("retrieval",)
     Options = BowOptions
     tasks = ("retrieval",)
-    headlines = (Headline("BoW+SV+QE mAP", "retrieval", "bow+sv+qe", (("subset", "original"),)),)
+    headlines = (
+        Headline("BoW+SV+QE mAP", "retrieval", "bow+sv+qe", (("subset", "original"),)),
+        Headline("BoW+SV+QE mAP (Medium)", "retrieval", "bow+sv+qe", (("subset", "medium"),)),
+    )
     tables = (
         TableSpec(
             "Image retrieval mAP (BoW / +SV / +QE, official Oxford AP)",
@@ -198,7 +201,10 @@ class BowRetrieval(Benchmark):
         for protocol in dataset.protocols:
             truths = [apm.Truth.of(*q.truth[protocol]) for q in dataset.queries]
             for metric in METRICS:
-                value, _ = apm.mean_ap(rankings[metric], truths)
+                try:
+                    value, error = apm.mean_ap(rankings[metric], truths)[0], None
+                except ValueError as exc:  # no query of this protocol has a positive image
+                    value, error = None, f"{protocol}: {exc}"
                 rows.append(
                     self.row(
                         subject,
@@ -210,6 +216,7 @@ class BowRetrieval(Benchmark):
                         subset=protocol,
                         variant=variant,
                         notes=notes,
+                        error=error,
                     )
                 )
         return rows
