@@ -62,6 +62,10 @@ def test_sv_and_qe_do_not_lose(small, name):
         for metric in value:
             assert by["medium", metric].value == pytest.approx(value[metric])  # the original ground truth
             assert by["hard", metric].value is None and "no query has a positive" in by["hard", metric].error
+        few = benchmark("bow-retrieval:budget=250:top=3")  # verifies only the top 3: rows of their own
+        rows = few.evaluate(features, small, subject_of(desc, few), Context(progress=False))
+        assert rows[0].variant == "det=dog:budget=250:words=256:top=3" and "top=3 " in rows[0].notes
+        assert {r.metric: r.value for r in rows}["bow"] == value["bow"]
 
 
 def test_bad_options_are_refused():

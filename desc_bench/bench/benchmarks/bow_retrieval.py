@@ -146,7 +146,10 @@ class BowRetrieval(Benchmark):
         context.log(f"{self.name}: k-means of {len(descriptors)} descriptors into {self.words(dataset)} words")
         centroids, key = train_vocabulary(descriptors, self.words(dataset), o.iterations, o.seed, cache, context.log)
         indexed = {
-            part: [Indexed(Frames2D(f.xy, f.scale, f.angle), assign(centroids, f.descriptors)) for f in features]
+            part: [
+                Indexed(Frames2D(f.xy, f.scale, f.angle), assign(centroids, f.descriptors))
+                for f in bar(features, desc=f"{label}: assignment ({part})", enabled=context.progress)
+            ]
             for part, features in (("database", database), ("queries", queries))
         }
         return {**indexed, "vocabulary": key, "train_descriptors": len(descriptors)}
@@ -196,7 +199,10 @@ class BowRetrieval(Benchmark):
             f"{features['vocabulary']}) top={o.top} {params.describe()} qe_size={o.qe_size} "
             f"qe_inliers={o.qe_inliers} queries={len(dataset.queries)} database={len(database)}"
         )
-        variant = f"det={o.detector}:budget={o.budget}:words={n_words}"
+        # every other option that differs from its default makes different rows (the row key holds the variant)
+        extra = [part for part in self.describe().split(":")[1:] if part.split("=")[0] not in ("detector", "budget")]
+        extra = [part for part in extra if not part.startswith("words=")]
+        variant = ":".join([f"det={o.detector}", f"budget={o.budget}", f"words={n_words}", *extra])
         rows = []
         for protocol in dataset.protocols:
             truths = [apm.Truth.of(*q.truth[protocol]) for q in dataset.queries]
