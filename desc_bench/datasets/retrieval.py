@@ -251,9 +251,11 @@ def download_original(data_dir: Path, name: str, progress: bool = True) -> Path:
             if not _image_index(target):
                 share = 1 / len(spec.images)
                 check = _check_images(int(spec.expected_images * share), 0.5)
-                fetch_archive(_archive(spec.base + archive, archive, 4 << 30), downloads, target, check=check)
+                images = _archive(spec.base + archive, archive, 4 << 30)
+                fetch_archive(images, downloads, target, check=check, progress=progress)
         if not (root / "gt").is_dir():
-            fetch_archive(_archive(spec.base + spec.gt, spec.gt, 16 << 20), downloads, root / "gt", check=_check_gt)
+            gt = _archive(spec.base + spec.gt, spec.gt, 16 << 20)
+            fetch_archive(gt, downloads, root / "gt", check=_check_gt, progress=progress)
     except DownloadError as exc:
         raise DownloadError(f"cannot download {name}: {exc}\nOr use the embedded `retrieval-synth`") from None
     return root

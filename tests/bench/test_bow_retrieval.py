@@ -23,7 +23,12 @@ SMALL = Layout(landmarks=3, views=5, queries=1, distractor_views=2, distractors=
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-    return open_synthetic(generate_synthetic(tmp_path_factory.mktemp("retrieval"), SMALL), words=256)
+    """The small collection plus an unreadable database image (which must stay, without features)."""
+    folder = generate_synthetic(tmp_path_factory.mktemp("retrieval"), SMALL)
+    broken = folder / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    data = open_synthetic(folder, words=256)
+    return replace(data, images=(*data.images, broken))
 
 
 def _revisited(data):
@@ -44,7 +49,10 @@ def test_sv_and_qe_do_not_lose(small, name):
     bench = benchmark("bow-retrieval:budget=250")
     desc = descriptor(name)
     store = FeatureStore(None, feature_key(desc, small.name, small.version, "cpu"))
-    features = bench.features(desc, small, store, Context(progress=False))
+    messages = []
+    features = bench.features(desc, small, store, Context(progress=False, log=messages.append))
+    assert any("broken.jpg" in m and "without features" in m for m in messages)
+    assert len(features["database"]) == len(small.images) and len(features["database"][-1].words) == 0
     rows = bench.evaluate(features, small, subject_of(desc, bench), Context(progress=False))
     value = {r.metric: r.value for r in rows}
     assert set(value) == {"bow", "bow+sv", "bow+sv+qe"}

@@ -33,7 +33,7 @@ import numpy as np
 
 from ...adapters.base import Descriptor
 from ...adapters.prepare import dense_mode
-from ...errors import InputError, UnknownNameError
+from ...errors import DatasetError, InputError, UnknownNameError
 from ...io.progress import bar
 from .. import detectors as det
 from ..features import Extraction, ImageFeatures, source_fingerprint
@@ -119,9 +119,15 @@ class BowRetrieval(Benchmark):
         o = self.options
         extraction = Extraction(f"retrieval-{_CODE}", o.detector, o.budget, o.seed)
 
-        def extract(item: str, path: Path, load) -> ImageFeatures:
+        def extract(item: str, path: Path, load, unreadable_ok: bool = False) -> ImageFeatures:
             def compute() -> ImageFeatures:
-                pixels = load()
+                try:
+                    pixels = load()
+                except DatasetError as exc:  # Paris6k ships 20 corrupted images: they stay, without features
+                    if not unreadable_ok:
+                        raise
+                    context.log(f"warning: {exc}; the image stays in the database without features")
+                    return ImageFeatures(np.zeros((0, 2)), np.zeros((0, descriptor.dim), np.float32))
                 frames = det.detect(o.detector, pixels, o.budget, o.seed)
                 values = describe(descriptor, pixels, frames).numpy()
                 return ImageFeatures(frames.xy, values, frames.scale, frames.angle)
@@ -134,7 +140,7 @@ class BowRetrieval(Benchmark):
             for i, p in enumerate(bar(dataset.train_images, desc=f"{label}: vocabulary", enabled=context.progress))
         ]
         database = [
-            extract(f"db/{p.stem}", p, lambda i=i: dataset.image(i))
+            extract(f"db/{p.stem}", p, lambda i=i: dataset.image(i), unreadable_ok=True)
             for i, p in enumerate(bar(dataset.images, desc=f"{label}: database", enabled=context.progress))
         ]
         queries = [
