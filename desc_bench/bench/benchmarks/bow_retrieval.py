@@ -9,7 +9,8 @@ the dataset's training images (the other dataset for Oxford5k / Paris6k, as in t
 ``train/`` collection of retrieval-synth) and cached by content (:mod:`..retrieval.vocabulary`).
 Then (:mod:`..retrieval.index`, :mod:`..retrieval.verify`):
 
-- ``bow``: hard assignment, tf-idf, L2, ranking by dot product through a scipy.sparse inverted file;
+- ``bow``: hard assignment (``assignment``: exact, or approximate with faiss HNSW), tf-idf, L2, ranking
+  by dot product through a scipy.sparse inverted file;
 - ``bow+sv``: the ``top`` results spatially verified (affine hypotheses from single correspondences
   of local frames, the best refined) and verified images ranked first, by inliers;
 - ``bow+sv+qe``: average query expansion: the query vector averaged with those of up to ``qe_size``
@@ -41,7 +42,7 @@ from ..matching import describe
 from ..retrieval import ap as apm
 from ..retrieval.index import InvertedFile
 from ..retrieval.verify import Frames2D, SVParams, inside_query, rerank, tentative, verify
-from ..retrieval.vocabulary import assign, train_vocabulary
+from ..retrieval.vocabulary import ASSIGNMENTS, assign, assigner, train_vocabulary
 from .base import Benchmark, Context, Headline, Subject, TableSpec
 
 _CODE = source_fingerprint([Path(det.__file__)])
@@ -56,6 +57,7 @@ class BowOptions:
     seed: int = 0
     words: int = 0  # 0: the dataset's default
     iterations: int = 20
+    assignment: str = "exact"  # or "hnsw" (approximate nearest word, for large vocabularies)
     top: int = 1000  # results spatially verified
     sv_error: float = 0.0  # px; 0: 40 px at Oxford's 1024 px, scaled to the dataset's image size
     sv_min_inliers: int = 3
@@ -68,6 +70,8 @@ class BowOptions:
         for key in ("budget", "top", "iterations", "sv_min_inliers", "qe_inliers"):
             if getattr(self, key) < 1:
                 raise InputError(f"bow-retrieval: {key} must be at least 1, got {getattr(self, key)}")
+        if self.assignment not in ASSIGNMENTS:
+            raise InputError(f"bow-retrieval: assignment must be one of {', '.join(ASSIGNMENTS)}")
         if self.words < 0 or self.words == 1 or self.qe_size < 0 or self.sv_error < 0:
             raise InputError("bow-retrieval: words must be 0 or >= 2, qe_size >= 0 and sv_error >= 0")
 
@@ -151,9 +155,10 @@ class BowRetrieval(Benchmark):
         cache = None if store.root is None else store.key.folder(store.root, "features") / "vocabulary"
         context.log(f"{self.name}: k-means of {len(descriptors)} descriptors into {self.words(dataset)} words")
         centroids, key = train_vocabulary(descriptors, self.words(dataset), o.iterations, o.seed, cache, context.log)
+        words = assigner(centroids, o.assignment)
         indexed = {
             part: [
-                Indexed(Frames2D(f.xy, f.scale, f.angle), assign(centroids, f.descriptors))
+                Indexed(Frames2D(f.xy, f.scale, f.angle), assign(words, f.descriptors))
                 for f in bar(features, desc=f"{label}: assignment ({part})", enabled=context.progress)
             ]
             for part, features in (("database", database), ("queries", queries))
@@ -201,6 +206,7 @@ class BowRetrieval(Benchmark):
                 rankings[metric].append(order)
         notes = (
             f"detector={o.detector} budget={o.budget} seed={o.seed} words={n_words} iterations={o.iterations} "
+            f"assignment={o.assignment} "
             f"vocabulary={dataset.train_source} ({features['train_descriptors']} descriptors, key "
             f"{features['vocabulary']}) top={o.top} {params.describe()} qe_size={o.qe_size} "
             f"qe_inliers={o.qe_inliers} queries={len(dataset.queries)} database={len(database)}"

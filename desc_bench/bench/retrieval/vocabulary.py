@@ -1,5 +1,6 @@
 """Visual vocabularies: k-means with faiss (Johnson et al.; faiss-cpu from PyPI, its GPU build where
-installed), cached by content, and hard assignment of descriptors to their nearest word.
+installed), cached by content, and hard assignment of descriptors to their nearest word (exact, or
+approximate with HNSW for large vocabularies).
 
 The cache file name hashes the training descriptors' bytes, the number of words and iterations, the
 seed and the faiss version, so any change retrains; files are written atomically.
@@ -77,13 +78,33 @@ def _gpus(faiss) -> int | bool:
     return count if count > 0 else False
 
 
-def assign(centroids: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
-    """Index of each descriptor's nearest word (exact L2; hard assignment), int64 ``(N,)``."""
+ASSIGNMENTS = ("exact", "hnsw")
+HNSW_M, HNSW_EF_SEARCH = 32, 64
+
+
+def assigner(centroids: np.ndarray, method: str = "exact"):
+    """A faiss index over the words: ``exact`` (IndexFlatL2) or ``hnsw`` (approximate nearest word,
+    IndexHNSWFlat M=32, efSearch=64: the role of Philbin et al.'s randomised kd-trees for large
+    vocabularies)."""
+    if method not in ASSIGNMENTS:
+        raise InputError(f"bow-retrieval: assignment must be one of {', '.join(ASSIGNMENTS)}, got {method!r}")
+    faiss = _faiss()
+    dim = centroids.shape[1]
+    index = faiss.IndexFlatL2(dim) if method == "exact" else faiss.IndexHNSWFlat(dim, HNSW_M)
+    if method == "hnsw":
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    index.add(np.ascontiguousarray(centroids, np.float32))
+    return index
+
+
+def assign(centroids_or_index, descriptors: np.ndarray) -> np.ndarray:
+    """Index of each descriptor's nearest word (hard assignment), int64 ``(N,)``; takes the
+    centroids (exact search) or an index from :func:`assigner`."""
     x = as_float(descriptors)
     if len(x) == 0:
         return np.zeros(0, np.int64)
-    faiss = _faiss()
-    index = faiss.IndexFlatL2(centroids.shape[1])
-    index.add(np.ascontiguousarray(centroids, np.float32))
+    index = centroids_or_index
+    if isinstance(index, np.ndarray):
+        index = assigner(index)
     _, nearest = index.search(x, 1)
     return nearest[:, 0].astype(np.int64)
