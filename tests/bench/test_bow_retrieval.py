@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import faiss
 import pytest
 
 from desc_bench.adapters.registry import descriptor
+from desc_bench.bench.benchmarks import bow_retrieval
 from desc_bench.bench.benchmarks.base import Context, benchmark
 from desc_bench.bench.features import FeatureStore, feature_key
 from desc_bench.bench.runner import subject_of
@@ -18,7 +20,7 @@ from desc_bench.datasets.retrieval import REVISITED
 from desc_bench.datasets.synth.retrieval_synth import Layout, generate_synthetic, open_synthetic
 from desc_bench.errors import InputError
 
-SMALL = Layout(landmarks=3, views=5, queries=1, distractor_views=2, distractors=3, train_views=2, size=(320, 240))
+SMALL = Layout(landmarks=3, views=4, queries=1, distractor_views=2, distractors=2, train_views=1, size=(320, 240))
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +47,10 @@ def _revisited(data):
 
 
 @pytest.mark.parametrize("name", ["sift-opencv", "rootsift-opencv"])
-def test_sv_and_qe_do_not_lose(small, name):
+def test_sv_and_qe_do_not_lose(small, name, tmp_path, monkeypatch):
     bench = benchmark("bow-retrieval:budget=250")
     desc = descriptor(name)
-    store = FeatureStore(None, feature_key(desc, small.name, small.version, "cpu"))
+    store = FeatureStore(tmp_path, feature_key(desc, small.name, small.version, "cpu"))
     messages = []
     features = bench.features(desc, small, store, Context(progress=False, log=messages.append))
     assert any("broken.jpg" in m and "without features" in m for m in messages)
@@ -64,6 +66,13 @@ def test_sv_and_qe_do_not_lose(small, name):
         assert part in notes
     assert rows[0].variant == "det=dog:budget=250:words=256"
     if name == "sift-opencv":
+        # resumable at every stage: features, vocabulary and assignments all come from the store
+        monkeypatch.setattr(bow_retrieval, "assign", None)
+        monkeypatch.setattr(bow_retrieval.det, "detect", None)
+        monkeypatch.setattr(faiss, "Kmeans", None)
+        again = bench.features(desc, small, store, Context(progress=False))
+        assert [a.words.tolist() for a in again["database"]] == [a.words.tolist() for a in features["database"]]
+        monkeypatch.undo()
         revisited = bench.evaluate(features, _revisited(small), subject_of(desc, bench), Context(progress=False))
         by = {(r.subset, r.metric): r for r in revisited}
         assert {s for s, _ in by} == set(REVISITED)

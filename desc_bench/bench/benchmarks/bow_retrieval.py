@@ -144,24 +144,33 @@ class BowRetrieval(Benchmark):
             for i, p in enumerate(bar(dataset.train_images, desc=f"{label}: vocabulary", enabled=context.progress))
         ]
         database = [
-            extract(f"db/{p.stem}", p, lambda i=i: dataset.image(i), unreadable_ok=True)
+            (f"db/{p.stem}", p, extract(f"db/{p.stem}", p, lambda i=i: dataset.image(i), unreadable_ok=True))
             for i, p in enumerate(bar(dataset.images, desc=f"{label}: database", enabled=context.progress))
         ]
         queries = [
-            extract(f"query/{q.name}", dataset.query_path(q), lambda q=q: dataset.query_image(q))
+            (f"query/{q.name}", path, extract(f"query/{q.name}", path, lambda q=q: dataset.query_image(q)))
             for q in dataset.queries
+            for path in (dataset.query_path(q),)
         ]
         descriptors = np.concatenate([f.descriptors for f in train]) if train else np.zeros((0, descriptor.dim))
         cache = None if store.root is None else store.key.folder(store.root, "features") / "vocabulary"
         context.log(f"{self.name}: k-means of {len(descriptors)} descriptors into {self.words(dataset)} words")
         centroids, key = train_vocabulary(descriptors, self.words(dataset), o.iterations, o.seed, cache, context.log)
-        words = assigner(centroids, o.assignment)
+        words = []  # the faiss index over the words, built on the first miss
+
+        def assigned(item: str, path: Path, f: ImageFeatures) -> Indexed:
+            def compute() -> dict[str, np.ndarray]:
+                if not words:
+                    words.append(assigner(centroids, o.assignment))
+                return {"words": assign(words[0], f.descriptors)}
+
+            # stored per image and vocabulary, so that a run resumes here too (1M words: hours)
+            stored = store.arrays(f"words-{key}-{o.assignment}/{item}", [path], compute, extraction)
+            return Indexed(Frames2D(f.xy, f.scale, f.angle), stored["words"])
+
         indexed = {
-            part: [
-                Indexed(Frames2D(f.xy, f.scale, f.angle), assign(words, f.descriptors))
-                for f in bar(features, desc=f"{label}: assignment ({part})", enabled=context.progress)
-            ]
-            for part, features in (("database", database), ("queries", queries))
+            part: [assigned(*e) for e in bar(entries, desc=f"{label}: assignment ({part})", enabled=context.progress)]
+            for part, entries in (("database", database), ("queries", queries))
         }
         return {**indexed, "vocabulary": key, "train_descriptors": len(descriptors)}
 
