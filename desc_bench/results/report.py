@@ -7,6 +7,7 @@ from pathlib import Path
 from ..errors import RecordError
 from ..io.atomic import write_text
 from ..records.store import find_records, read_record
+from .compare import comparison_section
 from .tables import HPATCHES_TASKS, records_report
 
 
@@ -36,6 +37,9 @@ def build_report(paths: list[Path], output: Path) -> list[Path]:
         written.append(plots.plot_throughput(timings, output / "throughput.png", sources=sources))
         figures.append("![Throughput against batch size](throughput.png)")
     markdown = records_report(records)
+    paired = comparison_section(records)
+    if paired:
+        markdown += "\n## Paired differences (against the best on each headline)\n\n" + paired + "\n"
     if figures:
         markdown += "\n" + "\n\n".join(figures) + "\n"
     markdown += "\nSources: " + ", ".join(f"`{p}`" for p in files) + "\n"
