@@ -48,3 +48,27 @@ def compare_command(runs, descriptors, ci_resamples, ci_seed, level):
     check_settings(ci_resamples, level)
     pairs = compare(_read(runs), names[0], names[1], ci_resamples, level, ci_seed)
     click.echo(comparison_table(pairs, names[0], names[1], level))
+
+
+@main.command("published")
+@_records_argument
+@click.option("--all", "show_all", is_flag=True, help="Also list the rows that were not compared, with the reason.")
+@_friendly
+def published_command(runs, show_all):
+    """Put a run's rows next to the published figures (paper or repository table, protocol variant).
+
+    A row is compared only with a figure of the same descriptor, benchmark, dataset, split and
+    variant, on complete real data (never an embedded or incomplete dataset). Exit status 1 when
+    a compared row differs from its figure by more than the figure's tolerance.
+    """
+    import sys
+
+    from ..results.published_check import DIFFERS, NOT_COMPARED, check_records, published_table
+
+    checks = check_records(_read(runs))
+    shown = checks if show_all else [c for c in checks if c.status != NOT_COMPARED]
+    click.echo(published_table(shown))
+    skipped = len(checks) - len(shown)
+    if skipped:
+        click.echo(f"\n{skipped} row(s) not compared (other data, split or protocol; incomplete data): see --all")
+    sys.exit(1 if any(c.status == DIFFERS for c in checks) else 0)
