@@ -352,6 +352,37 @@ def config_json(config: Any) -> dict[str, Any]:
     return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
+# Distributions whose version changes numbers (descriptors, matching, estimators); the record lists
+# those installed, so ``check`` and ``report`` can warn when a run and its baseline differ.
+NUMERIC_LIBRARIES = (
+    "numpy",
+    "scipy",
+    "opencv-python",
+    "opencv-contrib-python",
+    "opencv-python-headless",
+    "opencv-contrib-python-headless",
+    "poselib",
+    "pycolmap",
+    "faiss-cpu",
+    "faiss-gpu",
+    "scikit-learn",
+    "kornia",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of :data:`NUMERIC_LIBRARIES` (from package metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
 def machine_metadata(device: str = "cpu", **extra: Any) -> dict[str, Any]:
     """Metadata of a run: time, versions, platform, device and thread count."""
     import cv2
@@ -371,6 +402,7 @@ def machine_metadata(device: str = "cpu", **extra: Any) -> dict[str, Any]:
         "opencv": cv2.__version__,
         "device": device,
         "threads": torch.get_num_threads(),
+        "libraries": library_versions(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         meta["gpu"] = torch.cuda.get_device_name(torch.device(device))

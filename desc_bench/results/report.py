@@ -8,6 +8,7 @@ from ..errors import RecordError
 from ..io.atomic import write_text
 from ..records.store import find_records, read_record
 from .compare import comparison_section
+from .drift import mixed_versions
 from .published_check import published_section
 from .tables import HPATCHES_TASKS, records_report
 
@@ -38,6 +39,9 @@ def build_report(paths: list[Path], output: Path) -> list[Path]:
         written.append(plots.plot_throughput(timings, output / "throughput.png", sources=sources))
         figures.append("![Throughput against batch size](throughput.png)")
     markdown = records_report(records)
+    drift = mixed_versions(records)
+    if drift:
+        markdown += "\n" + "\n".join(f"- warning: {w}" for w in drift) + "\n"
     published = published_section(records)
     if published:
         markdown += "\n## Published figures\n\n" + published + "\n"
