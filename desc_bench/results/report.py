@@ -15,7 +15,7 @@ from .tables import HPATCHES_TASKS, records_report
 
 def build_report(paths: list[Path], output: Path) -> list[Path]:
     """Read every record under ``paths``; write ``report.md`` and the figures into ``output``."""
-    from . import plots
+    from . import pareto, plots
 
     files = find_records(paths)
     if not files:
@@ -39,6 +39,11 @@ def build_report(paths: list[Path], output: Path) -> list[Path]:
         written.append(plots.plot_throughput(timings, output / "throughput.png", sources=sources))
         figures.append("![Throughput against batch size](throughput.png)")
     markdown = records_report(records)
+    fronts = pareto.panels(records)
+    if fronts:
+        written.append(pareto.plot_pareto(fronts, output / "pareto.png"))
+        markdown += "\n## Accuracy against speed (Pareto front)\n\n" + pareto.front_table(fronts) + "\n"
+        markdown += "\n![Accuracy against speed](pareto.png)\n"
     drift = mixed_versions(records)
     if drift:
         markdown += "\n" + "\n".join(f"- warning: {w}" for w in drift) + "\n"
