@@ -133,3 +133,13 @@ def test_paired_difference_uses_only_shared_units_and_refuses_disjoint_ones():
     assert paired_difference(a, b, resamples=200).units == 2
     with pytest.raises(InputError, match="share no sequence"):
         paired_difference(a, per_unit("sequence", {"q": 0.1}))
+
+
+def test_run_refuses_too_few_resamples_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from desc_bench.cli import main
+
+    result = CliRunner().invoke(main, ["run", "-d", "sift-opencv", "-o", str(tmp_path), "--ci-resamples", "5"])
+    assert result.exit_code == 2 and "--ci-resamples must be 0 (no intervals) or at least 100" in result.output
+    assert not list(tmp_path.iterdir())
