@@ -123,7 +123,7 @@ def plot_pareto(found: list[Panel], path: Path | str) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(5.2 * len(found), 4.4), dpi=120, layout="constrained")
+    figure = Figure(figsize=(max(6.5, 5.2 * len(found)), 4.6), dpi=120, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(found), squeeze=False)[0]
     for ax, panel in zip(axes, found):
@@ -137,12 +137,15 @@ def plot_pareto(found: list[Panel], path: Path | str) -> Path:
         front = sorted((p for p in panel.points if p.front), key=lambda p: p.per_second)
         ax.plot([p.per_second for p in front], [p.value * 100 for p in front], color="C0", linewidth=1.2, zorder=2)
         ax.set_xscale("log")
-        ax.set_xlabel(f"{panel.unit}s per second ({panel.device}, batch {panel.batch})")
+        unit = "patches" if panel.unit == "patch" else f"{panel.unit}s"
+        batch = f", batch {panel.batch}" if panel.unit == "patch" else ""
+        ax.set_xlabel(f"{unit} per second ({panel.device}{batch})")
+        ax.margins(x=0.25)  # room for the labels
         better = "lower is better" if panel.lower_is_better else "higher is better"
         ax.set_ylabel(f"{panel.headline} (%, {better})")
         ax.set_title(f"{panel.benchmark} on {panel.dataset}", fontsize=11)
         ax.grid(alpha=0.3)
-    figure.suptitle("Accuracy against speed (filled: on the Pareto front; bars: confidence intervals)")
+    figure.suptitle("Accuracy against speed\nfilled: on the Pareto front; bars: confidence intervals", fontsize=11)
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, format="png")

@@ -173,6 +173,18 @@ def published_table(checks: list[Check]) -> str:
 
 
 def published_section(records: list[Record]) -> str:
-    """The report's section (empty when no row has a figure of the same quantity)."""
+    """The report's section: the compared rows, and a line on those not compared and why
+    (empty when no row has a figure of the same quantity)."""
     checks = check_records(records)
-    return published_table(checks) if checks else ""
+    compared = [c for c in checks if c.status != NOT_COMPARED]
+    skipped = [c for c in checks if c.status == NOT_COMPARED]
+    text = published_table(compared) if compared else ""
+    if skipped:
+        reasons = list(dict.fromkeys(part for c in skipped for part in c.reason.split("; ")))
+        more = f" and {len(reasons) - 3} other reason(s)" if len(reasons) > 3 else ""
+        text += (
+            ("\n\n" if text else "")
+            + f"{len(skipped)} row(s) with a published figure were not compared: {'; '.join(reasons[:3])}{more} "
+            "(`desc-bench published --all RECORD` lists them)"
+        )
+    return text

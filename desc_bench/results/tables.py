@@ -208,8 +208,9 @@ def interval_note(records: Iterable[Record]) -> str:
     if not kinds:
         return ""
     return (
-        f"\n\n± half-width of the {'; '.join(sorted(made)) or 'bootstrap'} confidence interval over "
-        f"{', '.join(kinds)}s (rows without independent units, e.g. verification AP over pairs, have none)"
+        f"\n\n± is the half-width of the confidence interval over {', '.join(kinds)}s "
+        f"({'; '.join(sorted(made)) or 'bootstrap'}); rows without independent units (verification AP over "
+        "pooled pairs, Brown) have none"
     )
 
 

@@ -104,7 +104,7 @@ def test_tables_show_value_plus_minus_half_width_and_say_what_it_is():
     row = record.results[0]
     half = (row.interval[1] - row.interval[0]) / 2 * 100
     assert f"{row.value * 100:.2f} ± {half:.2f}" in summary_table([record])
-    assert "95% percentile bootstrap, 300 resamples, seed 0" in records_report([record])
+    assert "interval over sequences (95% percentile bootstrap, 300 resamples, seed 0)" in records_report([record])
 
 
 def test_paired_difference_significant_when_one_is_better_on_every_unit():
