@@ -434,7 +434,8 @@ def plot_mma(rows, path) -> Path:
             frameon=False,
         )
     where = ", ".join(datasets) or "no dataset"
-    figure.suptitle(f"MMA on {where} (D2-Net protocol: mutual nearest neighbours)", fontsize=13)
+    bands = "; bands: confidence intervals over sequences" if any(r.interval for r in chosen) else ""
+    figure.suptitle(f"MMA on {where} (D2-Net protocol: mutual nearest neighbours{bands})", fontsize=13)
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, format="png")
