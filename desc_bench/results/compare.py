@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from ..bench.benchmarks.base import registered
+from ..bench.benchmarks.base import Headline, registered
 from ..errors import InputError
 from ..records.schema import Record, ResultRow
 from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, Difference, paired_difference
@@ -30,6 +30,14 @@ class Paired:
     a: ResultRow
     b: ResultRow
     difference: Difference
+    higher_is_better: bool = True
+
+    @property
+    def verdict(self) -> str:
+        d = self.difference
+        if not d.excludes_zero:
+            return d.verdict
+        return "A better" if (d.value > 0) == self.higher_is_better else "B better"
 
 
 def _pair_key(row: ResultRow) -> tuple:
@@ -37,10 +45,10 @@ def _pair_key(row: ResultRow) -> tuple:
     return (row.dataset, row.split, row.protocol, row.task, row.metric, row.noise, row.subset, row.variant)
 
 
-def headline_rows(records: Iterable[Record], descriptor: str) -> dict[tuple, tuple[str, bool, ResultRow]]:
-    """The descriptor's headline rows by pairing key (newest record wins): (label, percent, row)."""
+def headline_rows(records: Iterable[Record], descriptor: str) -> dict[tuple, tuple[Headline, ResultRow]]:
+    """The descriptor's headline rows by pairing key (newest record wins): (headline, row)."""
     classes = registered()
-    out: dict[tuple, tuple[str, bool, ResultRow]] = {}
+    out: dict[tuple, tuple[Headline, ResultRow]] = {}
     for record in sorted(records, key=lambda r: str(r.metadata.get("time", ""))):
         for row in record.results:
             cls = classes.get(row.protocol)
@@ -48,7 +56,7 @@ def headline_rows(records: Iterable[Record], descriptor: str) -> dict[tuple, tup
                 continue
             for h in cls.headlines:
                 if h.matches(row):
-                    out[_pair_key(row)] = (h.label, h.percent, row)
+                    out[_pair_key(row)] = (h, row)
     return out
 
 
@@ -79,13 +87,13 @@ def compare(
         raise InputError(f"{a} and {b} share no benchmark, dataset and split in the records: nothing to compare")
     out = []
     for key in shared:
-        label, percent, ra = rows_a[key]
-        rb = rows_b[key][2]
+        h, ra = rows_a[key]
+        rb = rows_b[key][1]
         if ra.units is not None and rb.units is not None:
             diff = paired_difference(ra.units, rb.units, resamples, level, seed, key)
         else:
             diff = Difference(ra.value - rb.value, None, None, 0, "")
-        out.append(Paired(label, percent, ra, rb, diff))
+        out.append(Paired(h.label, h.percent, ra, rb, diff, h.higher_is_better))
     return out
 
 
@@ -111,7 +119,7 @@ def comparison_table(pairs: list[Paired], a: str, b: str, level: float = DEFAULT
         body.append(
             [where, p.label, _plain(p.a.value, p.percent)]
             + [(f"{p.b.descriptor}: " if named else "") + _plain(p.b.value, p.percent), _num(d.value, p.percent)]
-            + [interval, d.verdict, units]
+            + [interval, p.verdict, units]
         )
     header = ["benchmark / dataset", "headline", "A", "B", "A - B", f"{level * 100:g}% interval", "verdict", "paired"]
     return (
@@ -126,11 +134,12 @@ def comparison_section(records: list[Record], resamples: int = DEFAULT_RESAMPLES
     names = descriptors_in(records)
     if len(names) < 2:
         return ""
-    best: dict[tuple, tuple[float, str]] = {}  # headline key -> (value, descriptor)
+    best: dict[tuple, tuple[float, str]] = {}  # headline key -> (signed value, descriptor)
     for name in names:
-        for key, (_, _, row) in headline_rows(records, name).items():
-            if row.units is not None and (key not in best or row.value > best[key][0]):
-                best[key] = (row.value, name)
+        for key, (h, row) in headline_rows(records, name).items():
+            signed = row.value if h.higher_is_better else -row.value
+            if row.units is not None and (key not in best or signed > best[key][0]):
+                best[key] = (signed, name)
     parts = []
     for leader in dict.fromkeys(name for _, name in best.values()):
         keys = {k for k, (_, name) in best.items() if name == leader}

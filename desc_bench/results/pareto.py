@@ -5,7 +5,7 @@ sorts by) and the descriptor's timing row of that record (patches/s for patch be
 for a benchmark timed per image) at the record's own batch size and device; a descriptor without
 a timing row in the same record is left out (never joined with another record's speed). A
 descriptor is on the front when no other one is at least as accurate and at least as fast, and
-strictly better in one (FPR95: lower is better).
+strictly better in one (the headline's ``higher_is_better``: False for FPR95).
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from ..bench.benchmarks.base import Benchmark, registered
 from ..io.atomic import atomic_path
 from ..records.schema import Record
 from .tables import run_time_batch
-
-LOWER_IS_BETTER = frozenset({"fpr95"})
 
 
 @dataclass(frozen=True)
@@ -39,17 +37,13 @@ class Panel:
 
     benchmark: str
     headline: str
-    metric: str
+    higher_is_better: bool
     dataset: str
     split: str
     device: str
     batch: int
     unit: str
     points: tuple[Point, ...]
-
-    @property
-    def lower_is_better(self) -> bool:
-        return self.metric in LOWER_IS_BETTER
 
 
 def _rank_headline(cls: type[Benchmark]):
@@ -90,12 +84,12 @@ def panels(records: Iterable[Record]) -> list[Panel]:
                 and t.batch == (batch if unit == "patch" else t.batch) and t.device == device
             ]  # fmt: skip
             if speeds:
-                key = (cls.name, headline.label, row.metric, row.dataset, row.split, device, batch, unit)
+                key = (cls.name, headline.label, headline.higher_is_better, row.dataset, row.split, device, batch, unit)
                 groups.setdefault(key, {})[row.descriptor] = Point(row.descriptor, row.value, speeds[0], row.interval)
     out = []
     for key, found in groups.items():
         if len(found) >= 2:
-            pts = mark_front(sorted(found.values(), key=lambda p: p.per_second), key[2] in LOWER_IS_BETTER)
+            pts = mark_front(sorted(found.values(), key=lambda p: p.per_second), lower_is_better=not key[2])
             out.append(Panel(*key, points=tuple(pts)))
     return out
 
@@ -141,7 +135,7 @@ def plot_pareto(found: list[Panel], path: Path | str) -> Path:
         batch = f", batch {panel.batch}" if panel.unit == "patch" else ""
         ax.set_xlabel(f"{unit} per second ({panel.device}{batch})")
         ax.margins(x=0.25)  # room for the labels
-        better = "lower is better" if panel.lower_is_better else "higher is better"
+        better = "higher is better" if panel.higher_is_better else "lower is better"
         ax.set_ylabel(f"{panel.headline} (%, {better})")
         ax.set_title(f"{panel.benchmark} on {panel.dataset}", fontsize=11)
         ax.grid(alpha=0.3)

@@ -66,6 +66,16 @@ def test_compare_command_prints_the_table_and_refuses_unknown_descriptors(tmp_pa
         compare([], "a", "a")
 
 
+def test_lower_is_better_headlines_turn_the_verdict():
+    units = [per_unit("sequence", dict(zip(SEQS, v))) for v in (np.full(24, 0.02), np.full(24, 0.05))]
+    rows = [
+        ResultRow(d, "none", "brown", "all", "fpr95", "verification", "fpr95", u.mean(), "", "mean", "mean", units=u)
+        for d, u in zip("ab", units)
+    ]
+    [paired] = compare([Record(machine_metadata("cpu"), rows)], "a", "b", resamples=200)
+    assert paired.difference.value == pytest.approx(-0.03) and paired.verdict == "A better"
+
+
 def test_report_has_a_paired_differences_section(tmp_path):
     path = record(tmp_path)
     build_report([path], tmp_path / "out")

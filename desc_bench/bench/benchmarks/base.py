@@ -64,6 +64,7 @@ class Headline:
     metric: str
     where: tuple[tuple[str, str], ...] = ()
     percent: bool = True
+    higher_is_better: bool = True  # False for error rates (FPR95): comparisons and Pareto fronts read it
 
     def matches(self, row: ResultRow) -> bool:
         return (
