@@ -53,8 +53,15 @@ class Units:
             raise RecordError(
                 f"units: {len(self.names)} names, {len(self.values)} values, {len(self.weights)} weights (must match)"
             )
+        if not isinstance(self.kind, str) or not all(isinstance(n, str) for n in self.names):
+            raise RecordError("units: kind and names must be strings")
+        numbers = (*self.values, *self.weights)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            raise RecordError("units: values and weights must be numbers")
         if not all(_finite(v) for v in self.values) or not all(_finite(w) and w > 0 for w in self.weights):
             raise RecordError("units: values must be finite and weights finite and > 0")
+        if len(set(self.names)) != len(self.names):
+            raise RecordError("units: names must be unique (one value per unit)")
 
     def mean(self) -> float:
         if not self.values:

@@ -91,6 +91,11 @@ def test_records_with_intervals_round_trip_and_old_records_still_load(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps(raw))
     old = read_record(tmp_path / "old.json")
     assert old.results[0].interval is None and old.results[0].units is None
+    raw["results"][0]["units"] = {"kind": "sequence", "names": ["a", "a"], "values": [0.1, 0.2]}
+    (tmp_path / "dup.json").write_text(json.dumps(raw))
+    with pytest.raises(RecordError, match=r"dup\.json.*names must be unique"):
+        read_record(tmp_path / "dup.json")
+    raw["results"][0]["units"] = None
     raw["results"][0]["interval"] = "wide"
     (tmp_path / "bad.json").write_text(json.dumps(raw))
     with pytest.raises(RecordError, match=r"bad\.json.*interval"):
