@@ -15,6 +15,7 @@ from .bench.timing import dense_table, timing_table
 from .records.schema import Record
 from .records.store import write_run
 from .results.plots import plot_throughput
+from .results.stats import add_intervals, check_settings
 from .results.tables import run_report
 
 
@@ -35,7 +36,9 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
 
     The markdown is rendered before anything is written, so a failing write never hides the results.
     """
+    check_settings(config.ci_resamples)
     result = run_job(config, log)
+    add_intervals(result.record, config.ci_resamples, seed=config.ci_seed)
     output = RunOutput(result.record, run_report(result.record), unmeasured=tuple(result.unmeasured))
     if config.output is not None:
         try:
@@ -49,7 +52,7 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunOu
 
 def evaluate_folder(config: EvaluateConfig) -> RunOutput:
     """``desc-bench evaluate``: score a folder of precomputed descriptors, render and write the record."""
-    record = evaluate_dir(config)
+    record = add_intervals(evaluate_dir(config))
     output = RunOutput(record, run_report(record))
     if config.output is not None:
         output.record_path, output.markdown_path = write_run(

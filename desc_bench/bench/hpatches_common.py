@@ -19,6 +19,7 @@ from ..datasets.base import PATCH_TYPES, Split
 from ..datasets.tasks import TaskFiles
 from ..errors import DatasetError, InputError, UnknownNameError
 from ..io.progress import bar
+from ..records.schema import Units
 
 TASKS = ("verification", "matching", "retrieval")
 PROTOCOLS = ("python", "matlab")
@@ -49,6 +50,7 @@ class Score:
     variant: str  # intra | inter | mean (verification); pool=K | pool=mean | pool=all (retrieval); ""
     value: float
     note: str = ""
+    units: Units | None = None  # per-sequence values (value = their weighted mean), for intervals
 
 
 def row_fields(score: Score | Mapping, notes: str = "") -> dict:

@@ -22,6 +22,7 @@ import numpy as np
 from ..adapters.base import Distance
 from ..datasets.base import NOISE_NAMES, NOISES
 from ..datasets.tasks import TaskFiles
+from .benchmarks.base import per_unit
 from .hpatches_common import (
     N_POSITIVES,
     Descs,
@@ -153,6 +154,8 @@ def evaluate_matching(
     for subset, members in subsets.items():
         values = {n: float(np.mean([per_seq[s, n] for s in members])) for n in NOISES}
         for n in NOISES:
-            scores.append(Score("matching", "map", NOISE_NAMES[n], subset, "", values[n], note))
-        scores.append(Score("matching", "map", "mean", subset, "", float(np.mean(list(values.values()))), note))
+            units = per_unit("sequence", {s: per_seq[s, n] for s in members})
+            scores.append(Score("matching", "map", NOISE_NAMES[n], subset, "", values[n], note, units))
+        units = per_unit("sequence", {s: float(np.mean([per_seq[s, n] for n in NOISES])) for s in members})
+        scores.append(Score("matching", "map", "mean", subset, "", float(np.mean(list(values.values()))), note, units))
     return scores

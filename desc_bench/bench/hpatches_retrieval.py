@@ -30,6 +30,7 @@ from ..adapters.base import Distance
 from ..datasets.base import NOISE_NAMES, NOISES
 from ..datasets.tasks import PatchList, TaskFiles
 from ..errors import InputError
+from .benchmarks.base import grouped_units
 from .hpatches_common import (
     N_POSITIVES,
     POOL_SIZES,
@@ -194,7 +195,7 @@ def evaluate_retrieval(
                 below = _sparse_counts(rows, position, exact, thr, pools)  # a pool past the list's end = the list
             for rule in (0, 1):
                 ap[rule, r] = _ap(below[rule], pos[r], kind)
-    return _retrieval_scores(ap, pool_labels, protocol, constant_descriptor(chk))
+    return _retrieval_scores(ap, pool_labels, protocol, constant_descriptor(chk), [sequences[c] for c in q_seq])
 
 
 def _dense_chunk(r, q_desc, d_desc, q_seq, d_seq, thr, pools, distance) -> tuple[np.ndarray, np.ndarray]:
@@ -211,19 +212,35 @@ def _dense_chunk(r, q_desc, d_desc, q_seq, d_seq, thr, pools, distance) -> tuple
     return out[0], out[1]
 
 
-def _retrieval_scores(ap: np.ndarray, labels: list[str], protocol: str, constant: bool) -> list[Score]:
-    """Score rows from AP (rule, Q, noise, pool): means over queries, then noises and pools."""
+def _retrieval_scores(
+    ap: np.ndarray, labels: list[str], protocol: str, constant: bool, query_sequences: list[str] | None = None
+) -> list[Score]:
+    """Score rows from AP (rule, Q, noise, pool): means over queries, then noises and pools.
+
+    With ``query_sequences`` (each query's sequence) every score carries its per-sequence units
+    (mean AP of the sequence's queries, weighted by their count): queries of one sequence are not
+    independent, so intervals resample sequences.
+    """
     per = ap.mean(axis=1)  # (rule, noise, pool)
     cells = []
     for m, label in enumerate(labels):
         for n, noise in enumerate(NOISES):
-            cells.append((NOISE_NAMES[noise], label, per[:, n, m]))
-        cells.append(("mean", label, per[:, :, m].mean(axis=1)))
+            cells.append((NOISE_NAMES[noise], label, per[:, n, m], ap[0, :, n, m]))
+        cells.append(("mean", label, per[:, :, m].mean(axis=1), ap[0, :, :, m].mean(axis=1)))
     if protocol == "python":
         for n, noise in enumerate(NOISES):
-            cells.append((NOISE_NAMES[noise], "pool=mean", per[:, n].mean(axis=1)))
-        cells.append(("mean", "pool=mean", per.mean(axis=(1, 2))))
+            cells.append((NOISE_NAMES[noise], "pool=mean", per[:, n].mean(axis=1), ap[0, :, n].mean(axis=1)))
+        cells.append(("mean", "pool=mean", per.mean(axis=(1, 2)), ap[0].mean(axis=(1, 2))))
     return [
-        Score("retrieval", "map", noise, "all", label, float(v[0]), degenerate_note(constant, float(v[0]), float(v[1])))
-        for noise, label, v in cells
+        Score(
+            "retrieval",
+            "map",
+            noise,
+            "all",
+            label,
+            float(v[0]),
+            degenerate_note(constant, float(v[0]), float(v[1])),
+            grouped_units("sequence", query_sequences, per_query) if query_sequences else None,
+        )
+        for noise, label, v, per_query in cells
     ]

@@ -61,6 +61,8 @@ class RunConfig:
     time_batch: int = 256  # per-patch time recorded at this batch size; 0 disables
     detector: str | None = None  # image pairs: keypoint detector name
     budget: int | None = None  # image pairs: keypoint budget
+    ci_resamples: int = 1000  # bootstrap resamples of the confidence intervals (results/stats.py); 0: none
+    ci_seed: int = 0  # seed of the interval bootstrap
 
 
 @dataclass

@@ -92,4 +92,4 @@ def main():
     terminate_as_interrupt()  # SIGTERM cleans up like Ctrl-C (staging folders, partial files)
 
 
-from . import manage, run, scores, timing  # noqa: E402, F401  (register the commands)
+from . import manage, run, scores, stats, timing  # noqa: E402, F401  (register the commands)

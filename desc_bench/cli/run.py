@@ -93,6 +93,14 @@ def list_command(data_dir):
     show_default=True,
     help="Record per-patch time at this batch size (0: do not time).",
 )
+@click.option(
+    "--ci-resamples",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples of the 95% confidence intervals over each benchmark's units (0: no intervals).",
+)
+@click.option("--ci-seed", type=int, default=0, show_default=True, help="Seed of the interval bootstrap.")
 @click.option("--overwrite", is_flag=True, help="Recompute descriptors (and metrics) even if cached.")
 @click.option("--re-eval", is_flag=True, help="Recompute only the metrics from cached descriptors.")
 @quiet_option
@@ -112,6 +120,8 @@ def run(
     weights,
     output,
     time_batch,
+    ci_resamples,
+    ci_seed,
     overwrite,
     re_eval,
     quiet,
@@ -142,6 +152,8 @@ def run(
         time_batch=time_batch,
         detector=detector,
         budget=budget,
+        ci_resamples=ci_resamples,
+        ci_seed=ci_seed,
     )
     result = run_job(config, log=lambda msg: click.echo(msg, err=True))
     click.echo(result.markdown)

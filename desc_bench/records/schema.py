@@ -33,6 +33,44 @@ def _finite(value: float) -> bool:
 
 
 @dataclass(frozen=True)
+class Units:
+    """The per-unit values a row's value is the (weighted) mean of: what its interval resamples.
+
+    ``kind`` names the independent unit ("sequence", "query", "pair"); ``names`` identify the units
+    (two rows are paired on them); ``weights`` (empty: all 1) are e.g. pairs per sequence, so that
+    ``value == sum(w * v) / sum(w)``. Optional in records (older records have none).
+    """
+
+    kind: str
+    names: tuple[str, ...]
+    values: tuple[float, ...]
+    weights: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        for name in ("names", "values", "weights"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if len(self.names) != len(self.values) or (self.weights and len(self.weights) != len(self.values)):
+            raise RecordError(
+                f"units: {len(self.names)} names, {len(self.values)} values, {len(self.weights)} weights (must match)"
+            )
+        if not isinstance(self.kind, str) or not all(isinstance(n, str) for n in self.names):
+            raise RecordError("units: kind and names must be strings")
+        numbers = (*self.values, *self.weights)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            raise RecordError("units: values and weights must be numbers")
+        if not all(_finite(v) for v in self.values) or not all(_finite(w) and w > 0 for w in self.weights):
+            raise RecordError("units: values must be finite and weights finite and > 0")
+        if len(set(self.names)) != len(self.names):
+            raise RecordError("units: names must be unique (one value per unit)")
+
+    def mean(self) -> float:
+        if not self.values:
+            return math.nan
+        weights = self.weights or (1.0,) * len(self.values)
+        return math.fsum(w * v for w, v in zip(weights, self.values)) / math.fsum(weights)
+
+
+@dataclass(frozen=True)
 class ResultRow:
     descriptor: str
     weights: str
@@ -49,10 +87,26 @@ class ResultRow:
     mode: str = "patches"  # how the descriptor ran: "patches", "dense-at-centre", "keypoints", ...
     error: str | None = None
     notes: str = ""  # e.g. "weights saw HPatches in training"
+    units: Units | None = None  # per-unit values (the value is their mean); None: not decomposable
+    interval: tuple[float, float] | None = None  # bootstrap confidence interval (low, high) of the value
 
     def __post_init__(self):
         if self.error is None and (self.value is None or not _finite(self.value)):
             raise RecordError(f"result row {self.key()} has no finite value and no error string")
+        if isinstance(self.units, dict):  # as read from JSON or a score cache
+            object.__setattr__(self, "units", Units(**self.units))
+        if self.interval is not None:
+            low, high = (float(v) for v in self.interval)
+            if not (_finite(low) and _finite(high) and low <= high):
+                raise RecordError(f"result row {self.key()}: interval {self.interval!r} must be finite, low <= high")
+            object.__setattr__(self, "interval", (low, high))
+        if self.units is not None and self.value is not None and self.units.values:
+            mean = self.units.mean()
+            if not math.isclose(mean, self.value, rel_tol=1e-6, abs_tol=1e-9):
+                raise RecordError(
+                    f"result row {self.key()}: value {self.value!r} is not the mean {mean!r} "
+                    f"of its {self.units.kind} units"
+                )
 
     def key(self) -> tuple:
         """Identity of a row across runs (everything but the value)."""
@@ -192,7 +246,16 @@ _TYPE_CHECKS = {  # dataclass field annotation -> (check, what it expects)
     "float | None": (lambda v: v is None or _is_number(v), "a number or null"),
     "int": (lambda v: type(v) is int, "an integer"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "Units | None": (
+        lambda v: v is None or (isinstance(v, dict) and {"kind", "names", "values"} <= v.keys() <= set(_UNIT_KEYS)),
+        "null or an object with kind, names, values (and weights)",
+    ),
+    "tuple[float, float] | None": (
+        lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_number(x) for x in v)),
+        "null or [low, high]",
+    ),
 }
+_UNIT_KEYS = ("kind", "names", "values", "weights")
 
 
 def _check_object(obj: Any, cls: type, where: str) -> None:
@@ -225,7 +288,10 @@ def _check_rows(rows: Any, cls: type, where: str) -> None:
         if cls is ResultRow and raw.get("error") is None and (value is None or not _finite(value)):
             problem = f"value {value!r} is not a finite number and the row has no error string"
         else:
-            problem = result_problem(ResultRow(**raw)) if cls is ResultRow else timing_problem(TimingRow(**raw))
+            try:
+                problem = result_problem(ResultRow(**raw)) if cls is ResultRow else timing_problem(TimingRow(**raw))
+            except (RecordError, TypeError, ValueError) as exc:
+                problem = str(exc)
         if problem:
             raise RecordError(f"{where}[{i}] ({name}): {problem}")
 
@@ -293,6 +359,37 @@ def config_json(config: Any) -> dict[str, Any]:
     return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
+# Distributions whose version changes numbers (descriptors, matching, estimators); the record lists
+# those installed, so ``check`` and ``report`` can warn when a run and its baseline differ.
+NUMERIC_LIBRARIES = (
+    "numpy",
+    "scipy",
+    "opencv-python",
+    "opencv-contrib-python",
+    "opencv-python-headless",
+    "opencv-contrib-python-headless",
+    "poselib",
+    "pycolmap",
+    "faiss-cpu",
+    "faiss-gpu",
+    "scikit-learn",
+    "kornia",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of :data:`NUMERIC_LIBRARIES` (from package metadata: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in NUMERIC_LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
 def machine_metadata(device: str = "cpu", **extra: Any) -> dict[str, Any]:
     """Metadata of a run: time, versions, platform, device and thread count."""
     import cv2
@@ -312,6 +409,7 @@ def machine_metadata(device: str = "cpu", **extra: Any) -> dict[str, Any]:
         "opencv": cv2.__version__,
         "device": device,
         "threads": torch.get_num_threads(),
+        "libraries": library_versions(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         meta["gpu"] = torch.cuda.get_device_name(torch.device(device))

@@ -181,6 +181,7 @@ class _Bar:
     label: str
     mean: float
     noise: tuple[tuple[str, float], ...]
+    interval: tuple[float, float] | None = None  # confidence interval of the mean: an error bar
 
 
 def _headline_rank(row: ResultRow) -> int | None:
@@ -235,7 +236,7 @@ def _hpatches_bars(rows: Sequence[ResultRow]) -> dict[str, list[_Bar]]:
             for noise, *_ in _MARKERS
             if key + (r.metric, r.variant, r.subset, noise) in noise_values
         )
-        bars[r.task].append(_Bar(label, r.value, marks))
+        bars[r.task].append(_Bar(label, r.value, marks, r.interval))
     for task in bars:
         bars[task].sort(key=lambda b: (b.mean, b.label))
     return bars
@@ -300,6 +301,11 @@ def plot_hpatches(rows: Sequence[ResultRow], path: Path | str, title: str | None
             edgecolor="0.35",
             linewidth=0.6,
             zorder=2,
+            xerr=[
+                [(b.mean - b.interval[0]) * 100 if b.interval else 0 for b in group],
+                [(b.interval[1] - b.mean) * 100 if b.interval else 0 for b in group],
+            ],
+            error_kw={"elinewidth": 1.0, "capsize": 3, "ecolor": "0.2", "zorder": 4},
         )
         for noise, _, marker, face in _MARKERS:
             points = [(dict(b.noise)[noise] * 100, y) for b, y in zip(group, ys) if noise in dict(b.noise)]
@@ -314,9 +320,9 @@ def plot_hpatches(rows: Sequence[ResultRow], path: Path | str, title: str | None
                     linewidth=0.8,
                     zorder=3,
                 )
-        right = max(max([b.mean] + [v for _, v in b.noise]) for b in group) * 100
+        right = max(max([b.mean, *(b.interval or ())] + [v for _, v in b.noise]) for b in group) * 100
         for b, y in zip(group, ys):
-            end = max([b.mean] + [v for _, v in b.noise]) * 100
+            end = max([b.mean, *(b.interval or ())] + [v for _, v in b.noise]) * 100
             ax.text(end + right * 0.06, y, f"{b.mean * 100:.2f}", va="center", ha="left", fontsize=9, zorder=4)
         ax.set_xlim(0, max(right * 1.3, 1.0))  # room for the value text
         ax.set_ylim(-0.6, n - 0.4)
@@ -385,14 +391,15 @@ def plot_mma(rows, path) -> Path:
 
     chosen = [r for r in _pair_aggregates(rows, ("mma",), ("all", "i", "v")) if r.metric.startswith("mma@")]
     datasets = list(dict.fromkeys(r.dataset for r in chosen))
-    curves: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (subset, label) -> (threshold, value)
+    curves: dict[tuple[str, str], list[tuple]] = {}  # (subset, label) -> (threshold, value, low, high)
     for r in chosen:
         label = _pair_label(r) + (f" [{r.dataset}]" if len(datasets) > 1 else "")
-        curves.setdefault((r.subset, label), []).append((float(r.metric.split("@")[1]), r.value))
+        low, high = r.interval or (r.value, r.value)
+        curves.setdefault((r.subset, label), []).append((float(r.metric.split("@")[1]), r.value, low, high))
     labels = list(dict.fromkeys(label for _, label in curves))
-    labels.sort(key=lambda label: -max(v for (_, other), pts in curves.items() if other == label for _, v in pts))
+    labels.sort(key=lambda label: -max(p[1] for (_, other), pts in curves.items() if other == label for p in pts))
     colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
-    values = [v for points in curves.values() for _, v in points]
+    values = [v for points in curves.values() for p in points for v in p[1:]]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     margin = max(0.03, 0.08 * (high - low))
     figure = Figure(figsize=(13, 4.6 + 0.3 * ((len(labels) + 3) // 4)), dpi=120, layout="constrained")
@@ -403,7 +410,9 @@ def plot_mma(rows, path) -> Path:
         for label in labels:
             points = sorted(curves.get((subset, label), []))
             if points:
-                ax.plot(*zip(*points), marker="o", markersize=4, linewidth=1.8, color=colours[label], label=label)
+                t, v, lo, hi = zip(*points)
+                ax.plot(t, v, marker="o", markersize=4, linewidth=1.8, color=colours[label], label=label)
+                ax.fill_between(t, lo, hi, color=colours[label], alpha=0.15, linewidth=0)  # the intervals
         ax.set_title(titles[subset], fontsize=12)
         ax.set_xlabel("threshold [px]", fontsize=11)
         ax.set_xlim(0.5, 10.5)
@@ -425,7 +434,8 @@ def plot_mma(rows, path) -> Path:
             frameon=False,
         )
     where = ", ".join(datasets) or "no dataset"
-    figure.suptitle(f"MMA on {where} (D2-Net protocol: mutual nearest neighbours)", fontsize=13)
+    bands = "; bands: confidence intervals over sequences" if any(r.interval for r in chosen) else ""
+    figure.suptitle(f"MMA on {where} (D2-Net protocol: mutual nearest neighbours{bands})", fontsize=13)
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, format="png")

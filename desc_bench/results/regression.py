@@ -9,7 +9,8 @@ missing rows fail (a metric that vanished is a regression) unless ``common_only`
 counted in one line); new rows do not fail and are summarised in one line. Comparing no row at all
 fails. Broken rows (a value outside its metric's range, a NaN or negative timing) are ERRORs, and
 tolerances that would let anything through (NaN, negative) are refused. Signs of a loaded machine
-in the run's records (:func:`~desc_bench.records.machine_load.loaded_machine_warnings`) are warnings.
+in the run's records (:func:`~desc_bench.records.machine_load.loaded_machine_warnings`) are warnings,
+and so are library versions that differ from the baseline's (:mod:`desc_bench.results.drift`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tabulate import tabulate
 from ..errors import DescBenchError
 from ..records.machine_load import loaded_machine_warnings
 from ..records.schema import Record, ResultRow, TimingRow, result_problem, timing_problem
+from .drift import drift_warnings
 
 
 class ToleranceError(DescBenchError, ValueError):
@@ -268,4 +270,5 @@ def compare(
     skipped = [d for d in diffs if common_only and d.status is Status.MISSING]
     kept = [d for d in diffs if not (common_only and d.status is Status.MISSING)]
     warnings = dict.fromkeys(w for rec in current for w in loaded_machine_warnings(rec, baseline))
+    warnings.update(dict.fromkeys(drift_warnings(baseline, current)))
     return Comparison(tuple(kept), accuracy_tolerance, speed_tolerance, common_only, tuple(skipped), tuple(warnings))

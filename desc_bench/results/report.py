@@ -7,12 +7,15 @@ from pathlib import Path
 from ..errors import RecordError
 from ..io.atomic import write_text
 from ..records.store import find_records, read_record
+from .compare import comparison_section
+from .drift import mixed_versions
+from .published_check import published_section
 from .tables import HPATCHES_TASKS, records_report
 
 
 def build_report(paths: list[Path], output: Path) -> list[Path]:
     """Read every record under ``paths``; write ``report.md`` and the figures into ``output``."""
-    from . import plots
+    from . import pareto, plots
 
     files = find_records(paths)
     if not files:
@@ -36,6 +39,20 @@ def build_report(paths: list[Path], output: Path) -> list[Path]:
         written.append(plots.plot_throughput(timings, output / "throughput.png", sources=sources))
         figures.append("![Throughput against batch size](throughput.png)")
     markdown = records_report(records)
+    fronts = pareto.panels(records)
+    if fronts:
+        written.append(pareto.plot_pareto(fronts, output / "pareto.png"))
+        markdown += "\n## Accuracy against speed (Pareto front)\n\n" + pareto.front_table(fronts) + "\n"
+        markdown += "\n![Accuracy against speed](pareto.png)\n"
+    drift = mixed_versions(records)
+    if drift:
+        markdown += "\n" + "\n".join(f"- warning: {w}" for w in drift) + "\n"
+    published = published_section(records)
+    if published:
+        markdown += "\n## Published figures\n\n" + published + "\n"
+    paired = comparison_section(records)
+    if paired:
+        markdown += "\n## Paired differences (against the best on each headline)\n\n" + paired + "\n"
     if figures:
         markdown += "\n" + "\n\n".join(figures) + "\n"
     markdown += "\nSources: " + ", ".join(f"`{p}`" for p in files) + "\n"

@@ -30,6 +30,16 @@ def _fmt(value: float | None, percent: bool = True, digits: int = 3) -> str:
     return f"{value * 100:.2f}" if percent else f"{value:.{digits}f}"
 
 
+def _cell(row: ResultRow | None, percent: bool = True, digits: int = 3) -> str:
+    """A row's value, with ``± half-width`` of its confidence interval when it has one."""
+    if row is None:
+        return "-"
+    text = _fmt(row.value, percent, digits)
+    if row.interval is not None:
+        text += " ± " + _fmt((row.interval[1] - row.interval[0]) / 2, percent, digits)
+    return text
+
+
 def _benchmarks(rows: Iterable[ResultRow]) -> list[type[Benchmark]]:
     protocols = dict.fromkeys(r.protocol for r in rows)
     classes = registered()
@@ -74,11 +84,11 @@ def render_table(spec: TableSpec, rows: Iterable[ResultRow]) -> list[str]:
     for group, members in groups.items():
         found = list(dict.fromkeys(_field(r, spec.columns) for r in members))
         columns = [c for c in spec.order if c in found] + [c for c in found if c not in spec.order]
-        cells: dict[tuple, dict[str, float]] = defaultdict(dict)
+        cells: dict[tuple, dict[str, ResultRow]] = defaultdict(dict)
         for r in members:
-            cells[tuple(_field(r, f) for f in spec.rows)][_field(r, spec.columns)] = r.value
+            cells[tuple(_field(r, f) for f in spec.rows)][_field(r, spec.columns)] = r
         body = [
-            [*key, *(_fmt(values.get(c), spec.percent, spec.digits) for c in columns)] for key, values in cells.items()
+            [*key, *(_cell(values.get(c), spec.percent, spec.digits) for c in columns)] for key, values in cells.items()
         ]
         header = [*spec.rows, *(labels.get(c, c) for c in columns)]
         fields = {f.name: getattr(members[0], f.name) for f in dataclasses.fields(ResultRow)}
@@ -131,7 +141,7 @@ def _best_first(headline, value: float | None) -> float:
     """Sort key: the best value of ``headline`` first (ascending when lower is better), missing last."""
     if value is None:
         return float("inf")
-    return value if headline.lower_is_better else -value
+    return -value if headline.higher_is_better else value
 
 
 def summary_table(records: Iterable[Record]) -> str:
@@ -147,7 +157,7 @@ def summary_table(records: Iterable[Record]) -> str:
     for cls in _benchmarks(rows):
         if not cls.headlines:
             continue
-        values: dict[tuple, dict[str, float]] = defaultdict(dict)
+        values: dict[tuple, dict[str, ResultRow]] = defaultdict(dict)
         notes: dict[tuple, str] = {}
         source: dict[tuple, Record] = {}  # the record a row of the table comes from: its batch and device
         for record in records:
@@ -157,7 +167,7 @@ def summary_table(records: Iterable[Record]) -> str:
                         # rows of other settings (pck-msnet:matcher=flann, det=harris...) are other lines
                         variant = "" if "variant" in dict(h.where) else r.variant
                         key = (r.descriptor, r.weights, r.dataset, r.split, r.distance, variant)
-                        values[key][h.label] = r.value
+                        values[key][h.label] = r
                         notes[key] = r.notes
                         source.setdefault(key, record)
         if not values:
@@ -169,14 +179,17 @@ def summary_table(records: Iterable[Record]) -> str:
         one_batch = len(set(batches.values())) == 1
         shared = set.intersection(*(set(n.split("; ")) for n in notes.values())) - {""}
         body = []
-
-        for key, cells in sorted(values.items(), key=lambda item: _best_first(ranked, item[1].get(ranked.label))):
+        ranking = {
+            key: _best_first(ranked, cells[ranked.label].value if ranked.label in cells else None)
+            for key, cells in values.items()
+        }
+        for key, cells in sorted(values.items(), key=lambda item: ranking[item[0]]):
             descriptor, weights, dataset, split, distance, variant = key
             label = descriptor if weights in ("none", "") else f"{descriptor} [{weights}]"
             label += f" ({distance})" if distance not in ("", "l2") else ""
             own = [n for n in notes[key].split("; ") if n and n not in shared]
             line = [label + (" *" if own else ""), dataset, split] + ([variant or "-"] if with_variant else [])
-            line += [_fmt(cells.get(h.label), h.percent) for h in cls.headlines]
+            line += [_cell(cells.get(h.label), h.percent) for h in cls.headlines]
             if timed:
                 device = source[key].metadata.get("device")
                 device = device if isinstance(device, str) else None
@@ -202,6 +215,23 @@ def summary_table(records: Iterable[Record]) -> str:
             table += "\n\n\\* " + "; ".join(starred)
         parts.append(table)
     return "\n\n".join(parts)
+
+
+def interval_note(records: Iterable[Record]) -> str:
+    """What ``±`` means in the tables: the interval settings of the records (empty when none has intervals)."""
+    kinds = sorted({r.units.kind for rec in records for r in rec.results if r.interval is not None and r.units})
+    made = {
+        f"{m['level'] * 100:g}% percentile bootstrap, {m['resamples']} resamples, seed {m['seed']}"
+        for rec in records
+        if isinstance(m := rec.metadata.get("intervals"), dict) and {"level", "resamples", "seed"} <= m.keys()
+    }
+    if not kinds:
+        return ""
+    return (
+        f"\n\n± is the half-width of the confidence interval over {', '.join(kinds)}s "
+        f"({'; '.join(sorted(made)) or 'bootstrap'}); rows without independent units (verification AP over "
+        "pooled pairs, Brown) have none"
+    )
 
 
 def error_table(records: Iterable[Record]) -> str:
@@ -235,7 +265,7 @@ def records_report(records: list[Record], title: str = "desc-bench report") -> s
     sections = [f"# {title}"]
     summary = summary_table(records)
     if summary:
-        sections.append("## Summary\n\n" + summary)
+        sections.append("## Summary\n\n" + summary + interval_note(records))
     errors = error_table(records)
     if errors:
         sections.append("## Skipped or failed\n\n" + errors)

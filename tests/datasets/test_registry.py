@@ -35,7 +35,8 @@ def test_discovery_finds_the_dataset_modules():
     sources = registry.dataset_sources()
     assert "hpatches" in sources
     for name, cls in sources.items():
-        assert issubclass(cls, DatasetSource) and cls.name == name and cls.kind in ("patches", "pairs", "brown", "pose", "retrieval")
+        kinds = ("patches", "pairs", "brown", "pose", "retrieval")
+        assert issubclass(cls, DatasetSource) and cls.name == name and cls.kind in kinds
     assert list(sources) == sorted(sources)
 
 

@@ -18,7 +18,7 @@ its name. A subclass that sets ``name`` in its own body is registered under that
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -27,7 +27,7 @@ from ...adapters.base import Descriptor, Distance, convert_option
 from ...adapters.registry import parse_spec
 from ...discovery import import_modules
 from ...errors import InputError, UnknownNameError
-from ...records.schema import ResultRow
+from ...records.schema import ResultRow, Units
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Headline:
     metric: str
     where: tuple[tuple[str, str], ...] = ()
     percent: bool = True
-    lower_is_better: bool = False  # e.g. FPR95: the summary ranks ascending
+    higher_is_better: bool = True  # False for error rates (FPR95): comparisons and Pareto fronts read it
 
     def matches(self, row: ResultRow) -> bool:
         return (
@@ -73,6 +73,35 @@ class Headline:
             and row.metric == self.metric
             and all(str(getattr(row, key)) == value for key, value in self.where)
         )
+
+
+def per_unit(kind: str, values: Mapping[str, float], weights: Mapping[str, float] | None = None) -> Units:
+    """The per-unit values of a row, to pass as ``self.row(..., units=per_unit(...))``.
+
+    ``values``: unit name (a sequence, a query, a pair) -> its score; ``weights`` (default 1 each):
+    how much each unit counts, e.g. its pairs, so that the row's value is ``sum(w v) / sum(w)``
+    (the row refuses a value that is not that mean). Bootstrap intervals and paired comparisons
+    (desc_bench.results.stats) resample these units; rows without units get no interval.
+    """
+    names = tuple(values)
+    return Units(
+        kind,
+        names,
+        tuple(float(values[n]) for n in names),
+        tuple(float(weights[n]) for n in names) if weights is not None else (),
+    )
+
+
+def grouped_units(kind: str, names: Iterable[str], values: Iterable[float]) -> Units:
+    """Units from per-item values grouped by unit name (e.g. pairs by sequence, queries by sequence):
+    each unit's value is the mean of its items, its weight their count, so the weighted mean of the
+    units is the mean of all items."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for name, value in zip(names, values):
+        sums[name] = sums.get(name, 0.0) + float(value)
+        counts[name] = counts.get(name, 0.0) + 1.0
+    return per_unit(kind, {n: sums[n] / counts[n] for n in sums}, counts)
 
 
 @dataclass(frozen=True)

@@ -208,7 +208,7 @@ class Fpr95(BrownBenchmark):
     name = "fpr95"
     summary = "Brown/PhotoTour FPR at 95 % recall on the test pairs (100k per real subset; HardNet's definition)"
     tasks = ("verification",)
-    headlines = (Headline("FPR95", "verification", "fpr95", (("subset", "mean"),), lower_is_better=True),)
+    headlines = (Headline("FPR95", "verification", "fpr95", (("subset", "mean"),), higher_is_better=False),)
     tables = (_table("FPR95 (%, lower is better; {dataset}, {distance}; train->test as the HardNet paper)", "fpr95"),)
 
     def evaluate(self, features: BrownFeatures, dataset: BrownSet, subject: Subject, context: Context):

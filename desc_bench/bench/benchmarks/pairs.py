@@ -32,7 +32,7 @@ from ...records.schema import ResultRow
 from .. import detectors as det
 from ..features import Extraction, FeatureStore, ImageFeatures, source_fingerprint
 from ..matching import describe
-from .base import Benchmark, Context, Subject
+from .base import Benchmark, Context, Subject, grouped_units
 
 _DETECTOR_CODE = source_fingerprint([Path(det.__file__)])
 
@@ -272,6 +272,7 @@ class PairBenchmark(Benchmark):
                         subset=subset,
                         variant=base,
                         notes=counted(chosen),
+                        units=grouped_units("sequence", [r.sequence for r in chosen], values[:, m]),
                     )
                 )
         for r in results:
