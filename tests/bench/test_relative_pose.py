@@ -4,6 +4,7 @@ same sift-opencv matches of pose-synth pairs; the figures they printed are pinne
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -60,6 +61,12 @@ def test_rows_carry_both_protocols_estimators_and_seed_spread(two_pairs):
     assert "estimator=ransac threshold=0.5 iterations=1000 confidence=0.99999 seed=0" in notes
     assert "GIFT estimator: opencv ransac threshold=3/f_avg confidence=0.999" in notes
     assert "seeds=2" in notes and "seed_std=" in notes
+    one = type(bench)(**{**dataclasses.asdict(bench.options), "seeds": 1})  # one seed: pairs as units
+    totals = {
+        r.metric: r for r in one.evaluate(features, data, subject_of(desc, one), Context()) if ":pair=" not in r.variant
+    }
+    assert totals["correct@5"].units.kind == "pair" and totals["ang"].units.mean() == pytest.approx(totals["ang"].value)
+    assert totals["auc@10"].units is None
 
 
 def test_gift_failure_rules_and_nan_quirk():

@@ -43,11 +43,19 @@ from ..retrieval import ap as apm
 from ..retrieval.index import InvertedFile
 from ..retrieval.verify import Frames2D, SVParams, inside_query, rerank, tentative, verify
 from ..retrieval.vocabulary import ASSIGNMENTS, assign, assigner, train_vocabulary
-from .base import Benchmark, Context, Headline, Subject, TableSpec
+from .base import Benchmark, Context, Headline, Subject, TableSpec, per_unit
 
 _CODE = source_fingerprint([Path(det.__file__)])
 SV_ERROR_AT_1024 = 40.0  # tsattler/geometric_burstiness, for Oxford's 1024 px images
 METRICS = ("bow", "bow+sv", "bow+sv+qe")
+
+
+def query_units(queries, per_query: np.ndarray):
+    """The queries with a positive image as bootstrap units of a mAP row (None if names repeat)."""
+    names = [q.name for q, ap in zip(queries, per_query) if np.isfinite(ap)]
+    if len(set(names)) != len(names):
+        return None
+    return per_unit("query", dict(zip(names, (float(ap) for ap in per_query if np.isfinite(ap)))))
 
 
 @dataclass(frozen=True)
@@ -228,8 +236,11 @@ class BowRetrieval(Benchmark):
         for protocol in dataset.protocols:
             truths = [apm.Truth.of(*q.truth[protocol]) for q in dataset.queries]
             for metric in METRICS:
+                units = None
                 try:
-                    value, error = apm.mean_ap(rankings[metric], truths)[0], None
+                    value, per_query = apm.mean_ap(rankings[metric], truths)
+                    error = None
+                    units = query_units(dataset.queries, per_query)
                 except ValueError as exc:  # no query of this protocol has a positive image
                     value, error = None, f"{protocol}: {exc}"
                 rows.append(
@@ -244,6 +255,7 @@ class BowRetrieval(Benchmark):
                         variant=variant,
                         notes=notes,
                         error=error,
+                        units=units,
                     )
                 )
         return rows

@@ -42,7 +42,7 @@ from .. import detectors as det
 from .. import estimators as est
 from ..features import Extraction, ImageFeatures, source_fingerprint
 from ..matching import describe, mutual_nearest, ratio_matches
-from .base import Headline, TableSpec
+from .base import Headline, TableSpec, grouped_units
 from .pairs import PairBenchmark, PairOptions, coverage
 
 VARIANTS = ("superpoint", "gluefactory")  # "both" (the default) runs the two
@@ -52,6 +52,13 @@ SP_NMS = 8
 SP_EPS = (1, 3, 5)
 GF_SIDE = 480
 GF_AUC = (1, 3, 5)
+
+
+def per_pair_metrics(variant: str) -> tuple[str, ...]:
+    """Metrics of a variant that are means of per-pair values (bootstrap units: sequences)."""
+    return (*(f"correct@{eps}" for eps in SP_EPS if variant == "superpoint"), "inliers", "matches")
+
+
 SWEEP = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 # (threshold px, iterations, confidence) of each variant's upstream default estimator
 DEFAULTS = {"superpoint": (3.0, 2000, 0.995), "gluefactory": (0.5, 3000, 0.995)}
@@ -349,6 +356,8 @@ class Homography(PairBenchmark):
 
     @staticmethod
     def aggregate(measured: list[dict[str, float]], variant: str) -> dict[str, float]:
+        """The variant's metrics over ``measured`` pairs (those in :func:`per_pair_metrics` are means of
+        per-pair values; the AUCs and mAA are not)."""
         errors = [m["error"] for m in measured]
         values = {}
         if variant == "superpoint":
@@ -408,6 +417,10 @@ class Homography(PairBenchmark):
                 spread = ""
                 if o.seeds > 1:
                     spread = f" seed_std={np.std(values):.4g} seed_range={min(values):.4g}..{max(values):.4g}"
+                units = None  # per-pair means (correctness, inliers, matches) resample sequences; AUCs do not
+                if o.seeds == 1 and metric in per_pair_metrics(variant):
+                    per_pair = [self.aggregate([first_run[i]], variant)[metric] for i in idx]
+                    units = grouped_units("sequence", [pairs[i]["sequence"] for i in idx], per_pair)
                 rows.append(
                     self.row(
                         subject,
@@ -419,6 +432,7 @@ class Homography(PairBenchmark):
                         subset=subset,
                         variant=base,
                         notes=f"{notes}{spread} sequences={seqs} pairs={len(idx)}",
+                        units=units,
                     )
                 )
         for p, m in zip(pairs, first_run):

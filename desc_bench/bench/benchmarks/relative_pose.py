@@ -43,7 +43,7 @@ from .. import detectors as det
 from .. import estimators as est
 from ..features import Extraction, ImageFeatures, source_fingerprint
 from ..matching import describe, mutual_nearest, ratio_matches
-from .base import Benchmark, Headline, TableSpec
+from .base import Benchmark, Headline, TableSpec, per_unit
 
 GIFT_THRESHOLDS = (5, 10, 20)
 AUC_THRESHOLDS = (5, 10, 20)
@@ -206,6 +206,17 @@ class RelativePose(Benchmark):
             out.update(error=float("inf"), inliers=0.0)
         return out
 
+    def per_pair_values(self, measured: list[dict[str, float]]) -> dict[str, list[float]]:
+        """Per-pair values of the metrics that are means over pairs (GIFT's columns, inliers, matches);
+        a metric with a non-finite pair value (a failed estimate kept as NaN) has none."""
+        out: dict[str, list[float]] = {}
+        for m in measured:
+            one = gift_summary([m["gift_angle"]], [m["gift_inliers"]], self.options.gift_nan)
+            one.update(inliers=m["inliers"], matches=m["matches"])
+            for metric, value in one.items():
+                out.setdefault(metric, []).append(float(value))
+        return {k: v for k, v in out.items() if np.all(np.isfinite(v))}
+
     def evaluate(self, features, dataset, subject, context) -> list[ResultRow]:
         o = self.options
         if not dataset.pairs:
@@ -236,15 +247,19 @@ class RelativePose(Benchmark):
             f"gift_nan={o.gift_nan}" + (f" seeds={o.seeds}" if o.seeds > 1 else "") + f" pairs={len(dataset.pairs)}"
         )
         rows = []
+        per_pair = self.per_pair_values(first) if o.seeds == 1 else {}
         for metric in per_seed[0]:
             values = [s[metric] for s in per_seed]
             spread = ""
             if o.seeds > 1:
                 spread = f" seed_std={np.std(values):.4g} seed_range={min(values):.4g}..{max(values):.4g}"
+            units = None  # means over pairs resample the pairs; the pose AUCs are not such means
+            if metric in per_pair and np.isclose(np.mean(per_pair[metric]), values[0], rtol=0, atol=1e-9):
+                units = per_unit("pair", dict(zip([p.name for p in dataset.pairs], per_pair[metric])))
             rows.append(
                 self.row(
                     subject, dataset.name, "all", task="relative-pose", metric=metric,
-                    value=float(np.mean(values)), variant=variant, notes=notes + spread,
+                    value=float(np.mean(values)), variant=variant, notes=notes + spread, units=units,
                 )
             )  # fmt: skip
         for pair, m in zip(dataset.pairs, first):
