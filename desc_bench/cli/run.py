@@ -12,6 +12,7 @@ from . import (
     _split_list,
     data_dir_option,
     device_option,
+    executor_options,
     main,
     plugin_option,
     quiet_option,
@@ -94,6 +95,7 @@ def list_command(data_dir):
 )
 @click.option("--overwrite", is_flag=True, help="Recompute descriptors (and metrics) even if cached.")
 @click.option("--re-eval", is_flag=True, help="Recompute only the metrics from cached descriptors.")
+@executor_options
 @quiet_option
 @plugin_option
 @_friendly
@@ -113,6 +115,9 @@ def run(
     time_batch,
     overwrite,
     re_eval,
+    executor,
+    address,
+    workers,
     quiet,
 ):
     """Describe a dataset with each descriptor, evaluate, print tables and write a JSON record.
@@ -141,6 +146,9 @@ def run(
         time_batch=time_batch,
         detector=detector,
         budget=budget,
+        executor=executor,
+        address=address,
+        workers=workers,
     )
     result = run_job(config, log=lambda msg: click.echo(msg, err=True))
     click.echo(result.markdown)
