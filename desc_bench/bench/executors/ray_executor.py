@@ -31,12 +31,21 @@ from .tasks import PROBE, Job, PlanningStore, TaskWorker, plugin_of, store_resul
 RETRIES = 2  # per task, after its first try (a raised exception or a dead worker)
 RESTARTS = 4  # per actor
 IN_FLIGHT = 2  # tasks queued per actor (one running, one waiting)
+# Actors left running in a Ray this package did not start (a notebook, the tests), for the next run
+# in the same Ray session: (job id, threads, GPU share, workers) -> actors.
+_KEPT: dict[tuple, list] = {}
 
 
 def _libraries() -> tuple[str, ...]:
     from ..runner import libraries
 
     return libraries()
+
+
+def python_path() -> str:
+    """PYTHONPATH for local workers: this desc_bench's folder first (a checkout run with ``python -m``)."""
+    here = str(Path(__file__).resolve().parents[3])
+    return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
 
 
 class _Actor(TaskWorker):
@@ -72,8 +81,8 @@ class RayExecutor:
             return
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
         try:
-            if self.config.address is None:
-                ray.init(**kwargs)
+            if self.config.address is None:  # workers import the desc-bench this driver runs
+                ray.init(runtime_env={"env_vars": {"PYTHONPATH": python_path()}}, **kwargs)
                 self.started = True
             else:
                 ray.init(address=self.config.address, **kwargs)
@@ -122,14 +131,20 @@ class RayExecutor:
         if self.shape == (threads, gpu_share) and self.actors:
             return self.actors
         self._kill()
-        remote = self.ray.remote(_Actor).options(
-            num_cpus=threads, num_gpus=gpu_share, max_restarts=RESTARTS, max_task_retries=RETRIES
-        )
-        self.actors = [remote.remote(threads) for _ in range(workers)]
-        self.shape = (threads, gpu_share)
+        key = (self.ray.get_runtime_context().get_job_id(), threads, gpu_share, workers)
+        self.actors = _KEPT.pop(key, [])
+        if not self.actors:
+            remote = self.ray.remote(_Actor).options(
+                num_cpus=threads, num_gpus=gpu_share, max_restarts=RESTARTS, max_task_retries=RETRIES
+            )
+            self.actors = [remote.remote(threads) for _ in range(workers)]
+        self.shape, self.key = (threads, gpu_share), key
         return self.actors
 
-    def _kill(self) -> None:
+    def _kill(self, keep: bool = False) -> None:
+        if keep and self.actors and not self.started:
+            _KEPT[self.key] = self.actors
+            self.actors = []
         for actor in self.actors:
             try:
                 self.ray.kill(actor)
@@ -150,8 +165,10 @@ class RayExecutor:
                 self.probe = None
         return str(root)
 
-    def close(self) -> None:
-        self._kill()
+    def close(self, keep: bool = True) -> None:
+        """Stop the actors (kept for the next run when Ray is not ours and the run ended normally)
+        and the cluster this executor started."""
+        self._kill(keep)
         if self.probe is not None:
             self.probe.unlink(missing_ok=True)
             self.probe = None
@@ -162,8 +179,8 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc_info: Any) -> None:
+        self.close(keep=exc_type is None)  # Ctrl-C, an error: stop every actor
 
     # ---- one descriptor ---------------------------------------------------------------------
     def prefill(self, descriptor, spec, weights, benches, data, store: FeatureStore, context) -> FeatureStore:
