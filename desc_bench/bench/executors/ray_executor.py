@@ -71,6 +71,7 @@ class RayExecutor:
         self.actors: list = []
         self.shape: tuple[int, float] | None = None
         self.tasks = self.remote_items = self.driver_items = 0
+        self.wall_s = self.worker_s = 0.0  # time in the task phases; summed time of the workers on them
         self.probe: Path | None = None
         self._connect()
 
@@ -113,6 +114,8 @@ class RayExecutor:
                 "tasks": self.tasks,
                 "remote_items": self.remote_items,
                 "driver_items": self.driver_items,
+                "task_wall_s": round(self.wall_s, 3),
+                "task_worker_s": round(self.worker_s, 3),
             }
         }
 
@@ -239,7 +242,9 @@ class RayExecutor:
                 ready, _ = ray.wait(list(running), num_returns=1)
                 actor, task = running.pop(ready[0])
                 try:
-                    store_result(store, task, ray.get(ready[0]))
+                    result = ray.get(ready[0])
+                    store_result(store, task, result)
+                    self.worker_s += result.seconds
                     done += 1
                 except (ray.exceptions.RayError, DescBenchError, OSError) as exc:
                     failures += 1
@@ -256,5 +261,6 @@ class RayExecutor:
                 elif queue and not running and not actors:
                     break  # every actor is gone: the driver computes the rest
         elapsed = time.perf_counter() - started
+        self.wall_s += elapsed
         self.log(f"ray: {label[4:]}: {done} of {len(tasks)} items on {len(self.actors)} workers in {elapsed:.1f} s")
         return done

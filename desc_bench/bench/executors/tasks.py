@@ -23,6 +23,7 @@ import dataclasses
 import io
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,7 @@ class Result:
     extraction: Extraction
     arrays: dict[str, np.ndarray] | None  # None: the worker wrote it into the shared store
     node: str = ""
+    seconds: float = 0.0  # the worker's time on the task (building the descriptor included)
 
 
 class TaskWorker:
@@ -223,14 +225,15 @@ class TaskWorker:
         return desc, data, store
 
     def run(self, job: Job, task: Task) -> Result:
+        started = time.perf_counter()
         desc, data, store = self._prepare(job)
         compute = load_task(task.payload, desc, data, store)
         node = os.uname().nodename
         if store is not None and files_fingerprint(task.files) == task.fingerprint:
             store.arrays(task.item, [Path(f) for f in task.files], compute, task.extraction)
-            return Result(task.item, task.extraction, None, node)
+            return Result(task.item, task.extraction, None, node, time.perf_counter() - started)
         arrays = {k: np.ascontiguousarray(v) for k, v in compute().items()}
-        return Result(task.item, task.extraction, arrays, node)
+        return Result(task.item, task.extraction, arrays, node, time.perf_counter() - started)
 
 
 def store_result(store: FeatureStore, task: Task, result: Result) -> None:
