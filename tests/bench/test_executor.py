@@ -44,6 +44,14 @@ def test_without_ray_one_line_and_exit_2(monkeypatch, data_dir):
     assert env.exit_code == 2 and "pip install 'desc-bench[ray]'" in env.output
 
 
+def test_cli_refuses_ray_options_on_the_serial_executor(data_dir):
+    result = CliRunner().invoke(main, ["run", "-d", "sift-opencv", "--workers", "2", "-q"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: --workers applies to --executor ray; this run uses the serial executor"
+    help_text = CliRunner().invoke(main, ["run", "--help"]).output
+    assert "--executor [serial|ray]" in help_text and "--address" in help_text and "DESC_BENCH_EXECUTOR" in help_text
+
+
 @pytest.fixture()
 def tiny(tiny_hpatches_factory, tmp_path):
     data = open_dataset("hpatches", data_dir=tiny_hpatches_factory(), progress=False)
