@@ -54,9 +54,6 @@ class _Actor(TaskWorker):
     def __init__(self, threads: int):
         super().__init__(threads, _libraries)
 
-    def ping(self) -> str:
-        return os.uname().nodename
-
 
 class RayExecutor:
     name = "ray"
@@ -129,7 +126,9 @@ class RayExecutor:
         if not cuda and workers > cpus:
             self.log(f"ray: {workers} workers asked, the cluster has {cpus:g} CPUs; using {int(cpus)}")
             workers = max(1, int(cpus))
-        threads = max(1, int(cpus // workers))
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        node_cpus = [r.get("CPU", 0) for r in nodes if r.get("GPU", 0) >= 1 or not cuda]
+        threads = max(1, min(int(cpus // workers), int(max(node_cpus, default=cpus))))  # fits on one node
         gpu_share = min(1.0, gpus / workers) if cuda else 0.0
         if self.shape == (threads, gpu_share) and self.actors:
             return self.actors
