@@ -114,3 +114,18 @@ def test_image_pair_dataset_same_record(tmp_path, monkeypatch):
     monkeypatch.setenv("DESC_BENCH_CACHE", str(tmp_path / "cache-ray"))
     config = RunConfig(output=None, time_batch=0, progress=False, protocol="mma,pck-gift", re_eval=True, **options)
     assert run(config).record.results == serial.record.results
+
+
+def test_export_on_ray_writes_the_serial_files(tiny_hpatches_factory, tmp_path):
+    from click.testing import CliRunner
+
+    from desc_bench.cli import main
+
+    args = ["export", "-d", "sift-opencv", "--dataset", "hpatches", "--data-dir", str(tiny_hpatches_factory()), "-q"]
+    for executor in ("serial", "ray"):
+        result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / executor), "--executor", executor])
+        assert result.exit_code == 0, result.output
+    files = sorted(p.relative_to(tmp_path / "serial") for p in (tmp_path / "serial").rglob("*.csv"))
+    assert len(files) == 4 * 16
+    for name in files:
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes()

@@ -15,6 +15,7 @@ on one actor per worker that builds each descriptor once. Ray is an optional dep
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,13 @@ class Executor:
         ``store``; return the store the driver evaluates with (what could not be computed here, the
         driver computes)."""
         return store
+
+    def describe_items(
+        self, descriptor: Any, spec: str, weights: str | None, data: Any, items: list[tuple[str, Callable[[], Any]]]
+    ) -> Iterator[tuple[str, Any]]:
+        """Each ``(item, compute)`` as ``(item, compute())``, in any order (``desc-bench export``)."""
+        for item, compute in items:
+            yield item, compute()
 
     def metadata(self) -> dict[str, Any]:
         """What the record's metadata says about the executor and its cluster ({} when serial)."""

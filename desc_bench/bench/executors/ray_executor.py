@@ -18,15 +18,16 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ...errors import DescBenchError, InputError
 from ...io.paths import data_root
 from ...io.progress import bar
-from ..features import FeatureStore
+from ..features import Extraction, FeatureStore, feature_key
 from . import ExecutorConfig
-from .tasks import PROBE, Job, PlanningStore, TaskWorker, plugin_of, store_result, task_pickler
+from .tasks import PROBE, Job, PlanningStore, Result, Task, TaskWorker, plugin_of, store_result, task_pickler
 
 RETRIES = 2  # per task, after its first try (a raised exception or a dead worker)
 RESTARTS = 4  # per actor
@@ -210,7 +211,11 @@ class RayExecutor:
             self._share(store.root),
             store.overwrite,
         )
-        done = self._dispatch(job, tasks, store, f"ray {descriptor.describe()}")
+        done = 0
+        for task, result in self._results(job, tasks, f"ray {descriptor.describe()}"):
+            if result is not None:
+                store_result(store, task, result)
+                done += 1
         self.tasks += len(tasks)
         self.remote_items += done
         self.driver_items += len(tasks) - done + len(planning.local)
@@ -218,8 +223,27 @@ class RayExecutor:
             return FeatureStore(store.root, store.key, overwrite=False, log=store.log)  # freshly computed
         return store
 
-    def _dispatch(self, job: Job, tasks: list, store: FeatureStore, label: str) -> int:
-        """Run ``tasks`` on the pool, IN_FLIGHT per actor; returns how many were stored."""
+    def describe_items(self, descriptor, spec, weights, data, items) -> Iterator[tuple[str, dict]]:
+        """``(item, compute)`` pairs computed on the cluster, yielded as they finish (``export``); an
+        item the cluster could not compute is computed here."""
+        pickler = task_pickler(descriptor, data)
+        tasks = [Task(item, (), Extraction(), "", pickler(compute)) for item, compute in items]
+        computes = dict(items)
+        key = feature_key(descriptor, data.name, data.version, descriptor.device.type, _libraries())
+        plugin = plugin_of(type(descriptor))
+        job = Job(spec, str(descriptor.device), weights, plugin, key, data.name, self.data_dir, None)
+        for task, result in self._results(job, tasks, f"ray {descriptor.describe()}"):
+            self.tasks += 1
+            if result is None:
+                self.driver_items += 1
+                yield task.item, computes[task.item]()
+            else:
+                self.remote_items += 1
+                yield task.item, result.arrays
+
+    def _results(self, job: Job, tasks: list, label: str) -> Iterator[tuple[Task, Result | None]]:
+        """Run ``tasks`` on the pool, IN_FLIGHT per actor; yield each with its result (None: it failed,
+        or was never sent because the descriptor kept failing or every worker died)."""
         ray = self.ray
         actors = list(self._pool(job.device))
         queue = list(reversed(tasks))
@@ -242,10 +266,10 @@ class RayExecutor:
                 actor, task = running.pop(ready[0])
                 try:
                     result = ray.get(ready[0])
-                    store_result(store, task, result)
                     self.worker_s += result.seconds
                     done += 1
                 except (ray.exceptions.RayError, DescBenchError, OSError) as exc:
+                    result = None
                     failures += 1
                     if failures == 1:
                         self.log(f"ray: {task.item} failed after {RETRIES} retries; the driver computes it ({exc})")
@@ -253,13 +277,16 @@ class RayExecutor:
                         actors = [a for a in actors if a is not actor]
                         actor = None
                     if failures >= 3:  # a failing descriptor: leave the rest to the driver (its error rows)
-                        queue.clear()
+                        while queue:
+                            yield queue.pop(), None
                 progress.update(1)
+                yield task, result
                 if queue and actor is not None:
                     submit(actor)
                 elif queue and not running and not actors:
                     break  # every actor is gone: the driver computes the rest
+        while queue:
+            yield queue.pop(), None
         elapsed = time.perf_counter() - started
         self.wall_s += elapsed
         self.log(f"ray: {label[4:]}: {done} of {len(tasks)} items on {len(self.actors)} workers in {elapsed:.1f} s")
-        return done
