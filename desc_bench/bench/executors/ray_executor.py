@@ -69,7 +69,7 @@ class RayExecutor:
         self.actors: list = []
         self.shape: tuple[int, float] | None = None
         self.tasks = self.remote_items = self.driver_items = 0
-        self.wall_s = self.worker_s = 0.0  # time in the task phases; summed time of the workers on them
+        self.wall_s = self.worker_s = self.worker_cpu_s = 0.0  # task phases; the workers on them (wall, CPU)
         self.probe: Path | None = None
         self._connect()
 
@@ -114,6 +114,7 @@ class RayExecutor:
                 "driver_items": self.driver_items,
                 "task_wall_s": round(self.wall_s, 3),
                 "task_worker_s": round(self.worker_s, 3),
+                "task_worker_cpu_s": round(self.worker_cpu_s, 3),
             }
         }
 
@@ -267,6 +268,7 @@ class RayExecutor:
                 try:
                     result = ray.get(ready[0])
                     self.worker_s += result.seconds
+                    self.worker_cpu_s += result.cpu_seconds
                     done += 1
                 except (ray.exceptions.RayError, DescBenchError, OSError) as exc:
                     result = None

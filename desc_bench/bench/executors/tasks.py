@@ -176,6 +176,7 @@ class Result:
     arrays: dict[str, np.ndarray] | None  # None: the worker wrote it into the shared store
     node: str = ""
     seconds: float = 0.0  # the worker's time on the task (building the descriptor included)
+    cpu_seconds: float = 0.0  # the CPU time of the worker's process on it
 
 
 class TaskWorker:
@@ -225,15 +226,18 @@ class TaskWorker:
         return desc, data, store
 
     def run(self, job: Job, task: Task) -> Result:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         desc, data, store = self._prepare(job)
         compute = load_task(task.payload, desc, data, store)
         node = os.uname().nodename
         if store is not None and files_fingerprint(task.files) == task.fingerprint:
             store.arrays(task.item, [Path(f) for f in task.files], compute, task.extraction)
-            return Result(task.item, task.extraction, None, node, time.perf_counter() - started)
-        arrays = {k: np.ascontiguousarray(v) for k, v in compute().items()}
-        return Result(task.item, task.extraction, arrays, node, time.perf_counter() - started)
+            arrays = None
+        else:
+            arrays = {k: np.ascontiguousarray(v) for k, v in compute().items()}
+        return Result(
+            task.item, task.extraction, arrays, node, time.perf_counter() - started, time.process_time() - cpu
+        )
 
 
 def store_result(store: FeatureStore, task: Task, result: Result) -> None:
