@@ -80,7 +80,7 @@ def main() -> None:
     import ray
     import torch
 
-    from desc_bench.bench.executors.ray_executor import python_path
+    from desc_bench.bench.executors.ray_executor import LOCAL, python_path
     from desc_bench.datasets.registry import dataset_sources
 
     torch.set_num_threads(1)
@@ -91,6 +91,7 @@ def main() -> None:
         include_dashboard=False,
         logging_level=logging.WARNING,
         runtime_env={"env_vars": {"PYTHONPATH": python_path()}},
+        _system_config=LOCAL,  # workers at the driver's priority, as --executor ray starts them
     )
     print(f"ray start-up ({args.workers} CPUs, local): {time.perf_counter() - started:.1f} s (in neither run)")
     descriptors = tuple(d.strip() for d in args.descriptors.split(",") if d.strip())

@@ -18,13 +18,13 @@ ray = pytest.importorskip("ray", reason="needs Ray (pip install 'desc-bench[ray]
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    from desc_bench.bench.executors.ray_executor import python_path
+    from desc_bench.bench.executors.ray_executor import LOCAL, python_path
 
     ray.init(
         num_cpus=2,
         include_dashboard=False,
         object_store_memory=100 * 1024**2,
-        _system_config={"enable_worker_prestart": False},  # actors start their own workers: less start-up
+        _system_config={**LOCAL, "enable_worker_prestart": False},  # actors start their own workers: less start-up
         logging_level=logging.WARNING,
         runtime_env={"env_vars": {"PYTHONPATH": python_path()}},
     )

@@ -32,6 +32,9 @@ from .tasks import PROBE, Job, PlanningStore, Result, Task, TaskWorker, plugin_o
 RETRIES = 2  # per task, after its first try (a raised exception or a dead worker)
 RESTARTS = 4  # per actor
 IN_FLIGHT = 2  # tasks queued per actor (one running, one waiting)
+# A local cluster's workers get the driver's priority: Ray's default (nice +15, to keep its own
+# daemons responsive) leaves the descriptor work, which is the whole run, behind any other process.
+LOCAL = {"worker_niceness": 0}
 # Actors left running in a Ray this package did not start (a notebook, the tests), for the next run
 # in the same Ray session: (job id, threads, GPU share, workers) -> actors.
 _KEPT: dict[tuple, list] = {}
@@ -81,7 +84,7 @@ class RayExecutor:
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
         try:
             if self.config.address is None:  # workers import the desc-bench this driver runs
-                ray.init(runtime_env={"env_vars": {"PYTHONPATH": python_path()}}, **kwargs)
+                ray.init(runtime_env={"env_vars": {"PYTHONPATH": python_path()}}, _system_config=LOCAL, **kwargs)
                 self.started = True
             else:
                 ray.init(address=self.config.address, **kwargs)
