@@ -29,6 +29,7 @@ from ..datasets.base import PATCH_TYPES, PatchSet
 from ..errors import DatasetError
 from ..io.atomic import atomic_path, write_json
 from ..io.progress import bar
+from .executors import Executor
 
 MANIFEST_NAME = "desc-bench-export.json"
 MANIFEST_FORMAT = "desc-bench export"
@@ -90,12 +91,22 @@ def _write_csv(path: Path, array: np.ndarray) -> None:
 
 
 def export_descriptors(
-    desc: Descriptor, patchset: PatchSet, out_dir: Path, sequences=None, overwrite: bool = False, progress: bool = True
+    desc: Descriptor,
+    patchset: PatchSet,
+    out_dir: Path,
+    sequences=None,
+    overwrite: bool = False,
+    progress: bool = True,
+    executor: Executor | None = None,
+    spec: str | None = None,
+    weights: str | None = None,
 ) -> Path:
     """Describe the sequences and write ``out_dir/<seq>/<type>.csv`` and the manifest.
 
     Finished sequences are kept (an interrupted export resumes) unless ``overwrite``; a folder
     holding another descriptor's or dataset's export is refused instead of being mixed into.
+    ``executor`` (default: serial) describes the sequences, on a Ray cluster say; a worker rebuilds
+    the descriptor from ``spec`` (default: its label) and ``weights``.
     """
     from .benchmarks.hpatches import describe_sequence
 
@@ -119,12 +130,12 @@ def export_descriptors(
             )
         manifest = dataclasses.replace(manifest, patch_counts={**old.patch_counts, **manifest.patch_counts})
     write_json(out_dir / MANIFEST_NAME, manifest.to_json())
-    for seq in bar(sequences, desc=f"export {desc.describe()}", unit="seq", enabled=progress):
-        folder = out_dir / seq
-        if not overwrite and all((folder / f"{t}.csv").is_file() for t in PATCH_TYPES):
-            continue
-        for t, array in describe_sequence(desc, patchset.load(seq)).items():
-            _write_csv(folder / f"{t}.csv", array)
+    todo = [s for s in sequences if overwrite or not all((out_dir / s / f"{t}.csv").is_file() for t in PATCH_TYPES)]
+    items = [(seq, lambda seq=seq: describe_sequence(desc, patchset.load(seq))) for seq in todo]
+    described = (executor or Executor()).describe_items(desc, spec or desc.describe(), weights, patchset, items)
+    for seq, arrays in bar(described, total=len(todo), desc=f"export {desc.describe()}", unit="seq", enabled=progress):
+        for t, array in arrays.items():
+            _write_csv(out_dir / seq / f"{t}.csv", array)
     return out_dir
 
 

@@ -29,6 +29,7 @@ from ..errors import DescBenchError, InputError
 from ..io.paths import cache_root
 from ..records.schema import Record, ResultRow, TimingRow, config_json, machine_metadata
 from .benchmarks.base import Benchmark, Context, Subject, benchmark, for_kind, split_specs
+from .executors import Executor, ExecutorConfig, check_executor, open_executor
 from .features import FeatureStore, feature_key, files_fingerprint, source_fingerprint, stable_hash
 from .timing import calibrate, check_device, time_patches
 
@@ -63,6 +64,13 @@ class RunConfig:
     budget: int | None = None  # image pairs: keypoint budget
     ci_resamples: int = 1000  # bootstrap resamples of the confidence intervals (results/stats.py); 0: none
     ci_seed: int = 0  # seed of the interval bootstrap
+    executor: str = "serial"  # "serial" (this process) or "ray"; the record is the same
+    address: str | None = None  # Ray: None starts a local cluster; "auto" or HOST:PORT joins one
+    workers: int | None = None  # Ray: workers (actors); None: one per CPU (per GPU for CUDA)
+
+    @property
+    def execution(self) -> ExecutorConfig:
+        return ExecutorConfig(self.executor, self.address, self.workers)
 
 
 @dataclass
@@ -133,6 +141,7 @@ def check_request(config: RunConfig) -> list[Benchmark]:
         name, options = parse_spec(spec)
         descriptor_class(name).parse_options(options)  # unknown names and options, bad values
     check_device(config.device)
+    check_executor(config.executor, config.address, config.workers)
     source = dataset_source(config.dataset, config.data_dir)
     benches = plan_benchmarks(config, source.kind, getattr(source, "default_protocol", None))
     context = Context(split=config.split)
@@ -144,9 +153,13 @@ def check_request(config: RunConfig) -> list[Benchmark]:
     return benches
 
 
+def _weights(spec: str, config: RunConfig) -> str | None:
+    """The --weights a descriptor is built with (None for descriptors without weights)."""
+    return config.weights if descriptor_class(parse_spec(spec)[0]).weights else None
+
+
 def _build(spec: str, config: RunConfig) -> Descriptor:
-    learned = bool(descriptor_class(parse_spec(spec)[0]).weights)
-    return build_descriptor(spec, device=config.device, weights=config.weights if learned else None)
+    return build_descriptor(spec, device=config.device, weights=_weights(spec, config))
 
 
 def _failure(exc: BaseException, label: str) -> str:
@@ -171,19 +184,23 @@ def evaluate_descriptor(
     return bench.evaluate(bench.features(desc, data, store, context), data, subject_of(desc, bench), context)
 
 
-def _rows_for(
-    desc: Descriptor, bench: Benchmark, data, store: FeatureStore, config: RunConfig, context: Context
-) -> list[ResultRow]:
-    subject = subject_of(desc, bench)
-    key = stable_hash(
+def _score_key(desc: Descriptor, bench: Benchmark, data, context: Context) -> str:
+    return stable_hash(
         bench.describe(),
-        subject.distance.value,
+        bench.distance(desc).value,
         _bench_code(),
         bench.evaluation_key(data, context),
         files_fingerprint(bench.data_files(data, context)),
         getattr(data, "version", ""),
     )
-    cached = None if config.re_eval else store.load_scores(bench.name, key)
+
+
+def _rows_for(
+    desc: Descriptor, bench: Benchmark, data, store: FeatureStore, config: RunConfig, context: Context
+) -> list[ResultRow]:
+    subject = subject_of(desc, bench)
+    key = _score_key(desc, bench, data, context)
+    cached = None if (config.re_eval or config.overwrite) else store.load_scores(bench.name, key)
     if cached is not None:
         try:
             return [ResultRow(**r) for r in cached]
@@ -215,6 +232,23 @@ def _timing(desc: Descriptor, config: RunConfig) -> TimingRow:
         )
 
 
+def _prefill(executor: Executor, spec, desc, benches, data, store, config, context) -> FeatureStore:
+    """Let a distributing executor compute the features of the benchmarks whose scores are not cached."""
+    if not executor.distributes:
+        return store
+    todo = []
+    for bench in benches:
+        try:
+            cached = not (config.re_eval or config.overwrite) and store.load_scores(
+                bench.name, _score_key(desc, bench, data, context)
+            )
+        except DESCRIPTOR_FAILURES:  # the serial step reports it
+            continue
+        if not cached:
+            todo.append(bench)
+    return executor.prefill(desc, spec, _weights(spec, config), todo, data, store, context)
+
+
 def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunResult:
     """Run every descriptor of the config on every benchmark asked for; return the record."""
     benches = check_request(config)
@@ -222,6 +256,11 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunRe
     context = Context(split=config.split, progress=config.progress, log=log)
     for bench in benches:
         bench.check_data(data, context)
+    with open_executor(config.execution, config.data_dir, log, config.progress) as executor:
+        return _run(config, benches, data, context, executor, log)
+
+
+def _run(config: RunConfig, benches, data, context: Context, executor: Executor, log) -> RunResult:
     split = config.split if any(b.uses_splits for b in benches) else "all"
     results: list[ResultRow] = []
     timings: list[TimingRow] = []
@@ -244,6 +283,7 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunRe
             overwrite=config.overwrite,
             log=log,
         )
+        store = _prefill(executor, spec, desc, benches, data, store, config, context)
         for bench in benches:
             try:
                 results.extend(_rows_for(desc, bench, data, store, config, context))
@@ -260,6 +300,7 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunRe
         config=config_json(config),
         benchmarks=[b.describe() for b in benches],
         dataset_version=getattr(data, "version", ""),
+        **executor.metadata(),
     )
     calibration = calibrate(config.device) if timings else None
     record = Record(metadata=meta, results=results, timings=timings, calibration=calibration)

@@ -63,6 +63,30 @@ weights_option = click.option(
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 
 
+def executor_options(func):
+    """``--executor``, ``--address`` and ``--workers``: where the descriptors run (docs/distributed.md)."""
+    func = click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Ray: workers (actors), each built once per descriptor (default: one per CPU, one per GPU for cuda).",
+    )(func)
+    func = click.option(
+        "--address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="Ray: join this cluster (auto: the one `ray start` made here); default: start a local one.",
+    )(func)
+    return click.option(
+        "--executor",
+        type=click.Choice(["serial", "ray"]),
+        default="serial",
+        show_default=True,
+        envvar="DESC_BENCH_EXECUTOR",
+        help="Where descriptors run: this process, or a Ray cluster (same record; env DESC_BENCH_EXECUTOR).",
+    )(func)
+
+
 def _load_plugins(ctx, param, values):
     """Import --plugin files/modules while the options are parsed, before the command body runs."""
     from ..adapters.registry import load_plugins

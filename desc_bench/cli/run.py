@@ -13,6 +13,7 @@ from . import (
     _split_list,
     data_dir_option,
     device_option,
+    executor_options,
     main,
     plugin_option,
     quiet_option,
@@ -103,6 +104,7 @@ def list_command(data_dir):
 @click.option("--ci-seed", type=int, default=0, show_default=True, help="Seed of the interval bootstrap.")
 @click.option("--overwrite", is_flag=True, help="Recompute descriptors (and metrics) even if cached.")
 @click.option("--re-eval", is_flag=True, help="Recompute only the metrics from cached descriptors.")
+@executor_options
 @quiet_option
 @plugin_option
 @_friendly
@@ -124,6 +126,9 @@ def run(
     ci_seed,
     overwrite,
     re_eval,
+    executor,
+    address,
+    workers,
     quiet,
 ):
     """Describe a dataset with each descriptor, evaluate, print tables and write a JSON record.
@@ -154,6 +159,9 @@ def run(
         budget=budget,
         ci_resamples=ci_resamples,
         ci_seed=ci_seed,
+        executor=executor,
+        address=address,
+        workers=workers,
     )
     result = run_job(config, log=lambda msg: click.echo(msg, err=True))
     click.echo(result.markdown)

@@ -12,6 +12,7 @@ from . import (
     _split_list,
     data_dir_option,
     device_option,
+    executor_options,
     main,
     plugin_option,
     quiet_option,
@@ -82,12 +83,14 @@ def evaluate(descriptor_dir, name, tasks_dir, dataset, data_dir, split, tasks, p
 @device_option
 @weights_option
 @click.option("--overwrite", is_flag=True, help="Rewrite sequences that are already exported.")
+@executor_options
 @quiet_option
 @plugin_option
 @_friendly
-def export(name, dataset, data_dir, output, device, weights, overwrite, quiet):
+def export(name, dataset, data_dir, output, device, weights, overwrite, executor, address, workers, quiet):
     """Write descriptors in the official layout (DIR/<seq>/<type>.csv) and DIR/desc-bench-export.json."""
     from ..adapters.registry import descriptor
+    from ..bench.executors import ExecutorConfig, check_executor, open_executor
     from ..bench.export import export_descriptors
     from ..datasets.base import PatchSet
     from ..datasets.registry import open_dataset
@@ -96,8 +99,12 @@ def export(name, dataset, data_dir, output, device, weights, overwrite, quiet):
     data = open_dataset(dataset, data_dir=data_dir, progress=not quiet)
     if not isinstance(data, PatchSet):
         raise DatasetError(f"export needs a patch dataset; {dataset!r} is an image-pair dataset")
+    check_executor(executor, address, workers)
     desc = descriptor(name, device=device, weights=weights)
-    out = export_descriptors(desc, data, output, overwrite=overwrite, progress=not quiet)
+    with open_executor(ExecutorConfig(executor, address, workers), data_dir, progress=False) as runner:
+        out = export_descriptors(
+            desc, data, output, overwrite=overwrite, progress=not quiet, executor=runner, spec=name, weights=weights
+        )
     click.echo(f"wrote {out}")
 
 
