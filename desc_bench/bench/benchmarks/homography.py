@@ -21,7 +21,8 @@ row's notes. Two variants, as the upstream code does it:
   and keeps the best mAA: the rows then say the threshold was tuned on the test set.
 
 Both report all / i / v and the mean RANSAC inlier and match counts. ``seeds=N`` runs each estimate
-with seeds ``seed .. seed+N-1``: the value is the mean over seeds, the notes give the spread.
+with seeds ``seed .. seed+N-1``: the value is the mean over seeds, the notes give the spread. With
+one seed, the means over pairs carry their sequences as bootstrap units (the AUCs are not such means).
 """
 
 from __future__ import annotations
@@ -52,11 +53,6 @@ SP_NMS = 8
 SP_EPS = (1, 3, 5)
 GF_SIDE = 480
 GF_AUC = (1, 3, 5)
-
-
-def per_pair_metrics(variant: str) -> tuple[str, ...]:
-    """Metrics of a variant that are means of per-pair values (bootstrap units: sequences)."""
-    return (*(f"correct@{eps}" for eps in SP_EPS if variant == "superpoint"), "inliers", "matches")
 
 
 SWEEP = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
@@ -356,8 +352,6 @@ class Homography(PairBenchmark):
 
     @staticmethod
     def aggregate(measured: list[dict[str, float]], variant: str) -> dict[str, float]:
-        """The variant's metrics over ``measured`` pairs (those in :func:`per_pair_metrics` are means of
-        per-pair values; the AUCs and mAA are not)."""
         errors = [m["error"] for m in measured]
         values = {}
         if variant == "superpoint":
@@ -370,6 +364,11 @@ class Homography(PairBenchmark):
         values["inliers"] = float(np.mean([m["inliers"] for m in measured]))
         values["matches"] = float(np.mean([m["matches"] for m in measured]))
         return values
+
+    def units(self, variant: str, metric: str, sequences: list[str], measured: list[dict]):
+        if metric not in (*(f"correct@{eps}" for eps in SP_EPS if variant == "superpoint"), "inliers", "matches"):
+            return None
+        return grouped_units("sequence", sequences, [self.aggregate([m], variant)[metric] for m in measured])
 
     def evaluate(self, features, dataset, subject, context) -> list[ResultRow]:
         rows = []
@@ -417,10 +416,7 @@ class Homography(PairBenchmark):
                 spread = ""
                 if o.seeds > 1:
                     spread = f" seed_std={np.std(values):.4g} seed_range={min(values):.4g}..{max(values):.4g}"
-                units = None  # per-pair means (correctness, inliers, matches) resample sequences; AUCs do not
-                if o.seeds == 1 and metric in per_pair_metrics(variant):
-                    per_pair = [self.aggregate([first_run[i]], variant)[metric] for i in idx]
-                    units = grouped_units("sequence", [pairs[i]["sequence"] for i in idx], per_pair)
+                units = self.units(variant, metric, [pairs[i]["sequence"] for i in idx], [first_run[i] for i in idx])
                 rows.append(
                     self.row(
                         subject,
@@ -432,7 +428,7 @@ class Homography(PairBenchmark):
                         subset=subset,
                         variant=base,
                         notes=f"{notes}{spread} sequences={seqs} pairs={len(idx)}",
-                        units=units,
+                        units=units if o.seeds == 1 else None,
                     )
                 )
         for p, m in zip(pairs, first_run):
