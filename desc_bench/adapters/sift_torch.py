@@ -220,11 +220,16 @@ class SIFTNet(nn.Module):
         if k.support is not None:  # only the pixels inside the circular mask (2-D: fast path)
             gx, gy = gx.index_select(1, k.support), gy.index_select(1, k.support)
         gx, gy = gx.unsqueeze(1), gy.unsqueeze(1)  # (B, 1, N)
-        magnitude = torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS)
-        # Orientation in bin units: angle in [-pi, pi] -> q in [0, bins]; row k of the maps is
-        # centred at angle -pi + 2 pi k / bins, row `bins` (q in (bins-1, bins]) wraps to row 0.
-        angle = torch.atan2(gy, gx + GRADIENT_EPS)
-        scaled = (angle * (bins / (2.0 * math.pi)) + bins / 2.0) * magnitude  # q * magnitude
+        # Orientation in bin units: angle in [-pi, pi] -> q in [0, bins]; q = k is the centre of
+        # output bin (k + bins/2) mod bins, and q = 0 and q = bins are the same angle.
+        unit = bins / (2.0 * math.pi)
+        if torch.is_grad_enabled() and patches.requires_grad:
+            magnitude = torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS)
+            angle = torch.atan2(gy, gx + GRADIENT_EPS)
+            scaled = (angle * unit + bins / 2.0) * magnitude  # q * magnitude
+        else:  # the same values, computed in place (fewer buffers)
+            magnitude = torch.mul(gx, gx).addcmul_(gy, gy).add_(GRADIENT_EPS).sqrt_()
+            scaled = torch.atan2(gy, gx.add_(GRADIENT_EPS)).mul_(unit).add_(bins / 2.0).mul_(magnitude)
         maps = _orientation_maps(magnitude, scaled, k.rows, k.wrap)  # (B, bins, N), output bin order
         # Window and tent pooling in one matrix product: angle-major (B, bins * cells) directly.
         desc = (maps.reshape(count * bins, -1) @ k.pooling).reshape(count, c.dim)
