@@ -23,12 +23,14 @@ Output layout is angle-major: index ``angle_bin * 16 + row * 4 + col``.
 
 Implementation: the window and the separable tent pooling are folded into one precomputed
 ``(P*P, 16)`` matrix (rows of pixels outside the circular mask dropped).
-The orientation split is one broadcast expression over 9 rows (the 9th holds
-the wrap-around from +pi to -pi), with no loop over bins, and the pooling of a batch is a single
-``(B*9, P*P) @ (P*P, 16)`` matrix product; a tiny ``(8, 9)`` 0/1 matrix then folds the wrap row in
-and orders the bins as upstream does. On CPU the batch is processed in sub-batches of about 32
-patches of 65 px so that the orientation maps stay in cache. Everything is differentiable with
-respect to the input; float64 inputs are computed in float64.
+The orientation split is one broadcast expression over the 8 bins, already in upstream's output
+order, with no loop over bins: with ``q`` the orientation in bin units (0..8) and ``m`` the
+magnitude, bin ``k`` holds ``relu(m - |q m - k m|)``, and bin 0 uses the periodic distance
+``min(q m, 8 m - q m)`` (the wrap-around from +pi to -pi). The pooling of a batch is then a single
+``(B*8, P*P) @ (P*P, 16)`` matrix product whose output is already the angle-major descriptor.
+Without autograd the maps are built in place (four passes over one buffer). On CPU the batch is
+processed in sub-batches of about 32 patches of 65 px so that the orientation maps stay in cache.
+Everything is differentiable with respect to the input; float64 inputs are computed in float64.
 """
 
 from __future__ import annotations
@@ -152,8 +154,8 @@ class _Constants:
 
     pooling: torch.Tensor  # (N, S*S): window and tent pooling of the N pixels that carry weight
     support: torch.Tensor | None  # (N,) indices of those pixels in the P*P patch; None = all
-    rows: torch.Tensor  # (1, bins+1, 1): minus the row index k of each orientation map
-    fold: torch.Tensor  # (bins, bins+1): output bin j = map row (j + bins/2) mod bins, + wrap row
+    rows: torch.Tensor  # (1, bins, 1): minus the centre k of each output bin, in bin units
+    wrap: int  # the output bin centred at k = 0 (angle -pi = +pi): its distance is periodic
 
     @classmethod
     def build(cls, config: SIFTConfig, device: torch.device, dtype: torch.dtype) -> _Constants:
@@ -162,12 +164,10 @@ class _Constants:
         # Pixels with zero weight everywhere (outside the circular mask) are dropped up front.
         keep = (pooling != 0).any(dim=1)
         support = None if bool(keep.all()) else keep.nonzero()[:, 0].to(device)
-        rows = -torch.arange(bins + 1, dtype=torch.float64).view(1, -1, 1)
-        fold = torch.zeros(bins, bins + 1, dtype=torch.float64)
-        fold[torch.arange(bins), (torch.arange(bins) + bins // 2) % bins] = 1.0
-        fold[bins // 2, bins] = 1.0  # map row `bins` (angle +pi) is map row 0 (angle -pi)
-        pooling, rows, fold = (t.to(device=device, dtype=dtype) for t in (pooling[keep], rows, fold))
-        return cls(pooling, support, rows, fold)
+        # Output bin j (upstream's order, angle 0 first) is centred at q = (j + bins/2) mod bins.
+        centres = (torch.arange(bins, dtype=torch.float64) + bins // 2) % bins
+        pooling, rows = (t.to(device=device, dtype=dtype) for t in (pooling[keep], -centres.view(1, -1, 1)))
+        return cls(pooling, support, rows, bins // 2)  # bin bins/2 is centred at q = 0
 
 
 class SIFTNet(nn.Module):
@@ -220,16 +220,19 @@ class SIFTNet(nn.Module):
         if k.support is not None:  # only the pixels inside the circular mask (2-D: fast path)
             gx, gy = gx.index_select(1, k.support), gy.index_select(1, k.support)
         gx, gy = gx.unsqueeze(1), gy.unsqueeze(1)  # (B, 1, N)
-        magnitude = torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS)
-        # Orientation in bin units: angle in [-pi, pi] -> q in [0, bins]; row k of the maps is
-        # centred at angle -pi + 2 pi k / bins, row `bins` (q in (bins-1, bins]) wraps to row 0.
-        angle = torch.atan2(gy, gx + GRADIENT_EPS)
-        scaled = (angle * (bins / (2.0 * math.pi)) + bins / 2.0) * magnitude  # q * magnitude
-        maps = _linear_split(magnitude, scaled, k.rows)  # (B, bins+1, N)
-        # Window and tent pooling in one matrix product, then the wrap row folded in and the rows
-        # rotated to upstream's bin order: angle-major (B, bins, cells) with one small product.
-        pooled = (maps.reshape(count * (bins + 1), -1) @ k.pooling).reshape(count, bins + 1, -1)
-        desc = torch.matmul(k.fold, pooled).reshape(count, c.dim)
+        # Orientation in bin units: angle in [-pi, pi] -> q in [0, bins]; q = k is the centre of
+        # output bin (k + bins/2) mod bins, and q = 0 and q = bins are the same angle.
+        unit = bins / (2.0 * math.pi)
+        if torch.is_grad_enabled() and patches.requires_grad:
+            magnitude = torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS)
+            angle = torch.atan2(gy, gx + GRADIENT_EPS)
+            scaled = (angle * unit + bins / 2.0) * magnitude  # q * magnitude
+        else:  # the same values, computed in place (fewer buffers)
+            magnitude = torch.mul(gx, gx).addcmul_(gy, gy).add_(GRADIENT_EPS).sqrt_()
+            scaled = torch.atan2(gy, gx.add_(GRADIENT_EPS)).mul_(unit).add_(bins / 2.0).mul_(magnitude)
+        maps = _orientation_maps(magnitude, scaled, k.rows, k.wrap)  # (B, bins, N), output bin order
+        # Window and tent pooling in one matrix product: angle-major (B, bins * cells) directly.
+        desc = (maps.reshape(count * bins, -1) @ k.pooling).reshape(count, c.dim)
         desc = F.normalize(desc, p=2.0, dim=1)
         desc = torch.clamp(desc, 0.0, c.clip)
         desc = F.normalize(desc, p=2.0, dim=1)
@@ -238,16 +241,23 @@ class SIFTNet(nn.Module):
         return desc
 
 
-def _linear_split(magnitude: torch.Tensor, scaled: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Orientation maps ``magnitude * max(0, 1 - |q - k|)`` for rows k: ``(B, 1, N)`` -> ``(B, K, N)``.
+def _orientation_maps(magnitude: torch.Tensor, scaled: torch.Tensor, rows: torch.Tensor, wrap: int) -> torch.Tensor:
+    """Orientation maps ``m * max(0, 1 - d(q, k))`` for the bins k of ``rows``: ``(B, 1, N)`` -> ``(B, K, N)``.
 
-    Written as ``relu(m - |q m - k m|)`` (``scaled = q m``, ``m > 0``) so that it takes one fused
-    broadcast (addcmul) and three in-place passes when no gradient is needed.
+    ``d`` is ``|q - k|``, except for the bin ``wrap`` (k = 0) where it is the periodic distance
+    ``min(q, K - q)`` (q lies in [0, K]). Written as ``relu(m - |q m - k m|)`` (``scaled = q m``,
+    ``m > 0``): one fused broadcast (addcmul), then in-place passes when no gradient is needed.
     """
+    bins = rows.shape[1]
     if torch.is_grad_enabled() and (magnitude.requires_grad or scaled.requires_grad):
-        return torch.relu(magnitude - torch.addcmul(scaled, magnitude, rows).abs())
+        dist = torch.addcmul(scaled, magnitude, rows).abs()
+        periodic = torch.minimum(dist[:, wrap : wrap + 1], torch.add(scaled, magnitude, alpha=-bins).abs())
+        dist = torch.cat([dist[:, :wrap], periodic, dist[:, wrap + 1 :]], dim=1)
+        return torch.relu(magnitude - dist)
     maps = torch.addcmul(scaled, magnitude, rows)  # q m - k m
     maps.abs_()
+    periodic = maps[:, wrap]  # |q m| for k = 0: the distance to q = K is |q m - K m|
+    torch.minimum(periodic, torch.add(scaled[:, 0], magnitude[:, 0], alpha=-bins).abs_(), out=periodic)
     torch.sub(magnitude, maps, out=maps)
     return maps.clamp_min_(0.0)
 

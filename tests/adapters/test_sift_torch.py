@@ -166,6 +166,39 @@ def test_values_and_gradients_equal_reference(sigma, circular, root):
     torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-7, atol=1e-12)
 
 
+def _ramps(angles: list[float], size: int = 16) -> torch.Tensor:
+    """Linear ramps ``(len(angles), 1, size, size)`` float64 whose gradients point at the given angles."""
+    coords = torch.arange(size, dtype=torch.float64)
+    a = torch.tensor(angles, dtype=torch.float64)[:, None, None, None]
+    return 100.0 + 3.0 * (torch.cos(a) * coords[None, None, None, :] + torch.sin(a) * coords[None, None, :, None])
+
+
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("sigma,circular", [("hesamp", True), ("vlfeat", False)])
+def test_orientations_around_the_wrap_bin(grad, sigma, circular):
+    # Angles +-pi and just inside them (the bin whose distance is periodic), bin centres and edges.
+    angles = [math.pi, -math.pi, math.pi - 1e-3, -math.pi + 1e-3, 7 * math.pi / 8, 0.0, math.pi / 4, -math.pi / 8]
+    x = _ramps(angles).requires_grad_(grad)
+    config = SIFTConfig(patch_size=16, sigma_type=sigma, circular=circular)
+    with torch.set_grad_enabled(grad):
+        ours = SIFTNet(config)(x)
+    ref = _reference(x.detach(), config)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-10)
+    torch.testing.assert_close(SIFTNet(config)(x.detach().float()).double(), ref, rtol=0, atol=1e-5)
+    wrap_bin = ours[:4].detach().reshape(4, 8, 16).sum(dim=2)[:, 4]  # output bin 4 is centred at +-pi
+    assert (wrap_bin > 0.9 * ours[:4].detach().reshape(4, 8, 16).sum(dim=(1, 2))).all()
+    if grad:  # gradients only where they are defined: off the bin edges (multiples of pi/4)
+        smooth = [0.1, 0.1 - math.pi, math.pi - 1e-3, -math.pi + 1e-3, 7 * math.pi / 8, -math.pi / 8]
+        x = _ramps(smooth).requires_grad_()
+        ours = SIFTNet(config)(x)
+        weights = torch.randn_like(ours)
+        (grad_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+        x_ref = x.detach().requires_grad_()
+        (grad_ref,) = torch.autograd.grad((_reference(x_ref, config) * weights).sum(), x_ref)
+        assert grad_ours.abs().max() > 0
+        torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-7, atol=1e-12)
+
+
 @pytest.mark.parametrize(
     "sigma,circular,root", [("hesamp", True, False), ("hesamp", True, True), ("vlfeat", False, False)]
 )
