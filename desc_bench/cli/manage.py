@@ -59,17 +59,11 @@ def data_make_patches(source, name, patches, seed, pairs, queries, distractors, 
     """Turn image sequences with homographies into an HPatches-style patch dataset (the HPatches
     extraction: DoG frames, Easy/Hard/Tough jitter, 65x65 patches; official task files), usable as
     `desc-bench run --dataset NAME`."""
-    from ..datasets.made_patches import MakeParams, make_patches
+    from ..datasets.made_patches import make_patches
     from ..io.paths import data_root
 
-    path = make_patches(
-        source,
-        name,
-        data_root(data_dir),
-        MakeParams(patches=patches, seed=seed),
-        overwrite=overwrite,
-        progress=not quiet,
-    )
+    params = MakeParams(patches, seed, n_pairs=pairs, n_queries=queries, n_distractors=distractors)
+    path = make_patches(source, name, data_root(data_dir), params, overwrite=overwrite, progress=not quiet)
     click.echo(f"{name}: made at {path}; run it with `desc-bench run -d sift-opencv --dataset {name}`")
 
 
