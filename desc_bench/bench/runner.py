@@ -16,6 +16,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -79,11 +80,21 @@ class RunResult:
     unmeasured: list[str]  # "descriptor on benchmark" that produced no result
 
 
+NUMERIC_LIBRARIES = ("numpy", "scipy", "faiss-cpu", "poselib", "scikit-learn")  # read from package metadata
+
+
 def libraries() -> tuple[str, ...]:
-    """Versions of the libraries whose changes change descriptors (part of the feature key)."""
+    """Versions of the libraries whose changes change descriptors or scores (part of the feature and
+    score keys): desc-bench, torch, OpenCV, and the numeric engines the benchmarks call."""
     import cv2
 
-    return (__version__, torch.__version__, cv2.__version__)
+    found = []
+    for name in NUMERIC_LIBRARIES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} -")
+    return (__version__, torch.__version__, cv2.__version__, *found)
 
 
 def _bench_code() -> str:
@@ -186,6 +197,7 @@ def evaluate_descriptor(
 
 def _score_key(desc: Descriptor, bench: Benchmark, data, context: Context) -> str:
     return stable_hash(
+        *libraries(),
         bench.describe(),
         bench.distance(desc).value,
         _bench_code(),

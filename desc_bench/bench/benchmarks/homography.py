@@ -2,9 +2,8 @@
 
 Keypoints come from a named detector (``detector=dog|harris|superpoint``, or ``own``: the descriptor's
 own ``detect``), so that the descriptor is what is compared; matches are mutual nearest neighbours
-(``matcher=mutual``) or Lowe's ratio test (``matcher=ratio:ratio=0.8``); the estimator
-(:mod:`desc_bench.bench.estimators`) and its threshold, iterations, confidence and seed are in every
-row's notes. Two variants, as the upstream code does it:
+(``matcher=mutual``) or Lowe's ratio test (``matcher=ratio:ratio=0.8``); the estimator (bench/estimators.py)
+and its threshold, iterations, confidence and seed are in every row's notes. Two variants, as the upstream code does it:
 
 - ``variant=superpoint`` (rpautrat/SuperPoint ``compute_homography``): each image made grey with
   ``tf.image.rgb_to_grayscale`` of OpenCV's BGR array (the upstream quirk, kept), resized (bilinear,
@@ -21,8 +20,8 @@ row's notes. Two variants, as the upstream code does it:
   and keeps the best mAA: the rows then say the threshold was tuned on the test set.
 
 Both report all / i / v and the mean RANSAC inlier and match counts. ``seeds=N`` runs each estimate
-with seeds ``seed .. seed+N-1``: the value is the mean over seeds, the notes give the spread. With
-one seed, the means over pairs carry their sequences as bootstrap units (the AUCs are not such means).
+with seeds ``seed .. seed+N-1`` (value: the mean; notes: the spread); with one seed, the means over
+pairs carry their sequences as bootstrap units (the AUCs are not such means).
 """
 
 from __future__ import annotations
@@ -264,9 +263,10 @@ class Homography(PairBenchmark):
         if variant == "gluefactory":
             found = det.detect_with(descriptor, self.detector, pixels, self.budget, o.seed)
             return ImageFeatures(found.xy, describe(descriptor, pixels, found).numpy(), found.scale, found.angle)
-        # SuperPoint's keypoint map: candidates at integer pixels (the strongest kept per pixel),
-        # box NMS 8, the `budget` best; descriptors computed at the detector's own frames.
-        found = det.detect_with(descriptor, self.detector, pixels, int(1.5 * self.budget), o.seed)
+        # SuperPoint's keypoint map: integer pixels (strongest per pixel), box NMS 8, the `budget` best, from all
+        # SuperPoint detections or 1.5 x budget others (upstream's classical export: SIFT_create(nfeatures=1500))
+        pool = None if self.detector in det.UNBOUNDED else int(1.5 * self.budget)
+        found = det.detect_with(descriptor, self.detector, pixels, pool, o.seed)
         pix = np.floor(found.xy).astype(np.int64)
         _, first = np.unique(pix[:, 1] * SP_SIZE[1] + pix[:, 0], return_index=True)
         order = np.sort(first)
@@ -365,7 +365,7 @@ class Homography(PairBenchmark):
         values["matches"] = float(np.mean([m["matches"] for m in measured]))
         return values
 
-    def units(self, variant: str, metric: str, sequences: list[str], measured: list[dict]):
+    def units(self, variant: str, metric: str, sequences: list[str], measured: list[dict]):  # means over pairs
         if metric not in (*(f"correct@{eps}" for eps in SP_EPS if variant == "superpoint"), "inliers", "matches"):
             return None
         return grouped_units("sequence", sequences, [self.aggregate([m], variant)[metric] for m in measured])
