@@ -74,6 +74,7 @@ class RayExecutor:
         self.tasks = self.remote_items = self.driver_items = 0
         self.wall_s = self.worker_s = self.worker_cpu_s = 0.0  # task phases; the workers on them (wall, CPU)
         self.probe: Path | None = None
+        self.token: str | None = None  # written into the probe; workers that read it back share the store
         self._connect()
 
     # ---- cluster ----------------------------------------------------------------------------
@@ -164,12 +165,12 @@ class RayExecutor:
         if root is None:
             return None
         if self.probe is None:
-            self.probe = Path(root) / PROBE
+            self.probe, self.token = Path(root) / PROBE, uuid.uuid4().hex
             try:
                 self.probe.parent.mkdir(parents=True, exist_ok=True)
-                self.probe.write_text(uuid.uuid4().hex)
+                self.probe.write_text(self.token)
             except OSError:
-                self.probe = None
+                self.probe, self.token = None, None
         return str(root)
 
     def close(self, keep: bool = True) -> None:
@@ -214,6 +215,7 @@ class RayExecutor:
             self.data_dir,
             self._share(store.root),
             store.overwrite,
+            self.token,
         )
         done = 0
         for task, result in self._results(job, tasks, f"ray {descriptor.describe()}"):

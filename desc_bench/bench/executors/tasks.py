@@ -142,6 +142,14 @@ def load_task(payload: bytes, descriptor: Any, data: Any, store: Any) -> Callabl
 
 
 # ---- the worker ---------------------------------------------------------------------------------
+def _reads(path: Path) -> str | None:
+    """The text of ``path`` (a stale probe of another run holds another token), None if unreadable."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class Job:
     """What a worker needs to rebuild the driver's descriptor and dataset (small, sent with each task)."""
@@ -155,6 +163,7 @@ class Job:
     data_dir: str
     cache: str | None  # the driver's cache root
     overwrite: bool = False
+    probe: str | None = None  # the token the driver wrote into the cache root's probe file
 
 
 def plugin_of(cls: type) -> str | None:
@@ -210,7 +219,7 @@ class TaskWorker:
         if job.plugin:
             load_plugins([job.plugin])
         data = self._dataset(job)
-        shared = job.cache is not None and (Path(job.cache) / PROBE).is_file()
+        shared = job.cache is not None and job.probe is not None and _reads(Path(job.cache) / PROBE) == job.probe
         if shared:
             os.environ["DESC_BENCH_CACHE"] = job.cache  # weights are found where the driver found them
         desc = build_descriptor(job.spec, device=job.device, weights=job.weights)
