@@ -67,6 +67,7 @@ class RetrievalSet:
     default_words: int = 65536
     image_size: int = 1024  # longest image side (Oxford, Paris: 1024): scales the SV error threshold
     query_images: dict[int, Path] = field(default_factory=dict)  # query image not in the database
+    expected_images: int | None = None  # the full database's size (None: not known); fewer: incomplete
 
     def image(self, index: int) -> np.ndarray:
         """Database image ``index`` as RGB uint8."""
@@ -309,7 +310,10 @@ class OriginalSource(DatasetSource):
         names = list(index)
         queries = read_original_gt(self._folders(data_dir)[1], {n: i for i, n in enumerate(names)})
         train, other = self._train(data_dir)
-        return RetrievalSet(self.name, version, tuple(index.values()), queries, ORIGINAL, train, other)
+        expected = ORIGINALS[self.base_name].expected_images
+        return RetrievalSet(
+            self.name, version, tuple(index.values()), queries, ORIGINAL, train, other, expected_images=expected
+        )
 
     def download(self, data_dir: Path, progress: bool = True) -> Path:
         download_original(data_dir, ORIGINALS[self.base_name].other, progress)

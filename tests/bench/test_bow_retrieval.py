@@ -61,6 +61,9 @@ def test_sv_and_qe_do_not_lose(small, name, tmp_path, monkeypatch):
     assert 0.2 < value["bow"] <= value["bow+sv"] <= value["bow+sv+qe"] <= 1.0, value
     assert value["bow+sv"] > value["bow"]  # verification really re-ranks
     assert all(r.units.kind == "query" and r.units.mean() == pytest.approx(r.value) for r in rows)  # CI units
+    n = len(small.images)  # a partial database is marked, so it never passes for the full set
+    partial = bench.evaluate(features, replace(small, expected_images=n + 5), subject_of(desc, bench), Context())
+    assert all(r.variant.endswith(f":incomplete={n}of{n + 5}") and r.notes.startswith("incomplete") for r in partial)
     notes = rows[0].notes
     expected = ("detector=dog", "budget=250", "words=256", "vocabulary=retrieval-synth/train", "sv_error=12.5px")
     for part in (*expected, "top=1000", "qe_size=5", "qe_inliers=20"):

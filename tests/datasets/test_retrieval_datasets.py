@@ -77,6 +77,7 @@ def test_original_download_and_ground_truth(data_dir, server, monkeypatch):
     assert "desc-bench data download oxford5k" in unavailable_message("oxford5k")
     download("oxford5k", progress=False)
     ox = dataset("oxford5k")
+    assert ox.expected_images == 8 and len(ox.images) == 8  # complete: its rows carry no incomplete= marker
     assert [p.stem for p in ox.images] == sorted(OX) and len(ox.train_images) == 6 and ox.train_source == "paris6k"
     (q,) = ox.queries
     names = [p.stem for p in ox.images]
