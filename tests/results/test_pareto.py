@@ -36,6 +36,16 @@ def test_panels_join_headline_and_speed_of_the_same_record_only():
     assert {p.descriptor for p in panel.points} == {"a", "b"}
     assert panels([_record(timed=("a",))]) == []  # one point is no trade-off
 
+    # two settings of one descriptor (pck-msnet matchers) are two points, not one overwritten
+    rows = [
+        ResultRow("a", "none", "d", "all", "pck-msnet", "pck", "pck@3", v, "", "all", f"det=harris:matcher={m}")
+        for v, m in ((0.6, "exact"), (0.55, "flann"))
+    ]
+    rows.append(ResultRow("b", "none", "d", "all", "pck-msnet", "pck", "pck@3", 0.5, "", "all", "det=harris"))
+    timings = [TimingRow(d, "none", "cpu", 1, "640x480", "image", 50.0, 1.0, 20.0, 10.0) for d in "ab"]
+    [panel] = panels([Record(machine_metadata("cpu", config={"time_batch": 256}), rows, timings)])
+    assert {p.descriptor for p in panel.points} >= {"a (det=harris:matcher=exact)", "a (det=harris:matcher=flann)"}
+
 
 def test_report_has_the_pareto_plot_and_front_table(tmp_path):
     write_record(tmp_path / "run.json", _record())
