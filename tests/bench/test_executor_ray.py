@@ -5,6 +5,7 @@ killed mid-run are retried and change nothing; stored items are never computed a
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import textwrap
 
@@ -20,6 +21,7 @@ ray = pytest.importorskip("ray", reason="needs Ray (pip install 'desc-bench[ray]
 def cluster():
     from desc_bench.bench.executors.ray_executor import LOCAL, python_path
 
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # CI has no internet: no usage report
     ray.init(
         num_cpus=2,
         include_dashboard=False,

@@ -85,6 +85,7 @@ class RayExecutor:
         kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
         try:
             if self.config.address is None:  # workers import the desc-bench this driver runs
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a local cluster phones no one home
                 ray.init(runtime_env={"env_vars": {"PYTHONPATH": python_path()}}, _system_config=LOCAL, **kwargs)
                 self.started = True
             else:
