@@ -16,7 +16,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ from ..adapters.registry import descriptor_class, parse_spec
 from ..datasets.registry import dataset_source, open_dataset
 from ..errors import DescBenchError, InputError
 from ..io.paths import cache_root
-from ..records.schema import Record, ResultRow, TimingRow, config_json, machine_metadata
+from ..records.schema import Record, ResultRow, TimingRow, config_json, library_versions, machine_metadata
 from .benchmarks.base import Benchmark, Context, Subject, benchmark, for_kind, split_specs
 from .executors import Executor, ExecutorConfig, check_executor, open_executor
 from .features import FeatureStore, feature_key, files_fingerprint, source_fingerprint, stable_hash
@@ -80,21 +80,14 @@ class RunResult:
     unmeasured: list[str]  # "descriptor on benchmark" that produced no result
 
 
-NUMERIC_LIBRARIES = ("numpy", "scipy", "faiss-cpu", "poselib", "scikit-learn")  # read from package metadata
-
-
+@lru_cache(maxsize=1)
 def libraries() -> tuple[str, ...]:
     """Versions of the libraries whose changes change descriptors or scores (part of the feature and
-    score keys): desc-bench, torch, OpenCV, and the numeric engines the benchmarks call."""
+    score keys): desc-bench, torch, OpenCV, and the numeric engines a record lists (library_versions)."""
     import cv2
 
-    found = []
-    for name in NUMERIC_LIBRARIES:
-        try:
-            found.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            found.append(f"{name} -")
-    return (__version__, torch.__version__, cv2.__version__, *found)
+    numeric = (f"{name} {version}" for name, version in sorted(library_versions().items()))
+    return (__version__, torch.__version__, cv2.__version__, *numeric)
 
 
 def _bench_code() -> str:

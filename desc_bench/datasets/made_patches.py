@@ -225,7 +225,10 @@ class MadePatches(DatasetSource):
     def __init__(self, name: str, root: Path):
         self.name = name
         self.root = Path(root)
-        self.summary = f"made by make-patches from {self._info().get('source', '?')}"
+
+    @property
+    def summary(self) -> str:  # read only where it is shown (desc-bench list)
+        return f"made by make-patches from {self._info().get('source', '?')}"
 
     def _info(self) -> dict:
         try:

@@ -85,12 +85,8 @@ def panels(records: Iterable[Record]) -> list[Panel]:
             ]  # fmt: skip
             if speeds:
                 key = (cls.name, headline.label, headline.higher_is_better, row.dataset, row.split, device, batch, unit)
-                # rows of other settings (matcher, detector) are other points, not overwritten ones
-                label = (
-                    row.descriptor
-                    if "variant" in dict(headline.where) or not row.variant
-                    else (f"{row.descriptor} ({row.variant})")
-                )
+                setting = headline.setting(row)
+                label = f"{row.descriptor} ({setting})" if setting else row.descriptor
                 groups.setdefault(key, {})[label] = Point(label, row.value, speeds[0], row.interval)
     out = []
     for key, found in groups.items():

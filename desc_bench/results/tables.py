@@ -164,9 +164,7 @@ def summary_table(records: Iterable[Record]) -> str:
             for r in record.results:
                 for h in cls.headlines:
                     if r.protocol == cls.name and h.matches(r):
-                        # rows of other settings (pck-msnet:matcher=flann, det=harris...) are other lines
-                        variant = "" if "variant" in dict(h.where) else r.variant
-                        key = (r.descriptor, r.weights, r.dataset, r.split, r.distance, variant)
+                        key = (r.descriptor, r.weights, r.dataset, r.split, r.distance, h.setting(r))
                         values[key][h.label] = r
                         notes[key] = r.notes
                         source.setdefault(key, record)

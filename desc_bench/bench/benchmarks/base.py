@@ -66,6 +66,11 @@ class Headline:
     percent: bool = True
     higher_is_better: bool = True  # False for error rates (FPR95): comparisons and Pareto fronts read it
 
+    def setting(self, row: ResultRow) -> str:
+        """The row's own setting (variant) when this headline does not fix it, else "": rows of other
+        settings (pck-msnet:matcher=flann, det=harris...) are other lines and points."""
+        return "" if "variant" in dict(self.where) else row.variant
+
     def matches(self, row: ResultRow) -> bool:
         return (
             row.error is None

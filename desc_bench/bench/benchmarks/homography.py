@@ -366,7 +366,7 @@ class Homography(PairBenchmark):
         return values
 
     def units(self, variant: str, metric: str, sequences: list[str], measured: list[dict]):  # means over pairs
-        if metric not in (*(f"correct@{eps}" for eps in SP_EPS if variant == "superpoint"), "inliers", "matches"):
+        if self.options.seeds > 1 or metric not in ("inliers", "matches", *(f"correct@{e}" for e in SP_EPS)):
             return None
         return grouped_units("sequence", sequences, [self.aggregate([m], variant)[metric] for m in measured])
 
@@ -428,7 +428,7 @@ class Homography(PairBenchmark):
                         subset=subset,
                         variant=base,
                         notes=f"{notes}{spread} sequences={seqs} pairs={len(idx)}",
-                        units=units if o.seeds == 1 else None,
+                        units=units,
                     )
                 )
         for p, m in zip(pairs, first_run):

@@ -25,10 +25,8 @@ from ..matching import nearest
 from .base import Headline, TableSpec
 from .pairs import PairBenchmark, PairResult, PairScores, fmt
 
-GIFT_SIZE = GIFT_LONGEST
 
-
-def resize_gift(image: np.ndarray, longest: int = GIFT_SIZE) -> tuple[np.ndarray, float]:
+def resize_gift(image: np.ndarray, longest: int = GIFT_LONGEST) -> tuple[np.ndarray, float]:
     """GIFT: one ratio ``longest / max(h, w)``, new size truncated to int, bilinear."""
     size, ratio = gift_size(image.shape[1], image.shape[0], longest)
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR), ratio
@@ -123,4 +121,4 @@ class PCKGift(PairBenchmark):
                 values = pck_gift_pair(f0.xy[keep0], f1.xy[keep1], d0, d1, H, self.thresholds, distance)
                 extra = (("keypoints", float(min(keep0.sum(), keep1.sum()))),)
                 results.append(PairResult(seq.name, seq.kind, k, metrics, tuple(values), extra))
-        return PairScores(results, f"size={GIFT_SIZE} matching=nn-both-directions skipped_pairs={skipped}")
+        return PairScores(results, f"size={GIFT_LONGEST} matching=nn-both-directions skipped_pairs={skipped}")
