@@ -153,7 +153,7 @@ def test_superpoint_variant_equals_rpautrat_superpoint(churchill):
     measured = bench.measure(pairs, E.Estimator(), "superpoint")
     assert len(measured) == 1
     for m, (error, inliers, matches) in zip(measured, SUPERPOINT_UPSTREAM):
-        assert m["error"] == pytest.approx(error, abs=1e-6)
+        assert m["error"] == pytest.approx(error, abs=1e-5)  # CPU families differ by 2e-6 (float rounding)
         assert (m["inliers"], m["matches"]) == (inliers, matches)
     assert bench.aggregate(measured, "superpoint")["correct@3"] == 1.0
     assert bench.aggregate(measured, "superpoint")["correct@1"] == 0.0  # error 1.07 px
