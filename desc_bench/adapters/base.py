@@ -19,8 +19,11 @@ Hooks (a subclass implements at least one):
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -320,6 +323,26 @@ class Descriptor:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()} on {self.device}>"
+
+
+_REUSE = contextvars.ContextVar("desc_bench_reuse_results", default=False)
+
+
+@contextlib.contextmanager
+def reusing_results() -> Iterator[None]:
+    """A scope in which a descriptor may return what it computed before for the same input bytes
+    (OpenCV SIFT and RootSIFT share their raw SIFT of a patch batch). The runner extracts features
+    in it; timing never runs in it, so repeated timing calls always compute."""
+    token = _REUSE.set(True)
+    try:
+        yield
+    finally:
+        _REUSE.reset(token)
+
+
+def reuse_allowed() -> bool:
+    """Whether the caller is inside :func:`reusing_results`."""
+    return _REUSE.get()
 
 
 def compute_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:

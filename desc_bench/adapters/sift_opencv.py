@@ -16,6 +16,9 @@ RootSIFT: L1-normalise, then element-wise square root (so the result has unit L2
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -23,7 +26,44 @@ import numpy as np
 import torch
 
 from ..imaging import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
-from .base import Descriptor, Frames, InputSpec
+from .base import Descriptor, Frames, InputSpec, reuse_allowed
+
+_CHUNK = 128  # patches per thread task
+
+
+class _RawSift:
+    """Raw OpenCV SIFT of patch batches by content (a digest of the pixel bytes and shape), most
+    recent first and bounded in bytes: SIFT and RootSIFT in one run describe each batch once.
+    Used only inside :func:`~desc_bench.adapters.base.reusing_results`."""
+
+    def __init__(self, max_bytes: int = 256 << 20):
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes, self._max = 0, max_bytes
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(method: str, patches: np.ndarray) -> tuple:
+        return method, patches.shape, hashlib.blake2b(patches.tobytes(), digest_size=16).digest()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
+    def put(self, key: tuple, raw: np.ndarray) -> None:
+        with self._lock:
+            if key in self._items or raw.nbytes > self._max:
+                return
+            self._items[key] = raw
+            self._bytes += raw.nbytes
+            while self._bytes > self._max:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+
+_RAW = _RawSift()
 
 
 def _centre_keypoint(size: int) -> cv2.KeyPoint:
@@ -39,13 +79,14 @@ class SiftOpenCV(Descriptor):
     batch_size = 4096
     summary = "OpenCV SIFT, patch described as a whole (official HPatches OpenCV convention)"
     root = False
+    raw_method = "cv2.SIFT_create() defaults"  # what the raw SIFT of a batch depends on besides its pixels
 
     def setup(self) -> None:
         self._sift = cv2.SIFT_create()
         self._threads = max(1, torch.get_num_threads())
 
     def _finish(self, desc: np.ndarray) -> torch.Tensor:
-        desc = desc.astype(np.float32, copy=False)
+        desc = desc.astype(np.float32)  # a copy: the raw array may be shared (_RAW)
         if self.root:
             desc = np.sqrt(desc / np.maximum(np.abs(desc).sum(axis=1, keepdims=True), 1e-12))
         return torch.from_numpy(np.ascontiguousarray(desc))
@@ -58,13 +99,29 @@ class SiftOpenCV(Descriptor):
 
     def describe_patches(self, prepared: torch.Tensor) -> torch.Tensor:
         patches = prepared[:, 0].round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        if not reuse_allowed():
+            return self._finish(self._raw_patches(patches))
+        key = _RAW.key(self.raw_method, patches)
+        raw = _RAW.get(key)
+        if raw is None:
+            raw = self._raw_patches(patches)
+            _RAW.put(key, raw)
+        return self._finish(raw)
+
+    def _raw_patches(self, patches: np.ndarray) -> np.ndarray:
         keypoint = _centre_keypoint(patches.shape[-1])
-        if len(patches) < 64 or self._threads == 1:
-            rows = [self._one_patch(p, keypoint) for p in patches]
-        else:  # OpenCV releases the GIL: describe chunks of patches in parallel
+
+        def describe(chunk: np.ndarray) -> list[np.ndarray]:
+            return [self._one_patch(p, keypoint) for p in chunk]
+
+        if len(patches) < 2 * _CHUNK or self._threads == 1:
+            rows = describe(patches)
+        else:  # OpenCV releases the GIL: describe chunks of patches in parallel (a task per chunk:
+            # ThreadPoolExecutor.map ignores chunksize, and a future per patch costs a quarter)
+            chunks = [patches[i : i + _CHUNK] for i in range(0, len(patches), _CHUNK)]
             with ThreadPoolExecutor(self._threads) as pool:
-                rows = list(pool.map(lambda p: self._one_patch(p, keypoint), patches, chunksize=64))
-        return self._finish(np.stack(rows))
+                rows = [row for part in pool.map(describe, chunks) for row in part]
+        return np.stack(rows)
 
     def describe_keypoints(self, image: np.ndarray, frames: Frames) -> torch.Tensor:
         gray = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)

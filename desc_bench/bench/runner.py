@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .._version import __version__
-from ..adapters.base import Descriptor
+from ..adapters.base import Descriptor, reusing_results
 from ..adapters.registry import descriptor as build_descriptor
 from ..adapters.registry import descriptor_class, parse_spec
 from ..datasets.registry import dataset_source, open_dataset
@@ -211,7 +211,8 @@ def _rows_for(
             return [ResultRow(**r) for r in cached]
         except (TypeError, DescBenchError):
             context.log(f"warning: damaged score file {store.score_path(bench.name, key)}; recomputing it")
-    features = bench.features(desc, data, store, context)
+    with reusing_results():  # SIFT and RootSIFT share their raw SIFT of a patch batch
+        features = bench.features(desc, data, store, context)
     rows = bench.evaluate(features, data, subject, context)
     if all(r.error is None for r in rows):  # failures are retried next time
         store.save_scores(bench.name, key, [dataclasses.asdict(r) for r in rows])

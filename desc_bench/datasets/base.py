@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,7 +173,8 @@ class PatchSet:
         folder = self.root / sequence
         if not folder.is_dir():
             raise DatasetError(f"sequence folder {folder} is missing from dataset {self.name!r}")
-        patches = {t: read_patch_file(folder / f"{t}.png") for t in PATCH_TYPES}
+        with ThreadPoolExecutor(2) as pool:  # PNG decoding releases the GIL
+            patches = dict(zip(PATCH_TYPES, pool.map(read_patch_file, [folder / f"{t}.png" for t in PATCH_TYPES])))
         counts = {t: len(p) for t, p in patches.items()}
         if len(set(counts.values())) != 1:
             expected = counts["ref"]
