@@ -32,7 +32,7 @@ from ..records.schema import Record, ResultRow, TimingRow, config_json, library_
 from .benchmarks.base import Benchmark, Context, Subject, benchmark, for_kind, split_specs
 from .executors import Executor, ExecutorConfig, check_executor, open_executor
 from .features import FeatureStore, feature_key, files_fingerprint, source_fingerprint, stable_hash
-from .timing import calibrate, check_device, time_patches
+from .timing import calibrate, check_device, time_keypoints, time_patches
 
 # Failures of one descriptor that become error rows while the run goes on with the others: user
 # errors, and what torch, numpy and OpenCV raise at run time (out of memory, unsupported operation,
@@ -60,7 +60,7 @@ class RunConfig:
     overwrite: bool = False
     re_eval: bool = False
     progress: bool = True
-    time_batch: int = 256  # per-patch time recorded at this batch size; 0 disables
+    time_batch: int = 256  # per-patch time recorded at this batch size (image benchmarks: per image); 0 disables
     detector: str | None = None  # image pairs: keypoint detector name
     budget: int | None = None  # image pairs: keypoint budget
     ci_resamples: int = 1000  # bootstrap resamples of the confidence intervals (results/stats.py); 0: none
@@ -219,23 +219,45 @@ def _rows_for(
     return rows
 
 
-def _timing(desc: Descriptor, config: RunConfig) -> TimingRow:
+def _timed(desc: Descriptor, config: RunConfig, unit: str, input_size: str, batch: int, measure) -> TimingRow:
     try:
-        return dataclasses.replace(time_patches(desc, config.time_batch), descriptor=desc.describe())
+        return dataclasses.replace(measure(), descriptor=desc.describe())
     except DESCRIPTOR_FAILURES as exc:
         return TimingRow(
             descriptor=desc.describe(),
             weights=desc.weights_label,
             device=config.device,
-            batch=config.time_batch,
-            input_size="65",
-            unit="patch",
+            batch=batch,
+            input_size=input_size,
+            unit=unit,
             median_ms=None,
             iqr_ms=None,
             per_second=None,
             peak_memory_mb=None,
             error=str(exc),
         )
+
+
+def _timings(desc: Descriptor, benches: list[Benchmark], data, config: RunConfig) -> list[TimingRow]:
+    """The descriptor's speed next to its accuracy: per patch at the run's batch size for the patch
+    benchmarks, per image (describing one dataset image at the benchmark's frames) for the others."""
+    if config.time_batch <= 0:
+        return []
+    batch, rows = config.time_batch, []
+    if any(b.time_unit == "patch" for b in benches):
+        rows.append(_timed(desc, config, "patch", "65", batch, lambda: time_patches(desc, batch)))
+    samples = {}
+    for bench in (b for b in benches if b.time_unit == "image"):
+        try:
+            sample = bench.timing_sample(desc, data)
+        except DESCRIPTOR_FAILURES:  # its rows already say why
+            continue
+        if sample is not None:
+            samples.setdefault(sample.input_size, sample)
+    for size, s in samples.items():
+        measure = lambda s=s, size=size: time_keypoints(desc, s.image, s.frames, size)  # noqa: E731
+        rows.append(_timed(desc, config, "image", size, 1, measure))
+    return rows
 
 
 def _prefill(executor: Executor, spec, desc, benches, data, store, config, context) -> FeatureStore:
@@ -298,8 +320,7 @@ def _run(config: RunConfig, benches, data, context: Context, executor: Executor,
                 log(message)
                 results.extend(bench.error_rows(label, desc.weights_label, data.name, split, message))
                 unmeasured.append(f"{label} on {bench.describe()}")
-        if config.time_batch > 0 and any(b.time_unit == "patch" for b in benches):
-            timings.append(_timing(desc, config))
+        timings.extend(_timings(desc, benches, data, config))
     meta = machine_metadata(
         config.device,
         command="run",

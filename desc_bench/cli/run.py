@@ -92,7 +92,7 @@ def list_command(data_dir):
     type=int,
     default=256,
     show_default=True,
-    help="Record per-patch time at this batch size (0: do not time).",
+    help="Record per-patch time at this batch size (image benchmarks: per image, one a call; 0: do not time).",
 )
 @click.option(
     "--ci-resamples",

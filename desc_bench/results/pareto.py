@@ -100,6 +100,12 @@ def _value(panel: Panel, value: float) -> str:
     return f"{value * 100:.2f}"
 
 
+def _timed_at(panel: Panel) -> str:
+    if panel.unit == "patch":
+        return f"{panel.device}, batch {panel.batch}"
+    return f"{panel.device}, one {panel.unit} a call"
+
+
 def front_table(found: list[Panel]) -> str:
     """Markdown: the descriptors on each panel's front, fastest first."""
     body = []
@@ -107,7 +113,7 @@ def front_table(found: list[Panel]) -> str:
         for point in sorted((q for q in p.points if q.front), key=lambda q: -q.per_second):
             body.append(
                 [f"{p.benchmark} / {p.dataset}", p.headline, point.descriptor, _value(p, point.value)]
-                + [f"{point.per_second:,.0f}", f"{p.device}, batch {p.batch if p.unit == 'patch' else '-'}"]
+                + [f"{point.per_second:,.{0 if point.per_second >= 100 else 1}f}", _timed_at(p)]
             )
     header = ["benchmark / dataset", "headline (%)", "descriptor on the front", "value", "per second", "timed at"]
     return tabulate(body, headers=header, tablefmt="github", disable_numparse=True)

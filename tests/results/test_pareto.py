@@ -54,3 +54,35 @@ def test_report_has_the_pareto_plot_and_front_table(tmp_path):
     assert tmp_path / "out" / "pareto.png" in written and "![Accuracy against speed](pareto.png)" in text
     table = text.split("## Accuracy against speed")[1].split("\n\n")[1]
     assert "| a " in table and "| b " in table and "| c " not in table and "4,000" in table
+
+
+def test_an_image_benchmark_is_timed_per_image_and_its_report_has_the_front(seq_synth_data, tmp_path):
+    import desc_bench
+    from desc_bench.bench.benchmarks.base import benchmark
+    from desc_bench.bench.runner import RunConfig, _timings
+    from desc_bench.datasets.registry import open_dataset
+
+    data = open_dataset("hpatches-seq-synth", data_dir=seq_synth_data, progress=False)
+    config = RunConfig(descriptors=("sift-opencv", "sift-torch-vlfeat"), time_batch=256)
+    mma, python = benchmark("mma"), benchmark("python")
+    timings = [t for name in config.descriptors for t in _timings(desc_bench.descriptor(name), [mma], data, config)]
+    assert [t.descriptor for t in timings] == list(config.descriptors)
+    for t in timings:  # one dataset image described at the benchmark's frames, batch 1
+        assert t.unit == "image" and t.batch == 1 and t.error is None and t.per_second > 0
+        assert t.input_size.startswith("480x360 dog 1000 (") and t.input_size.endswith(" kp)")
+    sift = desc_bench.descriptor("sift-opencv")
+    assert [t.unit for t in _timings(sift, [python, mma], data, RunConfig(descriptors=("sift-opencv",)))] == [
+        "patch",
+        "image",
+    ]
+    assert _timings(sift, [mma], data, RunConfig(descriptors=("sift-opencv",), time_batch=0)) == []
+
+    rows = [
+        ResultRow(d, "none", data.name, "all", "mma", "mma", "mma@3", v, "", "all", "det=dog:budget=1000")
+        for d, v in zip(config.descriptors, (0.8, 0.9))
+    ]
+    [panel] = panels([Record(machine_metadata("cpu", config={"time_batch": 256}), rows, timings)])
+    assert (panel.benchmark, panel.unit) == ("mma", "image") and any(p.front for p in panel.points)
+    write_record(tmp_path / "run.json", Record(machine_metadata("cpu", config={"time_batch": 256}), rows, timings))
+    build_report([tmp_path / "run.json"], tmp_path / "out")
+    assert "one image a call" in (tmp_path / "out" / "report.md").read_text().split("## Accuracy against speed")[1]

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from ...adapters.base import Descriptor, Distance, convert_option
+import numpy as np
+
+from ...adapters.base import Descriptor, Distance, Frames, convert_option
 from ...adapters.registry import parse_spec
 from ...discovery import import_modules
 from ...errors import InputError, UnknownNameError
@@ -132,6 +134,20 @@ class TableSpec:
     details: bool = False
 
 
+@dataclass(frozen=True)
+class TimingSample:
+    """What a benchmark timed per image describes: an image and its frames (see ``timing_sample``)."""
+
+    image: np.ndarray
+    frames: Frames
+    label: str  # e.g. "dog 1000": how the frames were found
+
+    @property
+    def input_size(self) -> str:
+        height, width = self.image.shape[:2]
+        return f"{width}x{height} {self.label} ({len(self.frames)} kp)"
+
+
 class Benchmark:
     """Base class of every benchmark. Subclasses set the class attributes and implement the steps."""
 
@@ -143,7 +159,8 @@ class Benchmark:
     tables: ClassVar[tuple[TableSpec, ...]] = ()
     tasks: ClassVar[tuple[str, ...]] = ()  # the row tasks it produces (error rows name them)
     uses_splits: ClassVar[bool] = False  # honours --split (HPatches); others refuse a split
-    time_unit: ClassVar[str | None] = None  # "patch": the run records per-patch time for it
+    # "patch": the run times its descriptors per patch; "image": per image, at timing_sample's frames
+    time_unit: ClassVar[str | None] = None
 
     _registry: ClassVar[dict[str, type[Benchmark]]] = {}
 
@@ -210,6 +227,11 @@ class Benchmark:
 
     def features(self, descriptor: Descriptor, dataset: Any, store: Any, context: Context) -> Any:
         raise NotImplementedError
+
+    def timing_sample(self, descriptor: Descriptor, dataset: Any) -> TimingSample | None:
+        """For a benchmark timed per image: one image of the dataset and the frames this benchmark
+        describes it at (detection is not timed). None: nothing to time."""
+        return None
 
     def evaluate(self, features: Any, dataset: Any, subject: Subject, context: Context) -> list[ResultRow]:
         raise NotImplementedError

@@ -44,7 +44,7 @@ from ..retrieval import ap as apm
 from ..retrieval.index import InvertedFile
 from ..retrieval.verify import Frames2D, SVParams, inside_query, rerank, tentative, verify
 from ..retrieval.vocabulary import ASSIGNMENTS, assign, assigner, train_vocabulary
-from .base import Benchmark, Context, Headline, Subject, TableSpec, per_unit
+from .base import Benchmark, Context, Headline, Subject, TableSpec, TimingSample, per_unit
 
 _CODE = source_fingerprint([Path(det.__file__)])
 SV_ERROR_AT_1024 = 40.0  # tsattler/geometric_burstiness, for Oxford's 1024 px images
@@ -95,6 +95,7 @@ class BowRetrieval(Benchmark):
     name = "bow-retrieval"
     summary = "image retrieval: bag of words, + spatial verification, + query expansion (mAP, Oxford AP)"
     accepts = ("retrieval",)
+    time_unit = "image"
     Options = BowOptions
     tasks = ("retrieval",)
     headlines = (
@@ -130,6 +131,12 @@ class BowRetrieval(Benchmark):
         return f"{dataset.version}-{len(dataset.queries)}-{dataset.train_source}-{truth}"
 
     # ---- features -----------------------------------------------------------------------------
+    def timing_sample(self, descriptor, dataset) -> TimingSample | None:
+        if not dataset.queries:
+            return None
+        o, pixels = self.options, dataset.query_image(dataset.queries[0])
+        return TimingSample(pixels, det.detect(o.detector, pixels, o.budget, o.seed), f"{o.detector} {o.budget}")
+
     def features(self, descriptor, dataset, store, context):
         o = self.options
         extraction = Extraction(f"retrieval-{_CODE}", o.detector, o.budget, o.seed)

@@ -32,7 +32,7 @@ from ...records.schema import ResultRow
 from .. import detectors as det
 from ..features import Extraction, FeatureStore, ImageFeatures, source_fingerprint
 from ..matching import describe
-from .base import Benchmark, Context, Subject, grouped_units
+from .base import Benchmark, Context, Subject, TimingSample, grouped_units
 
 _DETECTOR_CODE = source_fingerprint([Path(det.__file__)])
 
@@ -128,6 +128,7 @@ class PairBenchmark(Benchmark):
 
     accepts = ("pairs",)
     Options = PairOptions
+    time_unit = "image"
     default_detector: ClassVar[str] = "dog"
     thresholds: ClassVar[tuple[float, ...]] = ()
     metric_prefix: ClassVar[str] = ""
@@ -176,6 +177,13 @@ class PairBenchmark(Benchmark):
             return ImageFeatures(found.xy, values, found.scale, found.angle)
 
         return store.image(item, files, compute, extraction)
+
+    def timing_sample(self, descriptor: Descriptor, dataset: Any) -> TimingSample | None:
+        if not dataset.sequences:
+            return None
+        pixels = dataset.sequences[0].image(1)
+        found = det.detect_with(descriptor, self.detector, pixels, self.budget, self.options.seed)
+        return TimingSample(pixels, found, f"{self.detector} {self.budget_label}")
 
     def check_data(self, dataset: Any, context: Context) -> None:
         super().check_data(dataset, context)

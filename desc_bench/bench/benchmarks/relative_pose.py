@@ -43,7 +43,7 @@ from .. import detectors as det
 from .. import estimators as est
 from ..features import Extraction, ImageFeatures, source_fingerprint
 from ..matching import describe, mutual_nearest, ratio_matches
-from .base import Benchmark, Headline, TableSpec, per_unit
+from .base import Benchmark, Headline, TableSpec, TimingSample, per_unit
 
 GIFT_THRESHOLDS = (5, 10, 20)
 AUC_THRESHOLDS = (5, 10, 20)
@@ -125,6 +125,7 @@ class RelativePose(Benchmark):
     summary = "relative pose: GIFT rotation error / correct <5,10,20 deg and glue-factory pose AUC@5/10/20"
     accepts = ("pose",)
     Options = PoseOptions
+    time_unit = "image"
     tasks = ("relative-pose",)
     headlines = (
         Headline("pose AUC@10", "relative-pose", "auc@10", percent=False),
@@ -160,6 +161,13 @@ class RelativePose(Benchmark):
 
     def data_files(self, dataset: Any, context) -> list[Path]:
         return [path for pair in dataset.pairs for path in pair.images]
+
+    def timing_sample(self, descriptor, dataset) -> TimingSample | None:
+        if not dataset.pairs:
+            return None
+        o, pixels = self.options, dataset.pairs[0].image(0)
+        found = det.detect_with(descriptor, o.detector, pixels, o.budget, o.seed)
+        return TimingSample(pixels, found, f"{o.detector} {o.budget}")
 
     def features(self, descriptor, dataset, store, context):
         o = self.options

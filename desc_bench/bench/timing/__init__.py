@@ -15,6 +15,7 @@ from .jobs import (
     random_patches,
     time_descriptors,
     time_images,
+    time_keypoints,
     time_patches,
 )
 from .measure import Measurement, PeakMemory, Stats, iqr, measure, median, pinned_threads, summarize, tf32_mode
@@ -44,6 +45,7 @@ __all__ = [
     "tf32_mode",
     "time_descriptors",
     "time_images",
+    "time_keypoints",
     "time_patches",
     "timing_table",
 ]

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...adapters.base import Descriptor, Kind
+from ...adapters.base import Descriptor, Frames, Kind
 from ...adapters.prepare import image_tensor, normalise
 from ...errors import DescBenchError, InputError
 from ...records.schema import Calibration, Record, TimingRow, config_json, machine_metadata
@@ -299,6 +299,20 @@ def time_images(
 
 
 # ---- calibration ----------------------------------------------------------------------------
+def time_keypoints(
+    descriptor: Descriptor, image: np.ndarray, frames: Frames, input_size: str, repeats: int = 5, warmup: int = 1
+) -> TimingRow:
+    """Time ``compute_dense`` on one image at given frames (what an image benchmark spends describing
+    an image; detection is not timed); one :class:`TimingRow` per image, batch 1."""
+
+    def call(_: torch.Tensor) -> torch.Tensor:
+        return descriptor.compute_dense(image, frames)
+
+    m = measure(call, torch.zeros(1), descriptor.device, repeats, warmup)
+    return _row(descriptor, descriptor.weights_label, descriptor.device, 1, input_size, "image", False, repeats,
+                _is_random(descriptor), m)  # fmt: skip
+
+
 def calibrate(device: str | torch.device = "cpu", repeats: int = 9) -> Calibration:
     """Time the fixed reference workload (3 x [3x3 conv 4x32x64x64 -> 64 channels + 768^2 matmul]).
 
