@@ -17,8 +17,6 @@ RootSIFT: L1-normalise, then element-wise square root (so the result has unit L2
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -26,44 +24,19 @@ import numpy as np
 import torch
 
 from ..imaging import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
+from ..io.memo import BoundedCache
 from .base import Descriptor, Frames, InputSpec, reuse_allowed
 
 _CHUNK = 128  # patches per thread task
 
 
-class _RawSift:
-    """Raw OpenCV SIFT of patch batches by content (a digest of the pixel bytes and shape), most
-    recent first and bounded in bytes: SIFT and RootSIFT in one run describe each batch once.
-    Used only inside :func:`~desc_bench.adapters.base.reusing_results`."""
-
-    def __init__(self, max_bytes: int = 256 << 20):
-        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._bytes, self._max = 0, max_bytes
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(method: str, patches: np.ndarray) -> tuple:
-        return method, patches.shape, hashlib.blake2b(patches.tobytes(), digest_size=16).digest()
-
-    def get(self, key: tuple) -> np.ndarray | None:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            return None
-
-    def put(self, key: tuple, raw: np.ndarray) -> None:
-        with self._lock:
-            if key in self._items or raw.nbytes > self._max:
-                return
-            self._items[key] = raw
-            self._bytes += raw.nbytes
-            while self._bytes > self._max:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
+# Raw OpenCV SIFT of patch batches by content, shared by SIFT and RootSIFT in one run (each batch
+# described once); used only inside reusing_results.
+_RAW = BoundedCache(256 << 20)
 
 
-_RAW = _RawSift()
+def _batch_key(method: str, patches: np.ndarray) -> tuple:
+    return method, patches.shape, hashlib.blake2b(patches.tobytes(), digest_size=16).digest()
 
 
 def _centre_keypoint(size: int) -> cv2.KeyPoint:
@@ -101,11 +74,11 @@ class SiftOpenCV(Descriptor):
         patches = prepared[:, 0].round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         if not reuse_allowed():
             return self._finish(self._raw_patches(patches))
-        key = _RAW.key(self.raw_method, patches)
+        key = _batch_key(self.raw_method, patches)
         raw = _RAW.get(key)
         if raw is None:
             raw = self._raw_patches(patches)
-            _RAW.put(key, raw)
+            _RAW.put(key, raw, raw.nbytes)
         return self._finish(raw)
 
     def _raw_patches(self, patches: np.ndarray) -> np.ndarray:

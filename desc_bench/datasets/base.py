@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError, UnknownNameError
+from ..io.memo import BoundedCache
 
 PATCH = 65
 NOISES = ("e", "h", "t")
@@ -147,6 +148,9 @@ def split_named(splits: dict[str, Split], name: str) -> Split:
     return splits[name]
 
 
+LOADED = BoundedCache(512 << 20)  # decoded patch files of the sequences read last (PatchSet.load)
+
+
 @dataclass(frozen=True)
 class PatchSet:
     """A patch dataset in the hpatches-release layout."""
@@ -169,12 +173,22 @@ class PatchSet:
         return split_named(self.splits(), name)
 
     def load(self, sequence: str) -> dict[str, np.ndarray]:
-        """All 16 patch files of a sequence: type -> ``(N, 65, 65)`` uint8, same N in each."""
+        """All 16 patch files of a sequence: type -> ``(N, 65, 65)`` uint8 (read-only), same N in each.
+
+        Kept in memory (up to :data:`LOADED` bytes, keyed by the files' sizes and modification
+        times) so that the next descriptor of a run does not decode the same files again."""
         folder = self.root / sequence
         if not folder.is_dir():
             raise DatasetError(f"sequence folder {folder} is missing from dataset {self.name!r}")
+        paths = [folder / f"{t}.png" for t in PATCH_TYPES]
+        try:
+            key = (str(folder.resolve()), tuple((s.st_size, s.st_mtime_ns) for s in map(Path.stat, paths)))
+        except OSError:
+            key = None  # a missing file: read_patch_file names it
+        if key is not None and (cached := LOADED.get(key)) is not None:
+            return dict(cached)
         with ThreadPoolExecutor(2) as pool:  # PNG decoding releases the GIL
-            patches = dict(zip(PATCH_TYPES, pool.map(read_patch_file, [folder / f"{t}.png" for t in PATCH_TYPES])))
+            patches = dict(zip(PATCH_TYPES, pool.map(read_patch_file, paths)))
         counts = {t: len(p) for t, p in patches.items()}
         if len(set(counts.values())) != 1:
             expected = counts["ref"]
@@ -183,6 +197,10 @@ class PatchSet:
                 f"sequence {sequence}: every patch file must hold the same number of patches as "
                 f"ref.png ({expected}); " + "; ".join(bad)
             )
+        for array in patches.values():
+            array.flags.writeable = False
+        if key is not None:
+            LOADED.put(key, dict(patches), sum(a.nbytes for a in patches.values()))
         return patches
 
     def patch_count(self, sequence: str) -> int:

@@ -9,6 +9,7 @@ import torch
 import desc_bench
 from desc_bench.adapters import sift_opencv
 from desc_bench.adapters.base import reuse_allowed, reusing_results
+from desc_bench.io.memo import BoundedCache
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def test_chunked_threads_give_the_serial_result(patches):
 def test_rootsift_reuses_the_raw_sift_of_the_same_batch_only_in_the_scope(patches, monkeypatch):
     sift, root = desc_bench.descriptor("sift-opencv"), desc_bench.descriptor("rootsift-opencv")
     alone_sift, alone_root = sift.compute_patches(patches), root.compute_patches(patches)
-    monkeypatch.setattr(sift_opencv, "_RAW", sift_opencv._RawSift())
+    monkeypatch.setattr(sift_opencv, "_RAW", BoundedCache(1 << 30))
     calls = []
     original = sift_opencv.SiftOpenCV._raw_patches
     monkeypatch.setattr(sift_opencv.SiftOpenCV, "_raw_patches", lambda s, p: calls.append(len(p)) or original(s, p))
@@ -46,11 +47,14 @@ def test_rootsift_reuses_the_raw_sift_of_the_same_batch_only_in_the_scope(patche
     assert calls == [300, 10, 300] and not reuse_allowed()
 
 
-def test_the_raw_store_is_bounded():
-    store = sift_opencv._RawSift(max_bytes=3 * 128 * 4)
+def test_the_cache_is_bounded_in_bytes():
+    store = BoundedCache(max_bytes=3 * 512)
     rows = [np.full((1, 128), k, np.float32) for k in range(4)]
     for k, row in enumerate(rows):
-        store.put(("m", k), row)
+        store.put(("m", k), row, row.nbytes)
     assert store.get(("m", 0)) is None and all(store.get(("m", k)) is not None for k in (1, 2, 3))
-    store.put(("m", 9), np.zeros((4, 128), np.float32))  # larger than the bound: not kept
+    store.get(("m", 1))  # used: kept over the older 2
+    store.put(("m", 4), rows[0], rows[0].nbytes)
+    assert store.get(("m", 2)) is None and store.get(("m", 1)) is not None
+    store.put(("m", 9), np.zeros((4, 128), np.float32), 4 * 512)  # larger than the bound: not kept
     assert store.get(("m", 9)) is None

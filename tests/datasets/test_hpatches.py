@@ -78,6 +78,22 @@ def test_open_and_load_a_release(installed):
     assert row.available and row.status == "ok" and row.kind == "patches"
 
 
+def test_a_loaded_sequence_is_kept_until_its_files_change(installed, monkeypatch):
+    from desc_bench.datasets import base
+
+    ds = dataset("hpatches")
+    reads = []
+    monkeypatch.setattr(base, "read_patch_file", lambda path: reads.append(path.name) or read_patch_file(path))
+    first = ds.load("i_tiny")
+    assert len(reads) == 16 and not first["ref"].flags.writeable  # shared: read-only
+    again = ds.load("i_tiny")
+    assert len(reads) == 16 and all(np.array_equal(again[t], first[t]) for t in PATCH_TYPES)
+    changed = _patches("i_tiny", "e1", 3)[::-1]
+    cv2.imwrite(str(installed / "hpatches" / "hpatches-release" / "i_tiny" / "ref.png"), changed.reshape(-1, 65))
+    fresh = ds.load("i_tiny")  # another size or modification time: read again
+    assert len(reads) == 32 and np.array_equal(fresh["ref"], changed)
+
+
 def test_benchmark_layout_is_found(data_dir):
     make_release(data_dir / "hpatches-release")  # hpatches-benchmark's data/hpatches-release
     make_tasks(data_dir / "hpatches" / "tasks")
