@@ -267,12 +267,22 @@ def generate_verification(
     rs = np.random.RandomState(seed)
     s = rs.choice(len(test), n_pairs)  # same draws as choice(test, n): randint(0, len(test), n)
     n_s = counts[s]
+    # choice(n, 2, replace=False) is permutation(n)[:2], i.e. shuffle(arange(n))[:2]: the same draws
+    # from a shuffle of a reused buffer, without choice's per-call overhead
     idx = np.empty((n_pairs, 2), dtype=np.int64)
+    order = np.arange(int(counts.max()), dtype=np.int64)
+    work = np.empty_like(order)
     for i in bar(range(n_pairs), desc="verification pairs", unit="pair", enabled=progress, mininterval=1):
-        idx[i] = rs.choice(n_s[i], 2, replace=False)  # = permutation(n)[:2], as choice(arange(n), 2, False)
+        view = work[: n_s[i]]
+        view[:] = order[: n_s[i]]
+        rs.shuffle(view)
+        idx[i] = view[:2]
     types = np.empty((n_pairs, 2), dtype=np.int8)
+    five, images = np.empty(5, dtype=np.int64), np.arange(5, dtype=np.int64)
     for i in bar(range(n_pairs), desc="verification images", unit="pair", enabled=progress, mininterval=1):
-        types[i] = rs.choice(5, 2, replace=False)
+        five[:] = images
+        rs.shuffle(five)
+        types[i] = five[:2]
     s_inter = rs.choice(len(test), n_pairs)
     idx_inter = rs.randint(counts[s_inter]) if n_pairs else np.zeros(0, dtype=np.int64)  # = [randint(n) for n]
     s = s.astype(np.int32)
