@@ -165,6 +165,13 @@ _MSNET_ROWS += (("MSNetV0", "msnet-v0", 0.626, 0.619, 0.644),)
 _D2NET = "mihaidusmanu/d2-net hpatches_sequences notebook figure (commit 0a3356c6), read off the plot"
 
 
+_GIFT_PCK = "zju3dv/GIFT README, eval_original output line (es superpoint_det gift_pretrain_desc match_v2)"
+_GIFT_PCK_SETTING = (
+    "GIFT protocol on ES-HPatches (its own resized copy, longest side 480): SuperPoint detections kept whole, "
+    "mutual check off (match_v2: exact nearest neighbour both ways), error strictly < t"
+)
+
+
 def _pairs() -> list[Figure]:
     out = []
     for name, desc, every, view, illum in _MSNET_ROWS:
@@ -188,6 +195,26 @@ def _pairs() -> list[Figure]:
                     setting=_MSNET_SETTING,
                 )  # fmt: skip
             )
+    for metric, value in (("pck@5", 0.290), ("pck@2", 0.132), ("pck@1", 0.057)):
+        out.append(
+            Figure(
+                "GIFT",
+                "gift",
+                "",
+                "pck-gift",
+                ("hpatches-seq-full-es",),
+                "all",
+                "pck",
+                metric,
+                value,
+                "",
+                "all",
+                None,
+                tolerance=0.02,
+                source=_GIFT_PCK,
+                setting=_GIFT_PCK_SETTING,
+            )  # fmt: skip
+        )
     for name, desc, value in (("SuperPoint", "superpoint", 0.65), ("HesAff+RootSIFT", "", 0.57)):
         out.append(
             Figure(

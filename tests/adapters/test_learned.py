@@ -194,8 +194,8 @@ def test_opencv_learned_match_real_patches(name, shared):
 
 @pytest.fixture(scope="module")
 def micro_hpatches(tiny_hpatches_factory):
-    """A very small set in the real HPatches layout (2 sequences x 10 patches), for the slow networks."""
-    return tiny_hpatches_factory(sequences=2, patches=10)
+    """A very small set in the real HPatches layout (2 sequences x 4 patches), for the slow networks."""
+    return tiny_hpatches_factory(sequences=2, patches=4)
 
 
 @pytest.mark.parametrize("name", ["hardnet", "hardnet++", "hardnet-ps", "superpoint", "gift", "msnet-v0"])

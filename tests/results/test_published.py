@@ -55,6 +55,12 @@ def test_bow_retrieval_and_relative_pose_rows_meet_their_figures():
     )  # fmt: skip
     found = {c.figure.protocol: c.status for c in check_records([record(bow, pose)])}
     assert found == {"bow-retrieval": MATCHES, "relative-pose": DIFFERS}  # 63.0 published; 0.35 published
+    pck = ResultRow(
+        "gift", "none", "hpatches-seq-full-es", "all", "pck-gift", "pck", "pck@5", 0.281, "", "all",
+        "det=superpoint:budget=all", units=per_unit("sequence", {f"v_{i}": 0.281 for i in range(116)}),
+    )  # fmt: skip
+    [checked] = check_records([record(pck)])
+    assert (checked.figure.published_as, checked.status) == ("GIFT", MATCHES)  # 0.290 published, within 0.02
 
 
 @pytest.mark.parametrize(
@@ -115,3 +121,8 @@ def test_the_registry_covers_its_sources_and_names_real_benchmarks(shared):
             assert fig.value == pytest.approx(float(row[column]) / 100)
     covered = {f.protocol for f in FIGURES}
     assert {"python", "pck-msnet", "fpr95", "brown-snn-map", "mma", "bow-retrieval", "relative-pose"} <= covered
+    assert {(f.metric, f.value) for f in FIGURES if f.protocol == "pck-gift"} == {
+        ("pck@5", 0.290),
+        ("pck@2", 0.132),
+        ("pck@1", 0.057),
+    }  # the GIFT README's ES line
