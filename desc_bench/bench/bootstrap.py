@@ -206,3 +206,14 @@ def fpr_at_recall_resamples(distances, is_match, recall: float, size: int, rng: 
     q = int(np.ceil(recall * n_pos))  # the first count c >= recall * P (fpr95's comparison)
     index = np.ceil(rng.beta(q, n_pos + 1 - q, size) * n_pos).astype(np.int64).clip(1, n_pos)
     return rng.binomial(n_neg, negatives_before[index - 1] / n_neg) / n_neg
+
+
+def fpr_interval(samples, recall: float, ci: Bootstrap | None, key: tuple, value: float) -> Pooled | None:
+    """The interval of the mean FPR at ``recall`` of ``samples`` (``(distances, is_match)`` per test
+    subset, each resampled on its own: :func:`fpr_at_recall_resamples`); None without settings."""
+    if ci is None or ci.resamples <= 0:
+        return None
+    rng = generator(ci.seed, key)
+    values = np.mean([fpr_at_recall_resamples(d, y, recall, ci.resamples, rng) for d, y in samples], axis=0)
+    how = "matching and non-matching pairs resampled each, FPR95 recomputed"
+    return Pooled(percentile(values, ci.level, value), sum(len(d) for d, _ in samples), "pair", ci.resamples, how)
