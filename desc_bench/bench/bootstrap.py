@@ -76,12 +76,12 @@ def percentile(values: np.ndarray, level: float, point: float) -> tuple[float, f
 def resample_counts(strata: Sequence[np.ndarray], units: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """``(size, units)`` float32: how often each unit is drawn in each resample; each stratum (an array
     of unit indices) is drawn with replacement as many times as it has units."""
-    counts = np.zeros((size, units), np.float32)
-    rows = np.arange(size)[:, None]
+    counts = np.zeros(size * units, np.int64)
+    offsets = np.arange(size, dtype=np.int64)[:, None] * units
     for members in strata:
         picks = members[rng.integers(0, len(members), (size, len(members)))]
-        np.add.at(counts, (np.broadcast_to(rows, picks.shape), picks), 1.0)
-    return counts
+        counts += np.bincount((picks + offsets).ravel(), minlength=size * units)
+    return counts.reshape(size, units).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -236,7 +236,8 @@ class Fpr95(BrownBenchmark):
             samples.append((distances, pairs.is_match))
         rows = self.rows_with_mean(subject, dataset, cells)
         groups = [[s] for s in samples] + [[s for s, (_, f) in zip(samples, cells) if not f] or samples]
-        return [with_pooled(r, fpr_interval(g, RECALL, context.ci, r.key(), r.value)) for r, g in zip(rows, groups)]
+        ci = context.ci if context is not None else None
+        return [with_pooled(r, fpr_interval(g, RECALL, ci, r.key(), r.value)) for r, g in zip(rows, groups)]
 
 
 # ------------------------------------------------------------------------------------ SNN-mAP
