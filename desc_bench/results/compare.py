@@ -6,8 +6,8 @@ hold (:func:`desc_bench.results.stats.paired_difference`) and whether the interv
 Rows without per-unit values are listed with the difference alone and the reason, "not paired":
 pooled statistics (HPatches verification AP and AUC, Brown FPR95: one number over the pairs of all
 sequences, whose interval the benchmark recomputed at evaluation time from per-pair distances the
-record does not keep) and rows of records made before units existed. When a descriptor has the same row in several records, the
-newest record's row is used (records in order of their ``time``).
+record does not keep) and rows of records made before units existed. When a descriptor has the
+same row in several records, the newest record's row is used (records in order of their ``time``).
 """
 
 from __future__ import annotations
