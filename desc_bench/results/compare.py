@@ -21,6 +21,7 @@ from ..bench.benchmarks.base import Headline, registered
 from ..errors import InputError
 from ..records.schema import Record, ResultRow
 from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, Difference, paired_difference
+from .tables import plural
 
 
 @dataclass(frozen=True)
@@ -44,17 +45,15 @@ class Paired:
         return "A better" if (d.value > 0) == self.higher_is_better else "B better"
 
 
-POOLED = (
-    "not paired: a pooled statistic ({what}); its interval was recomputed at evaluation time from per-pair "
-    "data the record does not keep, so the record holds no per-unit values to pair"
-)
+POOLED = "not paired: pooled statistic ({what}), no per-unit values in the record (interval made at evaluation)"
 
 
 def unpaired_reason(a: ResultRow, b: ResultRow) -> str:
     """Why two rows get no paired difference from the records (one line, for the table)."""
     pooled = [r for r in (a, b) if r.units is None and "interval: bootstrap over" in r.notes]
     if pooled:
-        what = "FPR95 over pairs" if pooled[0].metric.startswith("fpr") else f"{pooled[0].metric} over pooled pairs"
+        metric = pooled[0].metric
+        what = "FPR95 over pairs" if metric.startswith("fpr") else f"{metric.upper()} over pooled pairs"
         return POOLED.format(what=what)
     missing = [r.descriptor for r in (a, b) if r.units is None]
     return f"not paired: no per-unit values in the row of {' and '.join(missing)} (a record made before units?)"
@@ -135,7 +134,7 @@ def comparison_table(pairs: list[Paired], a: str, b: str, level: float = DEFAULT
         d = p.difference
         where = f"{p.a.protocol} / {p.a.dataset}" + (f" / {p.a.split}" if p.a.split not in ("all", "full") else "")
         interval = "-" if d.low is None else f"[{_num(d.low, p.percent)}, {_num(d.high, p.percent)}]"
-        units = f"{d.units} {d.kind}s" if d.units else unpaired_reason(p.a, p.b)
+        units = f"{d.units} {plural(d.kind)}" if d.units else unpaired_reason(p.a, p.b)
         body.append(
             [where, p.label, _plain(p.a.value, p.percent)]
             + [(f"{p.b.descriptor}: " if named else "") + _plain(p.b.value, p.percent), _num(d.value, p.percent)]

@@ -215,7 +215,7 @@ def summary_table(records: Iterable[Record]) -> str:
     return "\n\n".join(parts)
 
 
-def _plural(kind: str) -> str:
+def plural(kind: str) -> str:
     return kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
 
 
@@ -231,7 +231,7 @@ def interval_note(records: Iterable[Record]) -> str:
     }
     if not rows:
         return ""
-    over = f" over {', '.join(_plural(k) for k in kinds)}" if kinds else ""
+    over = f" over {', '.join(plural(k) for k in kinds)}" if kinds else ""
     text = f"\n\n± is the half-width of the confidence interval{over} ({'; '.join(sorted(made)) or 'bootstrap'})"
     if pooled:
         text += (

@@ -70,7 +70,7 @@ def test_compare_command_prints_the_table_and_refuses_unknown_descriptors(tmp_pa
     lines = {line.split("|")[2].strip(): line for line in result.output.splitlines() if line.startswith("| python")}
     assert "A better" in lines["matching mAP"] and "not significant" in lines["retrieval mAP"]
     assert "24 sequences" in lines["matching mAP"]
-    assert "not paired: a pooled statistic (ap over pooled pairs)" in lines["verification mAP"]
+    assert "not paired: pooled statistic (AP over pooled pairs)" in lines["verification mAP"]
     assert "+10.00" in lines["verification mAP"]  # the difference alone
     result = CliRunner().invoke(main, ["compare", str(path), "-d", "a,zzz"])
     assert result.exit_code == 2 and "no headline rows of descriptor 'zzz'" in result.output and "a, b" in result.output
