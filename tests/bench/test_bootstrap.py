@@ -22,7 +22,7 @@ from desc_bench.bench.metrics import block, block_ap, block_auc
 def clustered_pairs(rng, units: int, per_unit: int = 30):
     """Pair distances grouped in units, each unit with its own difficulty (positives shifted by it):
     items of a unit are not independent, so only a bootstrap over units covers the truth."""
-    shift = rng.normal(0.0, 0.6, units)
+    shift = rng.normal(0.0, 0.8, units)
     unit_of = np.repeat(np.arange(units), per_unit)
     d_pos = rng.normal(0.0, 1.0, units * per_unit) + shift[unit_of]
     d_neg = rng.normal(2.0, 1.0, units * per_unit)
@@ -69,16 +69,17 @@ def test_cluster_bootstrap_of_a_pooled_ap_covers_the_truth_about_95_percent():
     covered = naive = 0
     for trial in range(trials):
         d_pos, d_neg, unit_of = clustered_pairs(rng, units)
-        r = ranked(d_pos, d_neg, unit_of, units, bins=512)
+        r = ranked(d_pos, d_neg, unit_of, units, bins=256)
         value = pooled_ap(d_pos, d_neg)
         low, high = pooled_interval(r.ap, units, ci, (trial,), "sequence", "AP", value=value).interval
         covered += low <= truth <= high
-        items = np.arange(len(unit_of))  # each pair its own unit: the wrong bootstrap here
-        r_items = ranked(d_pos, d_neg, items, len(items), bins=64)
-        low, high = pooled_interval(r_items.ap, len(items), ci, (trial,), "pair", "AP", value=value).interval
-        naive += low <= truth <= high
+        if trial % 2:  # each pair its own unit: the wrong bootstrap here (on half the trials)
+            items = np.arange(len(unit_of))
+            r_items = ranked(d_pos, d_neg, items, len(items), bins=64)
+            low, high = pooled_interval(r_items.ap, len(items), ci, (trial,), "pair", "AP", value=value).interval
+            naive += low <= truth <= high
     assert 0.87 <= covered / trials <= 1.0, covered / trials
-    assert naive / trials < 0.8, naive / trials
+    assert naive / (trials // 2) < 0.8, naive / (trials // 2)
 
 
 def test_fpr95_resamples_match_a_brute_force_bootstrap():
