@@ -66,6 +66,17 @@ def test_run_evaluate_export_report_check(tiny_hpatches, tmp_path, env, monkeypa
         if r["task"] == "matching" and r["subset"] == "all" and r["variant"] == ""
     }
     assert 0.0 < matching[("sift-opencv", "easy")] <= 1.0
+    # the pooled verification AP: an interval recomputed on resampled sequences, in the record and the table
+    [verification] = [
+        r
+        for r in record["results"]
+        if r["descriptor"] == "sift-opencv"
+        and (r["task"], r["metric"], r["noise"], r["variant"]) == ("verification", "ap", "mean", "mean")
+    ]
+    low, high = verification["interval"]
+    assert verification["units"] is None and low <= verification["value"] <= high and low < high
+    assert "interval: bootstrap over 4 sequences, AP of the pooled pairs recomputed" in verification["notes"]
+    assert f"{verification['value'] * 100:.2f} ± {(high - low) * 50:.2f}" in records[0].with_suffix(".md").read_text()
 
     # export, then evaluate the exported files: the same numbers as the run
     exported = tmp_path / "exported"

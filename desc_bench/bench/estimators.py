@@ -243,3 +243,22 @@ def error_auc(errors: Sequence[float], thresholds: Sequence[float]) -> list[floa
         e = np.r_[errors[:last], t]
         out.append(float(np.sum((e[1:] - e[:-1]) * (r[1:] + r[:-1]) / 2.0) / t))
     return out
+
+
+def error_auc_shares(errors: Sequence[float], thresholds: Sequence[float]) -> np.ndarray:
+    """Each error's share of :func:`error_auc`: ``(T, N)``, whose mean over the N errors is the AUC at
+    each threshold (to rounding). With the errors sorted (``e_0 = 0`` before the first), the trapezoid
+    area up to t, over t, is the mean over errors below t of ``1 - (e_prev + e) / (2 t)``; 0 for the
+    others. Per-pair values to resample (bootstrap units) and pair across descriptors."""
+    errors = np.asarray(errors, np.float64)
+    if len(errors) == 0:
+        raise InputError("the AUC of an empty set of errors is undefined")
+    order = np.argsort(errors, kind="stable")
+    ranked = errors[order]
+    previous = np.r_[0.0, ranked[:-1]]
+    out = np.zeros((len(thresholds), len(errors)))
+    for row, t in zip(out, thresholds):
+        with np.errstate(invalid="ignore"):
+            share = np.where(ranked < t, 1.0 - (previous + ranked) / (2.0 * t), 0.0)
+        row[order] = share
+    return out

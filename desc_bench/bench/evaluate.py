@@ -26,6 +26,7 @@ from ..datasets.base import PatchSet, read_splits, split_named
 from ..errors import DatasetError
 from ..records.schema import Record, ResultRow, machine_metadata
 from ..records.store import check_record_prefix
+from .bootstrap import Bootstrap, with_pooled
 from .export import MANIFEST_NAME, ExportManifest, read_descriptor_dir, read_manifest
 
 DEFAULT_DATASET = "hpatches-synth"  # the default of `desc-bench export` and `desc-bench run`
@@ -115,9 +116,11 @@ def evaluate_dir(config: EvaluateConfig) -> Record:
         which=tuple(config.tasks),
         protocol=config.protocol,
         progress=config.progress,
+        ci=Bootstrap(),
     )
-    rows = [
-        ResultRow(
+    rows = []
+    for s in scores:
+        row = ResultRow(
             descriptor=config.name,
             weights="precomputed",
             dataset=source.dataset,
@@ -127,8 +130,7 @@ def evaluate_dir(config: EvaluateConfig) -> Record:
             mode="precomputed",
             **row_fields(s),
         )
-        for s in scores
-    ]
+        rows.append(with_pooled(row, s.pooled(row.key())) if s.pooled else row)
     meta = machine_metadata(
         "cpu",
         command="evaluate",

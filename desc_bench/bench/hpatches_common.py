@@ -8,8 +8,9 @@ sequence's patch count, the same for its 16 types.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,11 +52,16 @@ class Score:
     value: float
     note: str = ""
     units: Units | None = None  # per-sequence values (value = their weighted mean), for intervals
+    # pooled statistics (verification): row key -> the interval recomputed on resampled sequences
+    pooled: Callable[[tuple], Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def row_fields(score: Score | Mapping, notes: str = "") -> dict:
     """A score (or its ``dataclasses.asdict`` dict, as cached) as ResultRow fields: ``note`` joins ``notes``."""
-    fields = dict(dataclasses.asdict(score) if isinstance(score, Score) else score)
+    if isinstance(score, Score):
+        score = {f.name: getattr(score, f.name) for f in dataclasses.fields(score)}
+    fields = dict(score)
+    fields.pop("pooled", None)
     note = fields.pop("note", "")
     fields["notes"] = "; ".join(part for part in (notes, note) if part)
     return fields

@@ -52,7 +52,7 @@ Score rows:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -60,6 +60,7 @@ from ..adapters.base import Distance
 from ..datasets.base import NOISE_NAMES, NOISES
 from ..datasets.tasks import PairList, TaskFiles
 from ..errors import InputError, UnknownNameError
+from .bootstrap import MAX_BINS, Bootstrap, Pooled, RankedList, pooled_interval
 from .hpatches_common import (
     IMBALANCED_RATIO,
     N_POSITIVES,
@@ -170,10 +171,53 @@ def _verification_distances(
     return out
 
 
+class _Pooled:
+    """The verification lists as :class:`~desc_bench.bench.bootstrap.RankedList` s (built on first use),
+    each pair counted in the sequence of its first patch (the unit a cluster bootstrap resamples)."""
+
+    def __init__(self, lists: dict[str, PairList], dists, python: bool, ci: Bootstrap):
+        self.names = sorted({n for p in lists.values() for n in p.sequences})
+        code = {n: i for i, n in enumerate(self.names)}
+        self.units = {k: np.array([code[n] for n in p.sequences], np.int64)[p.s1] for k, p in lists.items()}
+        self.dists, self.python, self.ci, self.made = dists, python, ci, {}
+        self.spans: dict[tuple[str, str, str], tuple[int, int]] = {}  # (noise, variant, metric) -> list lengths
+
+    def ranked(self, noise: str, variant: str, metric: str) -> RankedList:
+        if (noise, variant, metric) not in self.made:
+            n_neg, n_pos = self.spans[noise, variant, metric]
+            kind = f"neg_{variant}"
+            d_neg, d_pos = self.dists[noise, kind][:n_neg], self.dists[noise, "pos"][:n_pos]
+            units = np.r_[self.units[kind][:n_neg], self.units["pos"][:n_pos]]
+            labels = np.r_[np.zeros(len(d_neg), bool), np.ones(len(d_pos), bool)]
+            made = RankedList.of(-np.r_[d_neg, d_pos], labels, units, len(self.names), self.python)
+            self.made[noise, variant, metric] = made
+        return self.made[noise, variant, metric]
+
+    def interval(self, metric: str, parts: list[tuple[str, str]], value: float) -> Callable[[tuple], Pooled | None]:
+        ap = "trapezoid" if self.python else "vlfeat"
+
+        def statistic(counts):
+            lists = [self.ranked(n, v, metric) for n, v in parts]
+            return np.mean([r.ap(counts, ap) if metric == "ap" else r.auc(counts) for r in lists], axis=0)
+
+        how = f"{'AP' if metric == 'ap' else 'AUC'} of the pooled pairs recomputed"
+        items = MAX_BINS * len(parts)
+        units = len(self.names)
+        return lambda key: pooled_interval(statistic, units, self.ci, key, "sequence", how, items, value=value)
+
+
 def evaluate_verification(
-    descs: Descs, tasks: TaskFiles, split, distance=Distance.L2, protocol: str = "python", progress: bool = False
+    descs: Descs,
+    tasks: TaskFiles,
+    split,
+    distance=Distance.L2,
+    protocol: str = "python",
+    progress: bool = False,
+    ci: Bootstrap | None = None,
 ) -> list[Score]:
-    """Patch verification: imbalanced AP and balanced ROC AUC, intra and inter negatives, per noise."""
+    """Patch verification: imbalanced AP and balanced ROC AUC, intra and inter negatives, per noise.
+    With ``ci``, each score carries its interval (``Score.pooled``): a cluster bootstrap over
+    sequences, the AP or AUC recomputed on each resample (bench/bootstrap.py)."""
     check_protocol(protocol)
     split = resolve_split(split, tasks)
     lists = {kind: tasks.pairs(kind, split.name) for kind in PAIR_KINDS}
@@ -186,6 +230,7 @@ def evaluate_verification(
     squared = protocol == "matlab" and chk.distance is Distance.L2
     dists = _verification_distances(chk, lists, squared, progress)
     python = protocol == "python"
+    pooled = _Pooled(lists, dists, python, ci) if ci is not None and ci.resamples else None
     raw: dict[tuple[str, str, str], tuple[float, float]] = {}  # -> (protocol's tie rule, ties the other way)
     for noise in NOISES:
         d_pos = dists[noise, "pos"]
@@ -196,6 +241,7 @@ def evaluate_verification(
             neg = block(-d_neg)
             # python: [negatives; positives], ties to the negatives (first); matlab: [positives; negatives]
             raw[noise, variant, "auc"] = (block_auc(neg, pos, python), block_auc(neg, pos, not python))
+            spans = {"auc": (len(d_neg), len(d_pos))}
             if python:  # AP over the first P + 0.2 P entries of [negatives; positives]
                 n_imb = len(d_pos) + int(len(d_pos) * IMBALANCED_RATIO)
                 neg_imb = neg if n_imb >= len(d_neg) else block(-d_neg[:n_imb])
@@ -208,6 +254,9 @@ def evaluate_verification(
             if n_pos not in imbalanced_pos:
                 imbalanced_pos[n_pos] = pos if n_pos >= len(d_pos) else block(-d_pos[:n_pos])
             pos_imb = imbalanced_pos[n_pos]
+            spans["ap"] = (neg_imb.total, n_pos)
+            if pooled is not None:
+                pooled.spans.update({(noise, variant, m): span for m, span in spans.items()})
             raw[noise, variant, "ap"] = (
                 block_ap(neg_imb, pos_imb, python, kind),
                 block_ap(neg_imb, pos_imb, not python, kind),
@@ -222,7 +271,8 @@ def evaluate_verification(
                 value, other = np.mean([raw[n, v, metric] for n in ns for v in vs], axis=0)
                 note = degenerate_note(constant, float(value), float(other))
                 name = NOISE_NAMES.get(noise, noise)
-                scores.append(Score("verification", metric, name, "all", variant, float(value), note))
+                interval = None if pooled is None else pooled.interval(metric, [(n, v) for n in ns for v in vs], value)
+                scores.append(Score("verification", metric, name, "all", variant, float(value), note, pooled=interval))
     return scores
 
 
@@ -236,6 +286,7 @@ def evaluate_all(
     protocol: str = "python",
     progress: bool = True,
     pool_sizes: Sequence[int] = POOL_SIZES,
+    ci: Bootstrap | None = None,
 ) -> list[Score]:
     """Run the chosen tasks (verification, matching, retrieval) and return all their scores."""
     check_protocol(protocol)
@@ -245,7 +296,7 @@ def evaluate_all(
     split = resolve_split(split, tasks)
     scores: list[Score] = []
     if "verification" in which:
-        scores += evaluate_verification(descs, tasks, split, distance, protocol=protocol, progress=progress)
+        scores += evaluate_verification(descs, tasks, split, distance, protocol=protocol, progress=progress, ci=ci)
     if "matching" in which:
         scores += evaluate_matching(descs, split, distance, protocol=protocol, progress=progress)
     if "retrieval" in which:

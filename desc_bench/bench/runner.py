@@ -30,6 +30,7 @@ from ..errors import DescBenchError, InputError
 from ..io.paths import cache_root
 from ..records.schema import Record, ResultRow, TimingRow, config_json, library_versions, machine_metadata
 from .benchmarks.base import Benchmark, Context, Subject, benchmark, for_kind, split_specs
+from .bootstrap import Bootstrap
 from .executors import Executor, ExecutorConfig, check_executor, open_executor
 from .features import FeatureStore, feature_key, files_fingerprint, source_fingerprint, stable_hash
 from .timing import calibrate, check_device, time_keypoints, time_patches
@@ -197,6 +198,7 @@ def _score_key(desc: Descriptor, bench: Benchmark, data, context: Context) -> st
         bench.evaluation_key(data, context),
         files_fingerprint(bench.data_files(data, context)),
         getattr(data, "version", ""),
+        repr(context.ci),  # pooled rows' intervals are made at evaluation time
     )
 
 
@@ -281,7 +283,8 @@ def run(config: RunConfig, log: Callable[[str], None] = lambda _: None) -> RunRe
     """Run every descriptor of the config on every benchmark asked for; return the record."""
     benches = check_request(config)
     data = open_dataset(config.dataset, data_dir=config.data_dir, progress=config.progress)
-    context = Context(split=config.split, progress=config.progress, log=log)
+    ci = Bootstrap(config.ci_resamples, seed=config.ci_seed)
+    context = Context(split=config.split, progress=config.progress, log=log, ci=ci)
     for bench in benches:
         bench.check_data(data, context)
     with open_executor(config.execution, config.data_dir, log, config.progress) as executor:

@@ -3,9 +3,11 @@
 For each headline row both descriptors have (same dataset, split, benchmark, task, metric, noise,
 subset, variant), the difference A - B with its paired bootstrap interval over the units both rows
 hold (:func:`desc_bench.results.stats.paired_difference`) and whether the interval excludes zero.
-Rows without per-unit values (verification AP, Brown, records made before units existed) are
-listed with the difference alone. When a descriptor has the same row in several records, the
-newest record's row is used (records in order of their ``time``).
+Rows without per-unit values are listed with the difference alone and the reason, "not paired":
+pooled statistics (HPatches verification AP and AUC, Brown FPR95: one number over the pairs of all
+sequences, whose interval the benchmark recomputed at evaluation time from per-pair distances the
+record does not keep) and rows of records made before units existed. When a descriptor has the
+same row in several records, the newest record's row is used (records in order of their ``time``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..bench.benchmarks.base import Headline, registered
 from ..errors import InputError
 from ..records.schema import Record, ResultRow
 from .stats import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, Difference, paired_difference
+from .tables import plural
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,25 @@ class Paired:
     @property
     def verdict(self) -> str:
         d = self.difference
+        if d.units == 0:
+            return "not paired"
         if not d.excludes_zero:
             return d.verdict
         return "A better" if (d.value > 0) == self.higher_is_better else "B better"
+
+
+POOLED = "not paired: pooled statistic ({what}), no per-unit values in the record (interval made at evaluation)"
+
+
+def unpaired_reason(a: ResultRow, b: ResultRow) -> str:
+    """Why two rows get no paired difference from the records (one line, for the table)."""
+    pooled = [r for r in (a, b) if r.units is None and "interval: bootstrap over" in r.notes]
+    if pooled:
+        metric = pooled[0].metric
+        what = "FPR95 over pairs" if metric.startswith("fpr") else f"{metric.upper()} over pooled pairs"
+        return POOLED.format(what=what)
+    missing = [r.descriptor for r in (a, b) if r.units is None]
+    return f"not paired: no per-unit values in the row of {' and '.join(missing)} (a record made before units?)"
 
 
 def _pair_key(row: ResultRow) -> tuple:
@@ -115,7 +134,7 @@ def comparison_table(pairs: list[Paired], a: str, b: str, level: float = DEFAULT
         d = p.difference
         where = f"{p.a.protocol} / {p.a.dataset}" + (f" / {p.a.split}" if p.a.split not in ("all", "full") else "")
         interval = "-" if d.low is None else f"[{_num(d.low, p.percent)}, {_num(d.high, p.percent)}]"
-        units = f"{d.units} {d.kind}s" if d.units else "no per-unit values"
+        units = f"{d.units} {plural(d.kind)}" if d.units else unpaired_reason(p.a, p.b)
         body.append(
             [where, p.label, _plain(p.a.value, p.percent)]
             + [(f"{p.b.descriptor}: " if named else "") + _plain(p.b.value, p.percent), _num(d.value, p.percent)]

@@ -5,7 +5,9 @@ A row whose value is the (weighted) mean of independent units (HPatches and imag
 resampled with replacement ``resamples`` times (scipy.stats.bootstrap, ``method="percentile"``)
 and the weighted mean recomputed. Nothing is recomputed from descriptors. The generator of each
 row is seeded from the run's seed and the row's key, so the same seed gives the same interval
-whatever else the record holds.
+whatever else the record holds. Rows whose value is a pooled statistic (an AP over the pairs of all
+sequences, FPR95) carry no units: their benchmark gives them an interval at evaluation time
+(desc_bench.bench.bootstrap, the one home of the settings, the generator and the percentile rule).
 
 A paired difference (:func:`paired_difference`) resamples the *same* units for both descriptors
 (units matched by name), so what the two share (an easy sequence is easy for both) cancels.
@@ -14,19 +16,14 @@ A paired difference (:func:`paired_difference`) resamples the *same* units for b
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..bench.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, MIN_UNITS, check_settings, generator
 from ..errors import InputError
 from ..records.schema import Record, ResultRow, Units
-
-DEFAULT_RESAMPLES = 1000
-DEFAULT_LEVEL = 0.95
-DEFAULT_SEED = 0
-MIN_UNITS = 2  # fewer units: no interval (a bootstrap of one value says nothing)
 
 
 def _weighted_mean(values, weights, axis=-1):
@@ -35,10 +32,6 @@ def _weighted_mean(values, weights, axis=-1):
 
 def _paired_gap(a, b, wa, wb, axis=-1):
     return _weighted_mean(a, wa, axis) - _weighted_mean(b, wb, axis)
-
-
-def _rng(seed: int, key: tuple) -> np.random.Generator:
-    return np.random.default_rng([int(seed), zlib.crc32(repr(key).encode())])
 
 
 def _weights(units: Units) -> np.ndarray:
@@ -62,13 +55,6 @@ def _bootstrap(data: tuple, statistic, resamples: int, level: float, rng: np.ran
     return low, high
 
 
-def check_settings(resamples: int, level: float = DEFAULT_LEVEL) -> None:
-    if resamples < 0 or (0 < resamples < 100):
-        raise InputError(f"--ci-resamples must be 0 (no intervals) or at least 100, got {resamples}")
-    if not 0 < level < 1:
-        raise InputError(f"confidence level must be between 0 and 1, got {level}")
-
-
 def unit_interval(
     units: Units, resamples: int = DEFAULT_RESAMPLES, level: float = DEFAULT_LEVEL, seed: int = 0, key: tuple = ()
 ) -> tuple[float, float] | None:
@@ -78,7 +64,7 @@ def unit_interval(
     values = np.asarray(units.values, dtype=np.float64)
     if np.all(values == values[0]):  # every resample gives the same mean
         return (float(values[0]), float(values[0]))
-    low, high = _bootstrap((values, _weights(units)), _weighted_mean, resamples, level, _rng(seed, key))
+    low, high = _bootstrap((values, _weights(units)), _weighted_mean, resamples, level, generator(seed, key))
     mean = units.mean()  # rounding can put the point a hair outside a degenerate interval
     return (min(low, mean), max(high, mean))
 
@@ -97,7 +83,13 @@ def with_intervals(
 
 def settings(resamples: int, level: float, seed: int) -> dict:
     """How a record's intervals were made (its metadata ``intervals``)."""
-    return {"method": "percentile bootstrap over units", "resamples": resamples, "level": level, "seed": seed}
+    return {
+        "method": "percentile bootstrap over units",
+        "pooled": "rows without units: the benchmark recomputes the statistic on resampled units (row notes)",
+        "resamples": resamples,
+        "level": level,
+        "seed": seed,
+    }
 
 
 def add_intervals(
@@ -163,5 +155,5 @@ def paired_difference(
     if np.allclose(va - vb, (va - vb)[0]) and np.allclose(wa, wb):
         gap = float((va - vb)[0])
         return Difference(value, min(gap, value), max(gap, value), len(shared), a.kind)
-    low, high = _bootstrap((va, vb, wa, wb), _paired_gap, resamples, level, _rng(seed, key))
+    low, high = _bootstrap((va, vb, wa, wb), _paired_gap, resamples, level, generator(seed, key))
     return Difference(value, min(low, value), max(high, value), len(shared), a.kind)

@@ -215,21 +215,30 @@ def summary_table(records: Iterable[Record]) -> str:
     return "\n\n".join(parts)
 
 
+def plural(kind: str) -> str:
+    return kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+
+
 def interval_note(records: Iterable[Record]) -> str:
     """What ``±`` means in the tables: the interval settings of the records (empty when none has intervals)."""
-    kinds = sorted({r.units.kind for rec in records for r in rec.results if r.interval is not None and r.units})
+    rows = [r for rec in records for r in rec.results if r.interval is not None]
+    kinds = sorted({r.units.kind for r in rows if r.units})
+    pooled = any(r.units is None for r in rows)
     made = {
         f"{m['level'] * 100:g}% percentile bootstrap, {m['resamples']} resamples, seed {m['seed']}"
         for rec in records
         if isinstance(m := rec.metadata.get("intervals"), dict) and {"level", "resamples", "seed"} <= m.keys()
     }
-    if not kinds:
+    if not rows:
         return ""
-    return (
-        f"\n\n± is the half-width of the confidence interval over {', '.join(kinds)}s "
-        f"({'; '.join(sorted(made)) or 'bootstrap'}); rows without independent units (verification AP over "
-        "pooled pairs, Brown) have none"
-    )
+    over = f" over {', '.join(plural(k) for k in kinds)}" if kinds else ""
+    text = f"\n\n± is the half-width of the confidence interval{over} ({'; '.join(sorted(made)) or 'bootstrap'})"
+    if pooled:
+        text += (
+            "; pooled statistics (verification AP and AUC over pooled pairs, FPR95) have the statistic recomputed "
+            "on each resample of their units, which their notes name"
+        )
+    return text
 
 
 def error_table(records: Iterable[Record]) -> str:

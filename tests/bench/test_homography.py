@@ -182,14 +182,16 @@ def test_rows_of_both_variants_with_seed_spread(churchill):
     gf = aggregate["auc@3", "variant=gluefactory"].notes
     assert "threshold=0.5 iterations=3000" in gf
     assert {r.subset for r in rows if ":pair=" not in r.variant} == {"all", "v"}
-    # with one seed, the per-pair means carry their sequences as bootstrap units; the AUCs do not
+    # with one seed, the per-pair means and the AUCs carry their sequences as bootstrap units
     one = type(bench)(**{**dataclasses.asdict(bench.options), "seeds": 1})
     rows = one.evaluate(features, data, subject_of(desc, one), Context(progress=False))
     totals = {(r.metric, r.variant.split(":")[2]): r for r in rows if ":pair=" not in r.variant and r.subset == "all"}
     for metric in ("correct@3", "inliers"):
         row = totals[metric, "variant=superpoint"]
         assert row.units.kind == "sequence" and row.units.mean() == pytest.approx(row.value)
-    assert totals["auc@3", "variant=gluefactory"].units is None
+    for metric in ("auc@3", "maa"):  # each pair's share of the trapezoid area
+        row = totals[metric, "variant=gluefactory"]
+        assert row.units.kind == "sequence" and row.units.mean() == pytest.approx(row.value, abs=1e-12)
 
 
 def test_detector_own_uses_the_descriptors_detect_or_says_it_has_none():

@@ -66,7 +66,8 @@ def test_rows_carry_both_protocols_estimators_and_seed_spread(two_pairs):
         r.metric: r for r in one.evaluate(features, data, subject_of(desc, one), Context()) if ":pair=" not in r.variant
     }
     assert totals["correct@5"].units.kind == "pair" and totals["ang"].units.mean() == pytest.approx(totals["ang"].value)
-    assert totals["auc@10"].units is None
+    assert totals["auc@10"].units.kind == "pair"  # each pair's share of the AUC
+    assert totals["auc@10"].units.mean() == pytest.approx(totals["auc@10"].value, abs=1e-12)
 
 
 def test_gift_failure_rules_and_nan_quirk():

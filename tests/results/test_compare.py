@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -11,7 +13,7 @@ from desc_bench.cli import main
 from desc_bench.errors import InputError
 from desc_bench.records.schema import Record, ResultRow, machine_metadata
 from desc_bench.records.store import write_record
-from desc_bench.results.compare import compare
+from desc_bench.results.compare import compare, unpaired_reason
 from desc_bench.results.report import build_report
 
 SEQS = [f"{'iv'[i % 2]}_s{i}" for i in range(24)]
@@ -25,6 +27,15 @@ def headline(descriptor, task, variant, values):
     )  # fmt: skip
 
 
+def pooled(descriptor, value):
+    """A verification AP row as the benchmark writes it: an interval made at evaluation time, no units."""
+    note = "interval: bootstrap over 24 sequences, AP of the pooled pairs recomputed, 1000 resamples"
+    return ResultRow(
+        descriptor, "none", "hpatches-synth", "full", "python", "verification", "ap", value, "mean", "all", "mean",
+        notes=note, interval=(value - 0.05, value + 0.05),
+    )  # fmt: skip
+
+
 def record(tmp_path):
     rng = np.random.default_rng(3)
     base = rng.uniform(0.3, 0.8, len(SEQS))
@@ -33,8 +44,8 @@ def record(tmp_path):
         headline("b", "matching", "", base),
         headline("a", "retrieval", "pool=mean", base + rng.normal(0, 0.04, len(SEQS))),
         headline("b", "retrieval", "pool=mean", base + rng.normal(0, 0.04, len(SEQS))),
-        ResultRow("a", "none", "hpatches-synth", "full", "python", "verification", "ap", 0.7, "mean", "all", "mean"),
-        ResultRow("b", "none", "hpatches-synth", "full", "python", "verification", "ap", 0.6, "mean", "all", "mean"),
+        pooled("a", 0.7),
+        pooled("b", 0.6),
     ]
     return write_record(tmp_path / "run.json", Record(machine_metadata("cpu"), rows))
 
@@ -48,6 +59,7 @@ def test_compare_finds_the_significant_difference_and_not_the_noise(tmp_path):
     assert matching.value == pytest.approx(0.02, abs=0.002)
     assert not retrieval.excludes_zero and retrieval.verdict == "not significant"
     assert pairs["verification mAP"].difference.low is None  # no units: the difference alone
+    assert pairs["verification mAP"].verdict == "not paired"
     assert matching.units == 24
 
 
@@ -58,6 +70,8 @@ def test_compare_command_prints_the_table_and_refuses_unknown_descriptors(tmp_pa
     lines = {line.split("|")[2].strip(): line for line in result.output.splitlines() if line.startswith("| python")}
     assert "A better" in lines["matching mAP"] and "not significant" in lines["retrieval mAP"]
     assert "24 sequences" in lines["matching mAP"]
+    assert "not paired: pooled statistic (AP over pooled pairs)" in lines["verification mAP"]
+    assert "+10.00" in lines["verification mAP"]  # the difference alone
     result = CliRunner().invoke(main, ["compare", str(path), "-d", "a,zzz"])
     assert result.exit_code == 2 and "no headline rows of descriptor 'zzz'" in result.output and "a, b" in result.output
     result = CliRunner().invoke(main, ["compare", str(path), "-d", "a"])
@@ -74,6 +88,8 @@ def test_lower_is_better_headlines_turn_the_verdict():
     ]
     [paired] = compare([Record(machine_metadata("cpu"), rows)], "a", "b", resamples=200)
     assert paired.difference.value == pytest.approx(-0.03) and paired.verdict == "A better"
+    old = [dataclasses.replace(r, units=None) for r in rows]  # a record made before units: said so
+    assert "no per-unit values in the row of a and b" in unpaired_reason(*old)
 
 
 def test_report_has_a_paired_differences_section(tmp_path):

@@ -30,6 +30,7 @@ from ...adapters.registry import parse_spec
 from ...discovery import import_modules
 from ...errors import InputError, UnknownNameError
 from ...records.schema import ResultRow, Units
+from ..bootstrap import Bootstrap
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Context:
     split: str = "full"
     progress: bool = True
     log: Callable[[str], None] = lambda _: None
+    ci: Bootstrap | None = None  # intervals of pooled statistics (bench/bootstrap.py); None: none
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ declares (HardNet: 32 px, bilinear); each row's notes record the size used.
 - ``fpr95``: the false positive rate at 95 % recall on a subset's test pairs (m50_100000_100000_0.txt:
   100,000 pairs, half matching), as HardNet's ``EvalMetrics.ErrorRateAt95Recall`` computes it
   (DagnyT/hardnet@35bc1d7): see :func:`fpr95` (its tie rule included). Never the false discovery
-  rate FP / (FP + TP) of older code (MatchNet, TFeat).
+  rate FP / (FP + TP) of older code (MatchNet, TFeat). Interval: the pairs resampled (matching and
+  non-matching each) and the FPR recomputed (:func:`~desc_bench.bench.bootstrap.fpr_interval`).
 - ``brown-snn-map``: mean AP over reference images with second-nearest-neighbour ratios, as
   brown_phototour_revisited 0.3.0 computes it, in its ``published`` mode (bug-compatible hard-negative
-  mining) or ``fixed``; :mod:`desc_bench.bench.benchmarks.brown_snn`.
+  mining) or ``fixed``; :mod:`desc_bench.bench.benchmarks.brown_snn`. A mean over reference images:
+  the rows carry each image's AP as their units (the mean row: each cell's images weighted 1 / count).
 
 Rows (``subset`` = the test subset): ``variant`` is the train->test cell ("notredame->liberty") for
 weights that declare one Brown training subset (``WeightFile.trained_on``), else the test subset.
@@ -34,9 +36,10 @@ from ...adapters.prepare import patch_mode
 from ...datasets.brown_layout import PER_FILE, SUBSETS, BrownSet, mosaic_files
 from ...errors import InputError
 from ...io.progress import bar
-from ...records.schema import ResultRow
+from ...records.schema import ResultRow, Units
+from ..bootstrap import fpr_interval, with_pooled
 from ..metrics import rowwise_distances
-from .base import Benchmark, Context, Headline, Subject, TableSpec
+from .base import Benchmark, Context, Headline, Subject, TableSpec, per_unit
 from .brown_snn import BACKENDS, MODES, snn_map
 
 RECALL = 0.95
@@ -180,6 +183,14 @@ class BrownBenchmark(Benchmark):
         rows = [self.row(subject, dataset.name, "all", **fields) for fields, _ in cells]
         kept = [fields for fields, flagged in cells if not flagged] or [fields for fields, _ in cells]
         mean = dict(kept[0], subset="mean", variant="mean", value=float(np.mean([f["value"] for f in kept])))
+        if all(f.get("units") for f in kept):  # the mean of the cells: each cell's units weighted 1 / their count
+            parts = [f["units"] for f in kept]
+            mean["units"] = Units(
+                parts[0].kind,
+                [n for u in parts for n in u.names],
+                [v for u in parts for v in u.values],
+                [1.0 / len(u.values) for u in parts for _ in u.values],
+            )
         shared = [n for n in kept[0]["notes"].split("; ") if all(n in f["notes"].split("; ") for f in kept)]
         if len(kept) < len(cells):
             shared.append("mean of the cells not trained on the test subset")
@@ -212,7 +223,7 @@ class Fpr95(BrownBenchmark):
     tables = (_table("FPR95 (%, lower is better; {dataset}, {distance}; train->test as the HardNet paper)", "fpr95"),)
 
     def evaluate(self, features: BrownFeatures, dataset: BrownSet, subject: Subject, context: Context):
-        cells = []
+        cells, samples = [], []
         for subset in dataset.subsets:
             desc, pairs = features.descriptors[subset.name], subset.pairs
             distances = rowwise_distances(desc[pairs.patch1], desc[pairs.patch2], subject.distance)
@@ -222,7 +233,11 @@ class Fpr95(BrownBenchmark):
             value = fpr95(distances, pairs.is_match)
             fields = dict(task="verification", metric="fpr95", value=value, subset=subset.name, variant=variant)
             cells.append(({**fields, "notes": notes}, flagged))
-        return self.rows_with_mean(subject, dataset, cells)
+            samples.append((distances, pairs.is_match))
+        rows = self.rows_with_mean(subject, dataset, cells)
+        groups = [[s] for s in samples] + [[s for s, (_, f) in zip(samples, cells) if not f] or samples]
+        ci = context.ci if context is not None else None
+        return [with_pooled(r, fpr_interval(g, RECALL, ci, r.key(), r.value)) for r, g in zip(rows, groups)]
 
 
 # ------------------------------------------------------------------------------------ SNN-mAP
@@ -281,5 +296,6 @@ class BrownSnnMap(BrownBenchmark):
             if result.skipped:
                 extra.append(f"{result.skipped} images without a positive pair left out")
             fields = dict(task="snn-map", metric=f"map-{mode}", value=result.value, subset=subset.name, variant=variant)
+            fields["units"] = per_unit("image", {f"{subset.name}:{i}": ap for i, ap in zip(result.images, result.aps)})
             cells.append(({**fields, "notes": "; ".join([notes, *extra])}, flagged))
         return self.rows_with_mean(subject, dataset, cells)

@@ -1,27 +1,26 @@
 """Homography estimation on image pairs, with the detector held fixed and the estimator on record.
 
-Keypoints come from a named detector (``detector=dog|harris|superpoint``, or ``own``: the descriptor's
-own ``detect``), so that the descriptor is what is compared; matches are mutual nearest neighbours
-(``matcher=mutual``) or Lowe's ratio test (``matcher=ratio:ratio=0.8``); the estimator (bench/estimators.py)
-and its threshold, iterations, confidence and seed are in every row's notes. Two variants, as the upstream code does it:
+Keypoints come from a named detector (``detector=dog|harris|superpoint``, or ``own``: the descriptor's own
+``detect``), so that the descriptor is what is compared; matches are mutual nearest neighbours (``matcher=mutual``) or
+Lowe's ratio test (``matcher=ratio:ratio=0.8``); the estimator (bench/estimators.py) and its threshold, iterations,
+confidence and seed are in every row's notes. Two variants, as the upstream code does it:
 
 - ``variant=superpoint`` (rpautrat/SuperPoint ``compute_homography``): each image made grey with
-  ``tf.image.rgb_to_grayscale`` of OpenCV's BGR array (the upstream quirk, kept), resized (bilinear,
-  TF1 sampling) to cover 480x640 and centre-cropped, H adapted as the upstream
-  ``_adapt_homography_to_preprocessing``; detections at integer pixels, box NMS 8 (IoU 0.1), the
-  ``budget`` best kept, then only the "shared points" whose warp lies inside the other image;
-  BFMatcher cross-check (mutual NN on raw descriptors); OpenCV RANSAC defaults (3 px, 2000, 0.995);
-  correct iff the mean error of the corners (0,0), (w-1,0), (0,h-1), (w-1,h-1) is <= eps, eps = 1, 3,
-  5; no match or no estimate is incorrect.
-- ``variant=gluefactory`` (cvg/glue-factory ``eval/hpatches.py``): short side 480 (kornia's bilinear
-  antialiased resize, written out), ``H = T1 H T0^-1``; mutual NN on L2-normalised descriptors; OpenCV RANSAC 0.5 px,
-  3000 iterations, 0.995 (the official configs); corner error on (0,0), (W,0), (W,H), (0,H), failure
-  infinite; AUC@1/3/5 px (``cal_error_auc``) and mAA, their mean. ``threshold=-1`` sweeps 0.5..3.0
-  and keeps the best mAA: the rows then say the threshold was tuned on the test set.
+  ``tf.image.rgb_to_grayscale`` of OpenCV's BGR array (the upstream quirk, kept), resized (bilinear, TF1 sampling)
+  to cover 480x640 and centre-cropped, H adapted as the upstream ``_adapt_homography_to_preprocessing``; detections
+  at integer pixels, box NMS 8 (IoU 0.1), the ``budget`` best kept, then only the "shared points" whose warp lies
+  inside the other image; BFMatcher cross-check (mutual NN on raw descriptors); OpenCV RANSAC defaults (3 px, 2000,
+  0.995); correct iff the mean error of the corners (0,0), (w-1,0), (0,h-1), (w-1,h-1) is <= eps, eps = 1, 3, 5; no
+  match or no estimate is incorrect.
+- ``variant=gluefactory`` (cvg/glue-factory ``eval/hpatches.py``): short side 480 (kornia's bilinear antialiased
+  resize, written out), ``H = T1 H T0^-1``; mutual NN on L2-normalised descriptors; OpenCV RANSAC 0.5 px, 3000
+  iterations, 0.995 (the official configs); corner error on (0,0), (W,0), (W,H), (0,H), failure infinite; AUC@1/3/5
+  px (``cal_error_auc``) and mAA, their mean. ``threshold=-1`` sweeps 0.5..3.0 and keeps the best mAA: the rows then
+  say the threshold was tuned on the test set.
 
-Both report all / i / v and the mean RANSAC inlier and match counts. ``seeds=N`` runs each estimate
-with seeds ``seed .. seed+N-1`` (value: the mean; notes: the spread); with one seed, the means over
-pairs carry their sequences as bootstrap units (the AUCs are not such means).
+Both report all / i / v and the mean RANSAC inlier and match counts. ``seeds=N`` runs each estimate with seeds ``seed
+.. seed+N-1`` (value: the mean; notes: the spread); with one seed, the means over pairs and the AUCs (each pair's
+share of the area) carry their sequences as bootstrap units.
 """
 
 from __future__ import annotations
@@ -52,6 +51,7 @@ SP_NMS = 8
 SP_EPS = (1, 3, 5)
 GF_SIDE = 480
 GF_AUC = (1, 3, 5)
+PER_PAIR = ("inliers", "matches", "maa", *(f"correct@{e}" for e in SP_EPS), *(f"auc@{t}" for t in GF_AUC))
 
 
 SWEEP = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
@@ -365,10 +365,15 @@ class Homography(PairBenchmark):
         values["matches"] = float(np.mean([m["matches"] for m in measured]))
         return values
 
-    def units(self, variant: str, metric: str, sequences: list[str], measured: list[dict]):  # means over pairs
-        if self.options.seeds > 1 or metric not in ("inliers", "matches", *(f"correct@{e}" for e in SP_EPS)):
+    def units(self, variant: str, metric: str, sequences: list[str], measured: list[dict]):  # one seed: first run
+        if self.options.seeds > 1 or metric not in PER_PAIR:
             return None
-        return grouped_units("sequence", sequences, [self.aggregate([m], variant)[metric] for m in measured])
+        if metric == "maa" or metric.startswith("auc@"):  # each pair's share of the trapezoid AUC
+            shares = est.error_auc_shares([m["error"] for m in measured], GF_AUC)
+            values = shares.mean(axis=0) if metric == "maa" else shares[GF_AUC.index(int(metric[4:]))]
+        else:
+            values = [self.aggregate([m], variant)[metric] for m in measured]
+        return grouped_units("sequence", sequences, values)
 
     def evaluate(self, features, dataset, subject, context) -> list[ResultRow]:
         rows = []
@@ -419,18 +424,11 @@ class Homography(PairBenchmark):
                 units = self.units(variant, metric, [pairs[i]["sequence"] for i in idx], [first_run[i] for i in idx])
                 rows.append(
                     self.row(
-                        subject,
-                        dataset.name,
-                        "all",
-                        task="homography",
-                        metric=metric,
-                        value=float(np.mean(values)),
-                        subset=subset,
-                        variant=base,
-                        notes=f"{notes}{spread} sequences={seqs} pairs={len(idx)}",
+                        subject, dataset.name, "all", task="homography", metric=metric, value=float(np.mean(values)),
+                        subset=subset, variant=base, notes=f"{notes}{spread} sequences={seqs} pairs={len(idx)}",
                         units=units,
                     )
-                )
+                )  # fmt: skip
         for p, m in zip(pairs, first_run):
             for metric, value in (("corner_error", m["error"]), ("inliers", m["inliers"]), ("matches", m["matches"])):
                 if np.isfinite(value):

@@ -23,6 +23,7 @@ from ...datasets.base import PATCH_TYPES, PatchSet
 from ...datasets.tasks import TaskFiles
 from ...errors import InputError
 from ...io.progress import bar
+from ..bootstrap import with_pooled
 from ..features import FeatureStore, files_fingerprint, stable_hash
 from ..hpatches_tasks import TASKS, evaluate_all, row_fields
 from .base import Benchmark, Context, Headline, Subject, TableSpec
@@ -134,8 +135,10 @@ class HPatchesPython(Benchmark):
             which=self.options.tasks,
             protocol=self.protocol,
             progress=context.progress,
+            ci=context.ci,
         )
-        return [self.row(subject, dataset.name, context.split, **row_fields(s)) for s in scores]
+        rows = [self.row(subject, dataset.name, context.split, **row_fields(s)) for s in scores]
+        return [with_pooled(r, s.pooled(r.key())) if s.pooled else r for r, s in zip(rows, scores)]
 
     def error_rows(self, descriptor, weights, dataset, split, message):
         rows = super().error_rows(descriptor, weights, dataset, split, message)

@@ -215,14 +215,17 @@ class RelativePose(Benchmark):
         return out
 
     def per_pair_values(self, measured: list[dict[str, float]]) -> dict[str, list[float]]:
-        """Per-pair values of the metrics that are means over pairs (GIFT's columns, inliers, matches);
-        a metric with a non-finite pair value (a failed estimate kept as NaN) has none."""
+        """Per-pair values of the metrics that are means over pairs (GIFT's columns, inliers, matches, and
+        each pair's share of the pose AUCs: :func:`~desc_bench.bench.estimators.error_auc_shares`); a metric
+        with a non-finite pair value (a failed estimate kept as NaN) has none."""
         out: dict[str, list[float]] = {}
         for m in measured:
             one = gift_summary([m["gift_angle"]], [m["gift_inliers"]], self.options.gift_nan)
             one.update(inliers=m["inliers"], matches=m["matches"])
             for metric, value in one.items():
                 out.setdefault(metric, []).append(float(value))
+        shares = est.error_auc_shares([m["error"] for m in measured], AUC_THRESHOLDS)  # each pair's part of the AUC
+        out.update({f"auc@{t}": list(share) for t, share in zip(AUC_THRESHOLDS, shares)})
         return {k: v for k, v in out.items() if np.all(np.isfinite(v))}
 
     def evaluate(self, features, dataset, subject, context) -> list[ResultRow]:
@@ -261,7 +264,7 @@ class RelativePose(Benchmark):
             spread = ""
             if o.seeds > 1:
                 spread = f" seed_std={np.std(values):.4g} seed_range={min(values):.4g}..{max(values):.4g}"
-            units = None  # means over pairs resample the pairs; the pose AUCs are not such means
+            units = None  # means over pairs (the AUCs: of each pair's share of the area) resample the pairs
             if metric in per_pair and np.isclose(np.mean(per_pair[metric]), values[0], rtol=0, atol=1e-9):
                 units = per_unit("pair", dict(zip([p.name for p in dataset.pairs], per_pair[metric])))
             rows.append(
