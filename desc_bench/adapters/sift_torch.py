@@ -50,7 +50,7 @@ from .base import Descriptor, InputSpec
 
 GRADIENT_EPS = 1e-10  # inside the magnitude's square root and added to gx in atan2 (upstream)
 ROOTSIFT_EPS = 1e-10
-CPU_CHUNK_PIXELS = 32 * 65 * 65  # CPU sub-batch: 32 patches of 65 px (their 9 maps, 5 MB, stay in cache)
+CPU_CHUNK_PIXELS = 32 * 65 * 65  # CPU sub-batch: 32 patches of 65 px through one 4.9 MB workspace
 
 
 class SigmaType(str, enum.Enum):
@@ -131,50 +131,70 @@ def tent_pooling_matrix(patch_size: int, num_spatial_bins: int) -> torch.Tensor:
     return torch.where(inside, tent, torch.zeros_like(tent))
 
 
-def pooling_weights(config: SIFTConfig) -> torch.Tensor:
-    """``(P*P, S*S)`` float64: window and 2-D tent pooling folded into one matrix."""
-    tent = tent_pooling_matrix(config.patch_size, config.num_spatial_bins)  # (S, P)
-    window = weighting_window(config.patch_size, config.sigma_type, config.circular)  # (P, P)
-    # weights[y, x, r, c] = window[y, x] * tent[r, y] * tent[c, x]
-    weights = window[:, :, None, None] * tent.t()[:, None, :, None] * tent.t()[None, :, None, :]
-    return weights.reshape(config.patch_size**2, config.num_spatial_bins**2)
+def ramp_unmixing(num_ang_bins: int, cells: int) -> torch.Tensor:
+    """``((K+1) * cells, K * cells)`` float64: pooled ramps -> pooled orientation bins, output order.
+
+    Ramp ``j`` (``k = j - 1``) is ``m * clamp(q - k, 0, 1)``; ramp 0 is ``m`` itself. The bin
+    centred at ``c`` (1..K-1) is ramp ``c - 1`` minus ramp ``c``; the bin centred at 0 (the wrap
+    from +pi to -pi) is ``m - ramp(k=0) + ramp(k=K-1)``. Output bin ``o`` is centred at
+    ``(o + K/2) mod K`` (upstream's order: angle 0 first). Applied per spatial cell.
+    """
+    bins = num_ang_bins
+    mix = torch.zeros(bins + 1, bins, dtype=torch.float64)
+    for out in range(bins):
+        centre = (out + bins // 2) % bins
+        mix[centre, out] += 1.0
+        mix[centre + 1, out] -= 1.0
+        if centre == 0:
+            mix[bins, out] += 1.0
+    eye = torch.eye(cells, dtype=torch.float64)
+    return (mix[:, None, :, None] * eye[None, :, None, :]).reshape((bins + 1) * cells, bins * cells)
 
 
 def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Central differences with replicated borders: ``(B, P, P)`` -> gx, gy ``(B, P, P)``."""
-    padded = F.pad(x[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-    gx = padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]
-    gy = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
+    if torch.is_grad_enabled() and x.requires_grad:
+        padded = F.pad(x[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+        return padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2], padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
+    # Without autograd: differences of the flattened patches (contiguous), then the borders.
+    count, size = x.shape[0], x.shape[-1]
+    flat = x.reshape(count, size * size)
+    gx, gy = torch.empty_like(flat), torch.empty_like(flat)
+    torch.sub(flat[:, 2:], flat[:, :-2], out=gx[:, 1:-1])
+    torch.sub(flat[:, 2 * size :], flat[:, : -2 * size], out=gy[:, size:-size])
+    torch.sub(flat[:, size : 2 * size], flat[:, :size], out=gy[:, :size])
+    torch.sub(flat[:, -size:], flat[:, -2 * size : -size], out=gy[:, -size:])
+    gx, gy, x = gx.view(count, size, size), gy.view(count, size, size), x.view(count, size, size)
+    torch.sub(x[:, :, 1], x[:, :, 0], out=gx[:, :, 0])
+    torch.sub(x[:, :, -1], x[:, :, -2], out=gx[:, :, -1])
     return gx, gy
 
 
 @dataclass(frozen=True)
 class _Constants:
-    """Per device and dtype: the precomputed matrices of :class:`SIFTNet`."""
+    """Per device and dtype: the precomputed tensors of :class:`SIFTNet`."""
 
-    pooling: torch.Tensor  # (N, S*S): window and tent pooling of the N pixels that carry weight
-    support: torch.Tensor | None  # (N,) indices of those pixels in the P*P patch; None = all
-    rows: torch.Tensor  # (1, bins, 1): minus the centre k of each output bin, in bin units
-    wrap: int  # the output bin centred at k = 0 (angle -pi = +pi): its distance is periodic
+    window: torch.Tensor  # (P, P) magnitude weighting
+    tent: torch.Tensor  # (S, P) 1-D tent pooling (rows: pixel y -> cell row)
+    tent_t: torch.Tensor  # (P, S) its transpose (pixel x -> cell column)
+    offsets: torch.Tensor  # (1, K, 1, 1): K/2 - k for the ramps k = 0 .. K-1, in bin units
+    unmixing: torch.Tensor  # ((K+1) S^2, K S^2): see ramp_unmixing
 
     @classmethod
     def build(cls, config: SIFTConfig, device: torch.device, dtype: torch.dtype) -> _Constants:
-        bins = config.num_ang_bins
-        pooling = pooling_weights(config)
-        # Pixels with zero weight everywhere (outside the circular mask) are dropped up front.
-        keep = (pooling != 0).any(dim=1)
-        support = None if bool(keep.all()) else keep.nonzero()[:, 0].to(device)
-        # Output bin j (upstream's order, angle 0 first) is centred at q = (j + bins/2) mod bins.
-        centres = (torch.arange(bins, dtype=torch.float64) + bins // 2) % bins
-        pooling, rows = (t.to(device=device, dtype=dtype) for t in (pooling[keep], -centres.view(1, -1, 1)))
-        return cls(pooling, support, rows, bins // 2)  # bin bins/2 is centred at q = 0
+        bins, cells = config.num_ang_bins, config.num_spatial_bins**2
+        tent = tent_pooling_matrix(config.patch_size, config.num_spatial_bins)
+        window = weighting_window(config.patch_size, config.sigma_type, config.circular)
+        offsets = (bins / 2.0 - torch.arange(bins, dtype=torch.float64)).view(1, -1, 1, 1)
+        tensors = (window, tent, tent.t().contiguous(), offsets, ramp_unmixing(bins, cells))
+        return cls(*(t.to(device=device, dtype=dtype) for t in tensors))
 
 
 class SIFTNet(nn.Module):
     """SIFT descriptors of patches ``(B, 1, P, P)`` (values 0..255) -> ``(B, 128)``.
 
-    Differentiable with respect to the patches; works on any device and float dtype (the
-    pooling matrix follows the input's device and dtype).
+    Differentiable with respect to the patches; works on any device and float dtype (float16 and
+    bfloat16 inputs are computed in float32, the result returned in the input's dtype).
     """
 
     def __init__(self, config: SIFTConfig | None = None, chunk_size: int | None = None, **overrides):
@@ -191,7 +211,7 @@ class SIFTNet(nn.Module):
         )
 
     def constants(self, ref: torch.Tensor) -> _Constants:
-        """The precomputed matrices on ``ref``'s device and dtype (built once from float64)."""
+        """The precomputed tensors on ``ref``'s device and dtype (built once from float64)."""
         key = (ref.device, ref.dtype)
         if key not in self._constants:
             with torch.inference_mode(False):  # normal tensors: usable with autograd after an inference-mode call
@@ -202,70 +222,66 @@ class SIFTNet(nn.Module):
         size = self.config.patch_size
         if patches.ndim != 4 or patches.shape[1] != 1 or tuple(patches.shape[2:]) != (size, size):
             raise InputError(f"SIFTNet expects patches of shape (B, 1, {size}, {size}), got {tuple(patches.shape)}")
+        if patches.dtype in (torch.float16, torch.bfloat16):  # the ramp differences need float32
+            return self.forward(patches.float()).to(patches.dtype)
         if not patches.is_floating_point():
             patches = patches.float()
         step = self.chunk_size if self.chunk_size is not None else _default_chunk(patches)
-        if patches.shape[0] <= step:
-            return self._describe(patches[:, 0])
-        # Sub-batches keep the (chunk, bins+1, N) orientation maps in cache (CPU: 2-3x faster).
-        return torch.cat([self._describe(part[:, 0]) for part in patches.split(step)])
-
-    def _describe(self, patches: torch.Tensor) -> torch.Tensor:
-        """(B, P, P) -> (B, dim)."""
-        c = self.config
-        count, bins, pixels = patches.shape[0], c.num_ang_bins, c.patch_size**2
         k = self.constants(patches)
+        with torch.autocast(patches.device.type, enabled=False):  # float32 matrix products
+            if torch.is_grad_enabled() and patches.requires_grad:
+                pooled = torch.cat([self._pooled_ramps(part[:, 0], k) for part in patches.split(step)])
+            else:  # sub-batches through one workspace (CPU: the ramp maps stay in cache)
+                pooled = patches.new_empty(patches.shape[0], k.unmixing.shape[0])
+                work = patches.new_empty(min(step, len(patches)), self.config.num_ang_bins + 1, size, size)
+                for start in range(0, len(patches), step):
+                    part = patches[start : start + step, 0]
+                    self._pool_ramps_into(part, k, work[: len(part)], pooled[start : start + len(part)])
+            return self._finish(pooled @ k.unmixing)
+
+    def _pooled_ramps(self, patches: torch.Tensor, k: _Constants) -> torch.Tensor:
+        """Differentiable: ``(B, P, P)`` -> the pooled ramps ``(B, (K+1) S^2)`` (module docstring)."""
         gx, gy = gradients(patches)
-        gx, gy = gx.reshape(count, pixels), gy.reshape(count, pixels)
-        if k.support is not None:  # only the pixels inside the circular mask (2-D: fast path)
-            gx, gy = gx.index_select(1, k.support), gy.index_select(1, k.support)
-        gx, gy = gx.unsqueeze(1), gy.unsqueeze(1)  # (B, 1, N)
-        # Orientation in bin units: angle in [-pi, pi] -> q in [0, bins]; q = k is the centre of
-        # output bin (k + bins/2) mod bins, and q = 0 and q = bins are the same angle.
-        unit = bins / (2.0 * math.pi)
-        if torch.is_grad_enabled() and patches.requires_grad:
-            magnitude = torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS)
-            angle = torch.atan2(gy, gx + GRADIENT_EPS)
-            scaled = (angle * unit + bins / 2.0) * magnitude  # q * magnitude
-        else:  # the same values, computed in place (fewer buffers)
-            magnitude = torch.mul(gx, gx).addcmul_(gy, gy).add_(GRADIENT_EPS).sqrt_()
-            scaled = torch.atan2(gy, gx.add_(GRADIENT_EPS)).mul_(unit).add_(bins / 2.0).mul_(magnitude)
-        maps = _orientation_maps(magnitude, scaled, k.rows, k.wrap)  # (B, bins, N), output bin order
-        # Window and tent pooling in one matrix product: angle-major (B, bins * cells) directly.
-        desc = (maps.reshape(count * bins, -1) @ k.pooling).reshape(count, c.dim)
+        magnitude = (torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS) * k.window).unsqueeze(1)
+        scaled = torch.atan2(gy, gx + GRADIENT_EPS).unsqueeze(1) * magnitude * self._unit  # (q - K/2) m
+        ramps = torch.clamp(torch.addcmul(scaled, magnitude, k.offsets), min=torch.zeros_like(k.offsets), max=magnitude)
+        return self._pool(torch.cat([magnitude, ramps], dim=1), k)
+
+    def _pool_ramps_into(self, patches: torch.Tensor, k: _Constants, work: torch.Tensor, out: torch.Tensor) -> None:
+        """The values of :meth:`_pooled_ramps` without autograd: maps built in place in ``work``
+        ``(B, K+1, P, P)`` (channel 0 the magnitude, then the ramps), written to ``out``."""
+        gx, gy = gradients(patches)
+        magnitude, ramps = work[:, :1], work[:, 1:]
+        torch.addcmul(gx.new_tensor(GRADIENT_EPS), gx, gx, out=magnitude[:, 0])
+        magnitude.addcmul_(gy.unsqueeze(1), gy.unsqueeze(1)).sqrt_().mul_(k.window)
+        scaled = torch.atan2(gy, gx.add_(GRADIENT_EPS), out=gy).unsqueeze(1)
+        torch.addcmul(scaled.new_zeros(()), scaled, magnitude, value=self._unit, out=scaled)  # (q - K/2) m
+        torch.addcmul(scaled, magnitude, k.offsets, out=ramps).clamp_(min=k.offsets.new_zeros(()), max=magnitude)
+        out.copy_(self._pool(work, k))
+
+    @property
+    def _unit(self) -> float:
+        return self.config.num_ang_bins / (2.0 * math.pi)  # radians -> bin units
+
+    def _pool(self, maps: torch.Tensor, k: _Constants) -> torch.Tensor:
+        """Separable tent pooling (rows, then columns): ``(B, C, P, P)`` -> ``(B, C S^2)``."""
+        rows = torch.matmul(k.tent, maps)  # (B, C, S, P)
+        return (rows.reshape(-1, self.config.patch_size) @ k.tent_t).reshape(maps.shape[0], -1)
+
+    def _finish(self, desc: torch.Tensor) -> torch.Tensor:
+        """Normalise, clip, normalise (and RootSIFT)."""
         desc = F.normalize(desc, p=2.0, dim=1)
-        desc = torch.clamp(desc, 0.0, c.clip)
+        desc = torch.clamp(desc, 0.0, self.config.clip)
         desc = F.normalize(desc, p=2.0, dim=1)
-        if c.rootsift:
+        if self.config.rootsift:
             desc = torch.sqrt(F.normalize(desc, p=1.0, dim=1) + ROOTSIFT_EPS)
         return desc
-
-
-def _orientation_maps(magnitude: torch.Tensor, scaled: torch.Tensor, rows: torch.Tensor, wrap: int) -> torch.Tensor:
-    """Orientation maps ``m * max(0, 1 - d(q, k))`` for the bins k of ``rows``: ``(B, 1, N)`` -> ``(B, K, N)``.
-
-    ``d`` is ``|q - k|``, except for the bin ``wrap`` (k = 0) where it is the periodic distance
-    ``min(q, K - q)`` (q lies in [0, K]). Written as ``relu(m - |q m - k m|)`` (``scaled = q m``,
-    ``m > 0``): one fused broadcast (addcmul), then in-place passes when no gradient is needed.
-    """
-    bins = rows.shape[1]
-    if torch.is_grad_enabled() and (magnitude.requires_grad or scaled.requires_grad):
-        dist = torch.addcmul(scaled, magnitude, rows).abs()
-        periodic = torch.minimum(dist[:, wrap : wrap + 1], torch.add(scaled, magnitude, alpha=-bins).abs())
-        dist = torch.cat([dist[:, :wrap], periodic, dist[:, wrap + 1 :]], dim=1)
-        return torch.relu(magnitude - dist)
-    maps = torch.addcmul(scaled, magnitude, rows)  # q m - k m
-    maps.abs_()
-    periodic = maps[:, wrap]  # |q m| for k = 0: the distance to q = K is |q m - K m|
-    torch.minimum(periodic, torch.add(scaled[:, 0], magnitude[:, 0], alpha=-bins).abs_(), out=periodic)
-    torch.sub(magnitude, maps, out=maps)
-    return maps.clamp_min_(0.0)
 
 
 def _default_chunk(patches: torch.Tensor) -> int:
     """Patches per sub-batch: small on CPU (cache-resident maps), whole batches on accelerators."""
     if patches.device.type == "cpu":
-        return max(8, CPU_CHUNK_PIXELS // patches.shape[-1] ** 2)
+        return max(4, CPU_CHUNK_PIXELS // patches.shape[-1] ** 2)
     return 1 << 62
 
 
