@@ -50,7 +50,8 @@ from .base import Descriptor, InputSpec
 
 GRADIENT_EPS = 1e-10  # inside the magnitude's square root and added to gx in atan2 (upstream)
 ROOTSIFT_EPS = 1e-10
-CPU_CHUNK_PIXELS = 32 * 65 * 65  # CPU sub-batch: 32 patches of 65 px through one 4.9 MB workspace
+CPU_CHUNK_PIXELS = 64 * 65 * 65  # CPU sub-batch of the per-pixel maps: 64 patches of 65 px
+RAMP_CHUNK_PIXELS = 8 * 65 * 65  # CPU sub-batch of the ramp maps: 8 patches (1.1 MB, in L2)
 
 
 class SigmaType(str, enum.Enum):
@@ -226,47 +227,56 @@ class SIFTNet(nn.Module):
             return self.forward(patches.float()).to(patches.dtype)
         if not patches.is_floating_point():
             patches = patches.float()
-        step = self.chunk_size if self.chunk_size is not None else _default_chunk(patches)
+        step = self.chunk_size if self.chunk_size is not None else _default_chunk(patches, CPU_CHUNK_PIXELS)
         k = self.constants(patches)
         with torch.autocast(patches.device.type, enabled=False):  # float32 matrix products
             if torch.is_grad_enabled() and patches.requires_grad:
-                pooled = torch.cat([self._pooled_ramps(part[:, 0], k) for part in patches.split(step)])
-            else:  # sub-batches through one workspace (CPU: the ramp maps stay in cache)
-                pooled = patches.new_empty(patches.shape[0], k.unmixing.shape[0])
-                work = patches.new_empty(min(step, len(patches)), self.config.num_ang_bins + 1, size, size)
-                for start in range(0, len(patches), step):
-                    part = patches[start : start + step, 0]
-                    self._pool_ramps_into(part, k, work[: len(part)], pooled[start : start + len(part)])
-            return self._finish(pooled @ k.unmixing)
+                pooled = torch.cat([self._pooled_maps(part[:, 0], k) for part in patches.split(step)])
+            else:
+                pooled = self._pooled_maps_inplace(patches[:, 0], k, step)
+            return self._finish(pooled.flatten(1) @ k.unmixing)
 
-    def _pooled_ramps(self, patches: torch.Tensor, k: _Constants) -> torch.Tensor:
-        """Differentiable: ``(B, P, P)`` -> the pooled ramps ``(B, (K+1) S^2)`` (module docstring)."""
+    def _pooled_maps(self, patches: torch.Tensor, k: _Constants) -> torch.Tensor:
+        """Differentiable: ``(B, P, P)`` -> the pooled magnitude and ramps ``(B, K+1, S^2)``."""
         gx, gy = gradients(patches)
         magnitude = (torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS) * k.window).unsqueeze(1)
         scaled = torch.atan2(gy, gx + GRADIENT_EPS).unsqueeze(1) * magnitude * self._unit  # (q - K/2) m
         ramps = torch.clamp(torch.addcmul(scaled, magnitude, k.offsets), min=torch.zeros_like(k.offsets), max=magnitude)
-        return self._pool(torch.cat([magnitude, ramps], dim=1), k)
+        return torch.cat([self._pool(magnitude, k), self._pool(ramps, k)], dim=1)
 
-    def _pool_ramps_into(self, patches: torch.Tensor, k: _Constants, work: torch.Tensor, out: torch.Tensor) -> None:
-        """The values of :meth:`_pooled_ramps` without autograd: maps built in place in ``work``
-        ``(B, K+1, P, P)`` (channel 0 the magnitude, then the ramps), written to ``out``."""
-        gx, gy = gradients(patches)
-        magnitude, ramps = work[:, :1], work[:, 1:]
-        torch.addcmul(gx.new_tensor(GRADIENT_EPS), gx, gx, out=magnitude[:, 0])
-        magnitude.addcmul_(gy.unsqueeze(1), gy.unsqueeze(1)).sqrt_().mul_(k.window)
-        scaled = torch.atan2(gy, gx.add_(GRADIENT_EPS), out=gy).unsqueeze(1)
-        torch.addcmul(scaled.new_zeros(()), scaled, magnitude, value=self._unit, out=scaled)  # (q - K/2) m
-        torch.addcmul(scaled, magnitude, k.offsets, out=ramps).clamp_(min=k.offsets.new_zeros(()), max=magnitude)
-        out.copy_(self._pool(work, k))
+    def _pooled_maps_inplace(self, patches: torch.Tensor, k: _Constants, step: int) -> torch.Tensor:
+        """The values of :meth:`_pooled_maps` without autograd, with few buffers.
+
+        The per-pixel maps (magnitude, orientation) are made ``step`` patches at a time; the K ramp
+        maps (K times larger) in sub-batches of ``RAMP_CHUNK_PIXELS`` through one workspace, so
+        that they stay in cache between being written, clamped and pooled.
+        """
+        count, bins = patches.shape[0], self.config.num_ang_bins
+        pooled = patches.new_empty(count, bins + 1, self.config.num_spatial_bins**2)
+        inner = min(step, _default_chunk(patches, RAMP_CHUNK_PIXELS))
+        work = patches.new_empty(min(inner, count), bins, *patches.shape[1:])
+        zero = patches.new_zeros(())
+        for start in range(0, count, step):
+            gx, gy = gradients(patches[start : start + step])
+            magnitude = torch.addcmul(gx.new_tensor(GRADIENT_EPS), gx, gx).addcmul_(gy, gy).sqrt_().mul_(k.window)
+            scaled = torch.atan2(gy, gx.add_(GRADIENT_EPS), out=gy)
+            torch.addcmul(zero, scaled, magnitude, value=self._unit, out=scaled)  # (q - K/2) m
+            magnitude, scaled = magnitude.unsqueeze(1), scaled.unsqueeze(1)
+            pooled[start : start + len(magnitude), :1] = self._pool(magnitude, k)
+            for sub in range(0, len(magnitude), inner):
+                m, ramps = magnitude[sub : sub + inner], work[: len(magnitude) - sub]
+                torch.addcmul(scaled[sub : sub + inner], m, k.offsets, out=ramps).clamp_(min=zero, max=m)
+                pooled[start + sub : start + sub + len(m), 1:] = self._pool(ramps, k)
+        return pooled
 
     @property
     def _unit(self) -> float:
         return self.config.num_ang_bins / (2.0 * math.pi)  # radians -> bin units
 
     def _pool(self, maps: torch.Tensor, k: _Constants) -> torch.Tensor:
-        """Separable tent pooling (rows, then columns): ``(B, C, P, P)`` -> ``(B, C S^2)``."""
+        """Separable tent pooling (rows, then columns): ``(B, C, P, P)`` -> ``(B, C, S^2)``."""
         rows = torch.matmul(k.tent, maps)  # (B, C, S, P)
-        return (rows.reshape(-1, self.config.patch_size) @ k.tent_t).reshape(maps.shape[0], -1)
+        return (rows.reshape(-1, self.config.patch_size) @ k.tent_t).reshape(*maps.shape[:2], -1)
 
     def _finish(self, desc: torch.Tensor) -> torch.Tensor:
         """Normalise, clip, normalise (and RootSIFT)."""
@@ -278,10 +288,10 @@ class SIFTNet(nn.Module):
         return desc
 
 
-def _default_chunk(patches: torch.Tensor) -> int:
-    """Patches per sub-batch: small on CPU (cache-resident maps), whole batches on accelerators."""
+def _default_chunk(patches: torch.Tensor, pixels: int) -> int:
+    """Patches per sub-batch: ``pixels`` on CPU (cache-resident maps), whole batches on accelerators."""
     if patches.device.type == "cpu":
-        return max(4, CPU_CHUNK_PIXELS // patches.shape[-1] ** 2)
+        return max(1, pixels // patches.shape[-1] ** 2)
     return 1 << 62
 
 
