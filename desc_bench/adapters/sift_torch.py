@@ -51,7 +51,7 @@ from .base import Descriptor, InputSpec
 GRADIENT_EPS = 1e-10  # inside the magnitude's square root and added to gx in atan2 (upstream)
 ROOTSIFT_EPS = 1e-10
 CPU_CHUNK_PIXELS = 64 * 65 * 65  # CPU sub-batch of the per-pixel maps: 64 patches of 65 px
-RAMP_CHUNK_PIXELS = 8 * 65 * 65  # CPU sub-batch of the ramp maps: 8 patches (1.1 MB, in L2)
+RAMP_CHUNK_PIXELS = 8 * 65 * 65  # CPU sub-batch of the ramp maps, per torch thread: 8 patches (1.1 MB, in L2)
 
 
 class SigmaType(str, enum.Enum):
@@ -248,12 +248,12 @@ class SIFTNet(nn.Module):
         """The values of :meth:`_pooled_maps` without autograd, with few buffers.
 
         The per-pixel maps (magnitude, orientation) are made ``step`` patches at a time; the K ramp
-        maps (K times larger) in sub-batches of ``RAMP_CHUNK_PIXELS`` through one workspace, so
+        maps (K times larger) in sub-batches of ``RAMP_CHUNK_PIXELS`` per thread through one workspace, so
         that they stay in cache between being written, clamped and pooled.
         """
         count, bins = patches.shape[0], self.config.num_ang_bins
         pooled = patches.new_empty(count, bins + 1, self.config.num_spatial_bins**2)
-        inner = min(step, _default_chunk(patches, RAMP_CHUNK_PIXELS))
+        inner = min(step, _default_chunk(patches, RAMP_CHUNK_PIXELS * torch.get_num_threads()))
         work = patches.new_empty(min(inner, count), bins, *patches.shape[1:])
         zero = patches.new_zeros(())
         for start in range(0, count, step):
@@ -264,7 +264,8 @@ class SIFTNet(nn.Module):
             magnitude, scaled = magnitude.unsqueeze(1), scaled.unsqueeze(1)
             pooled[start : start + len(magnitude), :1] = self._pool(magnitude, k)
             for sub in range(0, len(magnitude), inner):
-                m, ramps = magnitude[sub : sub + inner], work[: len(magnitude) - sub]
+                m = magnitude[sub : sub + inner]
+                ramps = work[: len(m)]
                 torch.addcmul(scaled[sub : sub + inner], m, k.offsets, out=ramps).clamp_(min=zero, max=m)
                 pooled[start + sub : start + sub + len(m), 1:] = self._pool(ramps, k)
         return pooled
