@@ -21,16 +21,19 @@ The computation (equal to ``ducha-aiki/pytorch-sift`` ``SIFTNet`` to float preci
 
 Output layout is angle-major: index ``angle_bin * 16 + row * 4 + col``.
 
-Implementation: the window and the separable tent pooling are folded into one precomputed
-``(P*P, 16)`` matrix (rows of pixels outside the circular mask dropped).
-The orientation split is one broadcast expression over the 8 bins, already in upstream's output
-order, with no loop over bins: with ``q`` the orientation in bin units (0..8) and ``m`` the
-magnitude, bin ``k`` holds ``relu(m - |q m - k m|)``, and bin 0 uses the periodic distance
-``min(q m, 8 m - q m)`` (the wrap-around from +pi to -pi). The pooling of a batch is then a single
-``(B*8, P*P) @ (P*P, 16)`` matrix product whose output is already the angle-major descriptor.
-Without autograd the maps are built in place (four passes over one buffer). On CPU the batch is
-processed in sub-batches of about 32 patches of 65 px so that the orientation maps stay in cache.
-Everything is differentiable with respect to the input; float64 inputs are computed in float64.
+Implementation (no loop over bins, no per-bin masks). With ``q`` the orientation in bin units
+(0..8, ``q = k`` at the centre of upstream's output bin ``(k + 4) mod 8``) and ``m`` the windowed
+magnitude, the linear split of step 3 is written with *ramps* ``R_k = m clamp(q - k, 0, 1)``,
+k = 0..7: the bin centred at ``c`` (1..7) is ``R_{c-1} - R_c`` and the bin centred at 0 (the wrap
+from +pi to -pi) is ``m - R_0 + R_7``. Pooling is linear, so the ramps and ``m`` are pooled and the
+bins formed afterwards by one small ``(9*16, 8*16)`` matrix (``ramp_unmixing``), already in the
+angle-major output order. Each ramp map is one broadcast ``addcmul`` (``q m - k m``) and one
+in-place ``clamp(0, m)``; the tent pooling is separable, ``tent @ map @ tent.T`` (two small matrix
+products, 4x fewer operations than one ``(P*P, 16)`` matrix). Without autograd the maps are built
+in place: the per-pixel maps 64 patches (of 65 px) at a time, the 8 ramp maps 8 patches per torch
+thread at a time through one workspace that stays in the core's cache. Everything is
+differentiable with respect to the input; float64 inputs are computed in float64, float16 and
+bfloat16 ones in float32 (the ramp differences need it), the matrix products outside autocast.
 """
 
 from __future__ import annotations
