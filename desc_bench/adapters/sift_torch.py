@@ -38,6 +38,7 @@ bfloat16 ones in float32 (the ramp differences need it), the matrix products out
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import math
@@ -232,7 +233,9 @@ class SIFTNet(nn.Module):
             patches = patches.float()
         step = self.chunk_size if self.chunk_size is not None else _default_chunk(patches, CPU_CHUNK_PIXELS)
         k = self.constants(patches)
-        with torch.autocast(patches.device.type, enabled=False):  # float32 matrix products
+        device = patches.device.type
+        autocast = torch.is_autocast_enabled(device)  # the matrix products stay in float32
+        with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
             if torch.is_grad_enabled() and patches.requires_grad:
                 pooled = torch.cat([self._pooled_maps(part[:, 0], k) for part in patches.split(step)])
             else:
