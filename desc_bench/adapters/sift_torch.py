@@ -21,20 +21,24 @@ The computation (equal to ``ducha-aiki/pytorch-sift`` ``SIFTNet`` to float preci
 
 Output layout is angle-major: index ``angle_bin * 16 + row * 4 + col``.
 
-Implementation: the window and the separable tent pooling are folded into one precomputed
-``(P*P, 16)`` matrix (rows of pixels outside the circular mask dropped).
-The orientation split is one broadcast expression over the 8 bins, already in upstream's output
-order, with no loop over bins: with ``q`` the orientation in bin units (0..8) and ``m`` the
-magnitude, bin ``k`` holds ``relu(m - |q m - k m|)``, and bin 0 uses the periodic distance
-``min(q m, 8 m - q m)`` (the wrap-around from +pi to -pi). The pooling of a batch is then a single
-``(B*8, P*P) @ (P*P, 16)`` matrix product whose output is already the angle-major descriptor.
-Without autograd the maps are built in place (four passes over one buffer). On CPU the batch is
-processed in sub-batches of about 32 patches of 65 px so that the orientation maps stay in cache.
-Everything is differentiable with respect to the input; float64 inputs are computed in float64.
+Implementation (no loop over bins, no per-bin masks). With ``q`` the orientation in bin units
+(0..8, ``q = k`` at the centre of upstream's output bin ``(k + 4) mod 8``) and ``m`` the windowed
+magnitude, the linear split of step 3 is written with *ramps* ``R_k = m clamp(q - k, 0, 1)``,
+k = 0..7: the bin centred at ``c`` (1..7) is ``R_{c-1} - R_c`` and the bin centred at 0 (the wrap
+from +pi to -pi) is ``m - R_0 + R_7``. Pooling is linear, so the ramps and ``m`` are pooled and the
+bins formed afterwards by one small ``(9*16, 8*16)`` matrix (``ramp_unmixing``), already in the
+angle-major output order. Each ramp map is one broadcast ``addcmul`` (``q m - k m``) and one
+in-place ``clamp(0, m)``; the tent pooling is separable, ``tent @ map @ tent.T`` (two small matrix
+products, 4x fewer operations than one ``(P*P, 16)`` matrix). Without autograd the maps are built
+in place: the per-pixel maps 64 patches (of 65 px) at a time, the 8 ramp maps 8 patches per torch
+thread at a time through one workspace that stays in the core's cache. Everything is
+differentiable with respect to the input; float64 inputs are computed in float64, float16 and
+bfloat16 ones in float32 (the ramp differences need it), the matrix products outside autocast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import math
@@ -50,7 +54,8 @@ from .base import Descriptor, InputSpec
 
 GRADIENT_EPS = 1e-10  # inside the magnitude's square root and added to gx in atan2 (upstream)
 ROOTSIFT_EPS = 1e-10
-CPU_CHUNK_PIXELS = 32 * 65 * 65  # CPU sub-batch: 32 patches of 65 px (their 9 maps, 5 MB, stay in cache)
+CPU_CHUNK_PIXELS = 64 * 65 * 65  # CPU sub-batch of the per-pixel maps: 64 patches of 65 px
+RAMP_CHUNK_PIXELS = 8 * 65 * 65  # CPU sub-batch of the ramp maps, per torch thread: 8 patches (1.1 MB, in L2)
 
 
 class SigmaType(str, enum.Enum):
@@ -131,50 +136,70 @@ def tent_pooling_matrix(patch_size: int, num_spatial_bins: int) -> torch.Tensor:
     return torch.where(inside, tent, torch.zeros_like(tent))
 
 
-def pooling_weights(config: SIFTConfig) -> torch.Tensor:
-    """``(P*P, S*S)`` float64: window and 2-D tent pooling folded into one matrix."""
-    tent = tent_pooling_matrix(config.patch_size, config.num_spatial_bins)  # (S, P)
-    window = weighting_window(config.patch_size, config.sigma_type, config.circular)  # (P, P)
-    # weights[y, x, r, c] = window[y, x] * tent[r, y] * tent[c, x]
-    weights = window[:, :, None, None] * tent.t()[:, None, :, None] * tent.t()[None, :, None, :]
-    return weights.reshape(config.patch_size**2, config.num_spatial_bins**2)
+def ramp_unmixing(num_ang_bins: int, cells: int) -> torch.Tensor:
+    """``((K+1) * cells, K * cells)`` float64: pooled ramps -> pooled orientation bins, output order.
+
+    Ramp ``j`` (``k = j - 1``) is ``m * clamp(q - k, 0, 1)``; ramp 0 is ``m`` itself. The bin
+    centred at ``c`` (1..K-1) is ramp ``c - 1`` minus ramp ``c``; the bin centred at 0 (the wrap
+    from +pi to -pi) is ``m - ramp(k=0) + ramp(k=K-1)``. Output bin ``o`` is centred at
+    ``(o + K/2) mod K`` (upstream's order: angle 0 first). Applied per spatial cell.
+    """
+    bins = num_ang_bins
+    mix = torch.zeros(bins + 1, bins, dtype=torch.float64)
+    for out in range(bins):
+        centre = (out + bins // 2) % bins
+        mix[centre, out] += 1.0
+        mix[centre + 1, out] -= 1.0
+        if centre == 0:
+            mix[bins, out] += 1.0
+    eye = torch.eye(cells, dtype=torch.float64)
+    return (mix[:, None, :, None] * eye[None, :, None, :]).reshape((bins + 1) * cells, bins * cells)
 
 
 def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Central differences with replicated borders: ``(B, P, P)`` -> gx, gy ``(B, P, P)``."""
-    padded = F.pad(x[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-    gx = padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]
-    gy = padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
+    if torch.is_grad_enabled() and x.requires_grad:
+        padded = F.pad(x[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+        return padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2], padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
+    # Without autograd: differences of the flattened patches (contiguous), then the borders.
+    count, size = x.shape[0], x.shape[-1]
+    flat = x.reshape(count, size * size)
+    gx, gy = torch.empty_like(flat), torch.empty_like(flat)
+    torch.sub(flat[:, 2:], flat[:, :-2], out=gx[:, 1:-1])
+    torch.sub(flat[:, 2 * size :], flat[:, : -2 * size], out=gy[:, size:-size])
+    torch.sub(flat[:, size : 2 * size], flat[:, :size], out=gy[:, :size])
+    torch.sub(flat[:, -size:], flat[:, -2 * size : -size], out=gy[:, -size:])
+    gx, gy, x = gx.view(count, size, size), gy.view(count, size, size), x.view(count, size, size)
+    torch.sub(x[:, :, 1], x[:, :, 0], out=gx[:, :, 0])
+    torch.sub(x[:, :, -1], x[:, :, -2], out=gx[:, :, -1])
     return gx, gy
 
 
 @dataclass(frozen=True)
 class _Constants:
-    """Per device and dtype: the precomputed matrices of :class:`SIFTNet`."""
+    """Per device and dtype: the precomputed tensors of :class:`SIFTNet`."""
 
-    pooling: torch.Tensor  # (N, S*S): window and tent pooling of the N pixels that carry weight
-    support: torch.Tensor | None  # (N,) indices of those pixels in the P*P patch; None = all
-    rows: torch.Tensor  # (1, bins, 1): minus the centre k of each output bin, in bin units
-    wrap: int  # the output bin centred at k = 0 (angle -pi = +pi): its distance is periodic
+    window: torch.Tensor  # (P, P) magnitude weighting
+    tent: torch.Tensor  # (S, P) 1-D tent pooling (rows: pixel y -> cell row)
+    tent_t: torch.Tensor  # (P, S) its transpose (pixel x -> cell column)
+    offsets: torch.Tensor  # (1, K, 1, 1): K/2 - k for the ramps k = 0 .. K-1, in bin units
+    unmixing: torch.Tensor  # ((K+1) S^2, K S^2): see ramp_unmixing
 
     @classmethod
     def build(cls, config: SIFTConfig, device: torch.device, dtype: torch.dtype) -> _Constants:
-        bins = config.num_ang_bins
-        pooling = pooling_weights(config)
-        # Pixels with zero weight everywhere (outside the circular mask) are dropped up front.
-        keep = (pooling != 0).any(dim=1)
-        support = None if bool(keep.all()) else keep.nonzero()[:, 0].to(device)
-        # Output bin j (upstream's order, angle 0 first) is centred at q = (j + bins/2) mod bins.
-        centres = (torch.arange(bins, dtype=torch.float64) + bins // 2) % bins
-        pooling, rows = (t.to(device=device, dtype=dtype) for t in (pooling[keep], -centres.view(1, -1, 1)))
-        return cls(pooling, support, rows, bins // 2)  # bin bins/2 is centred at q = 0
+        bins, cells = config.num_ang_bins, config.num_spatial_bins**2
+        tent = tent_pooling_matrix(config.patch_size, config.num_spatial_bins)
+        window = weighting_window(config.patch_size, config.sigma_type, config.circular)
+        offsets = (bins / 2.0 - torch.arange(bins, dtype=torch.float64)).view(1, -1, 1, 1)
+        tensors = (window, tent, tent.t().contiguous(), offsets, ramp_unmixing(bins, cells))
+        return cls(*(t.to(device=device, dtype=dtype) for t in tensors))
 
 
 class SIFTNet(nn.Module):
     """SIFT descriptors of patches ``(B, 1, P, P)`` (values 0..255) -> ``(B, 128)``.
 
-    Differentiable with respect to the patches; works on any device and float dtype (the
-    pooling matrix follows the input's device and dtype).
+    Differentiable with respect to the patches; works on any device and float dtype (float16 and
+    bfloat16 inputs are computed in float32, the result returned in the input's dtype).
     """
 
     def __init__(self, config: SIFTConfig | None = None, chunk_size: int | None = None, **overrides):
@@ -191,7 +216,7 @@ class SIFTNet(nn.Module):
         )
 
     def constants(self, ref: torch.Tensor) -> _Constants:
-        """The precomputed matrices on ``ref``'s device and dtype (built once from float64)."""
+        """The precomputed tensors on ``ref``'s device and dtype (built once from float64)."""
         key = (ref.device, ref.dtype)
         if key not in self._constants:
             with torch.inference_mode(False):  # normal tensors: usable with autograd after an inference-mode call
@@ -202,70 +227,78 @@ class SIFTNet(nn.Module):
         size = self.config.patch_size
         if patches.ndim != 4 or patches.shape[1] != 1 or tuple(patches.shape[2:]) != (size, size):
             raise InputError(f"SIFTNet expects patches of shape (B, 1, {size}, {size}), got {tuple(patches.shape)}")
+        if patches.dtype in (torch.float16, torch.bfloat16):  # the ramp differences need float32
+            return self.forward(patches.float()).to(patches.dtype)
         if not patches.is_floating_point():
             patches = patches.float()
-        step = self.chunk_size if self.chunk_size is not None else _default_chunk(patches)
-        if patches.shape[0] <= step:
-            return self._describe(patches[:, 0])
-        # Sub-batches keep the (chunk, bins+1, N) orientation maps in cache (CPU: 2-3x faster).
-        return torch.cat([self._describe(part[:, 0]) for part in patches.split(step)])
-
-    def _describe(self, patches: torch.Tensor) -> torch.Tensor:
-        """(B, P, P) -> (B, dim)."""
-        c = self.config
-        count, bins, pixels = patches.shape[0], c.num_ang_bins, c.patch_size**2
+        step = self.chunk_size if self.chunk_size is not None else _default_chunk(patches, CPU_CHUNK_PIXELS)
         k = self.constants(patches)
+        device = patches.device.type
+        autocast = torch.is_autocast_enabled(device)  # the matrix products stay in float32
+        with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
+            if torch.is_grad_enabled() and patches.requires_grad:
+                pooled = torch.cat([self._pooled_maps(part[:, 0], k) for part in patches.split(step)])
+            else:
+                pooled = self._pooled_maps_inplace(patches[:, 0], k, step)
+            return self._finish(pooled.flatten(1) @ k.unmixing)
+
+    def _pooled_maps(self, patches: torch.Tensor, k: _Constants) -> torch.Tensor:
+        """Differentiable: ``(B, P, P)`` -> the pooled magnitude and ramps ``(B, K+1, S^2)``."""
         gx, gy = gradients(patches)
-        gx, gy = gx.reshape(count, pixels), gy.reshape(count, pixels)
-        if k.support is not None:  # only the pixels inside the circular mask (2-D: fast path)
-            gx, gy = gx.index_select(1, k.support), gy.index_select(1, k.support)
-        gx, gy = gx.unsqueeze(1), gy.unsqueeze(1)  # (B, 1, N)
-        # Orientation in bin units: angle in [-pi, pi] -> q in [0, bins]; q = k is the centre of
-        # output bin (k + bins/2) mod bins, and q = 0 and q = bins are the same angle.
-        unit = bins / (2.0 * math.pi)
-        if torch.is_grad_enabled() and patches.requires_grad:
-            magnitude = torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS)
-            angle = torch.atan2(gy, gx + GRADIENT_EPS)
-            scaled = (angle * unit + bins / 2.0) * magnitude  # q * magnitude
-        else:  # the same values, computed in place (fewer buffers)
-            magnitude = torch.mul(gx, gx).addcmul_(gy, gy).add_(GRADIENT_EPS).sqrt_()
-            scaled = torch.atan2(gy, gx.add_(GRADIENT_EPS)).mul_(unit).add_(bins / 2.0).mul_(magnitude)
-        maps = _orientation_maps(magnitude, scaled, k.rows, k.wrap)  # (B, bins, N), output bin order
-        # Window and tent pooling in one matrix product: angle-major (B, bins * cells) directly.
-        desc = (maps.reshape(count * bins, -1) @ k.pooling).reshape(count, c.dim)
+        magnitude = (torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS) * k.window).unsqueeze(1)
+        scaled = torch.atan2(gy, gx + GRADIENT_EPS).unsqueeze(1) * magnitude * self._unit  # (q - K/2) m
+        ramps = torch.clamp(torch.addcmul(scaled, magnitude, k.offsets), min=torch.zeros_like(k.offsets), max=magnitude)
+        return torch.cat([self._pool(magnitude, k), self._pool(ramps, k)], dim=1)
+
+    def _pooled_maps_inplace(self, patches: torch.Tensor, k: _Constants, step: int) -> torch.Tensor:
+        """The values of :meth:`_pooled_maps` without autograd, with few buffers.
+
+        The per-pixel maps (magnitude, orientation) are made ``step`` patches at a time; the K ramp
+        maps (K times larger) in sub-batches of ``RAMP_CHUNK_PIXELS`` per thread through one workspace, so
+        that they stay in cache between being written, clamped and pooled.
+        """
+        count, bins = patches.shape[0], self.config.num_ang_bins
+        pooled = patches.new_empty(count, bins + 1, self.config.num_spatial_bins**2)
+        inner = min(step, _default_chunk(patches, RAMP_CHUNK_PIXELS * torch.get_num_threads()))
+        work = patches.new_empty(min(inner, count), bins, *patches.shape[1:])
+        zero = patches.new_zeros(())
+        for start in range(0, count, step):
+            gx, gy = gradients(patches[start : start + step])
+            magnitude = torch.addcmul(gx.new_tensor(GRADIENT_EPS), gx, gx).addcmul_(gy, gy).sqrt_().mul_(k.window)
+            scaled = torch.atan2(gy, gx.add_(GRADIENT_EPS), out=gy)
+            torch.addcmul(zero, scaled, magnitude, value=self._unit, out=scaled)  # (q - K/2) m
+            magnitude, scaled = magnitude.unsqueeze(1), scaled.unsqueeze(1)
+            pooled[start : start + len(magnitude), :1] = self._pool(magnitude, k)
+            for sub in range(0, len(magnitude), inner):
+                m = magnitude[sub : sub + inner]
+                ramps = work[: len(m)]
+                torch.addcmul(scaled[sub : sub + inner], m, k.offsets, out=ramps).clamp_(min=zero, max=m)
+                pooled[start + sub : start + sub + len(m), 1:] = self._pool(ramps, k)
+        return pooled
+
+    @property
+    def _unit(self) -> float:
+        return self.config.num_ang_bins / (2.0 * math.pi)  # radians -> bin units
+
+    def _pool(self, maps: torch.Tensor, k: _Constants) -> torch.Tensor:
+        """Separable tent pooling (rows, then columns): ``(B, C, P, P)`` -> ``(B, C, S^2)``."""
+        rows = torch.matmul(k.tent, maps)  # (B, C, S, P)
+        return (rows.reshape(-1, self.config.patch_size) @ k.tent_t).reshape(*maps.shape[:2], -1)
+
+    def _finish(self, desc: torch.Tensor) -> torch.Tensor:
+        """Normalise, clip, normalise (and RootSIFT)."""
         desc = F.normalize(desc, p=2.0, dim=1)
-        desc = torch.clamp(desc, 0.0, c.clip)
+        desc = torch.clamp(desc, 0.0, self.config.clip)
         desc = F.normalize(desc, p=2.0, dim=1)
-        if c.rootsift:
+        if self.config.rootsift:
             desc = torch.sqrt(F.normalize(desc, p=1.0, dim=1) + ROOTSIFT_EPS)
         return desc
 
 
-def _orientation_maps(magnitude: torch.Tensor, scaled: torch.Tensor, rows: torch.Tensor, wrap: int) -> torch.Tensor:
-    """Orientation maps ``m * max(0, 1 - d(q, k))`` for the bins k of ``rows``: ``(B, 1, N)`` -> ``(B, K, N)``.
-
-    ``d`` is ``|q - k|``, except for the bin ``wrap`` (k = 0) where it is the periodic distance
-    ``min(q, K - q)`` (q lies in [0, K]). Written as ``relu(m - |q m - k m|)`` (``scaled = q m``,
-    ``m > 0``): one fused broadcast (addcmul), then in-place passes when no gradient is needed.
-    """
-    bins = rows.shape[1]
-    if torch.is_grad_enabled() and (magnitude.requires_grad or scaled.requires_grad):
-        dist = torch.addcmul(scaled, magnitude, rows).abs()
-        periodic = torch.minimum(dist[:, wrap : wrap + 1], torch.add(scaled, magnitude, alpha=-bins).abs())
-        dist = torch.cat([dist[:, :wrap], periodic, dist[:, wrap + 1 :]], dim=1)
-        return torch.relu(magnitude - dist)
-    maps = torch.addcmul(scaled, magnitude, rows)  # q m - k m
-    maps.abs_()
-    periodic = maps[:, wrap]  # |q m| for k = 0: the distance to q = K is |q m - K m|
-    torch.minimum(periodic, torch.add(scaled[:, 0], magnitude[:, 0], alpha=-bins).abs_(), out=periodic)
-    torch.sub(magnitude, maps, out=maps)
-    return maps.clamp_min_(0.0)
-
-
-def _default_chunk(patches: torch.Tensor) -> int:
-    """Patches per sub-batch: small on CPU (cache-resident maps), whole batches on accelerators."""
+def _default_chunk(patches: torch.Tensor, pixels: int) -> int:
+    """Patches per sub-batch: ``pixels`` on CPU (cache-resident maps), whole batches on accelerators."""
     if patches.device.type == "cpu":
-        return max(8, CPU_CHUNK_PIXELS // patches.shape[-1] ** 2)
+        return max(1, pixels // patches.shape[-1] ** 2)
     return 1 << 62
 
 

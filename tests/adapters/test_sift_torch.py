@@ -220,6 +220,22 @@ def test_float64_input_is_computed_in_float64():
     torch.testing.assert_close(net(x.float()).double(), out64, rtol=0, atol=1e-5)
 
 
+def test_half_inputs_and_autocast_are_computed_in_float32(oracle):
+    """The bins are differences of pooled ramps: float16/bfloat16 inputs are computed in float32
+    (the result cast back), and the matrix products run outside autocast."""
+    x = _patches(oracle, 65)[:16]
+    net = SIFTNet()
+    ref = net(x)
+    for dtype in (torch.float16, torch.bfloat16):
+        out = net(x.to(dtype))
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), ref, rtol=0, atol=1e-2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
 # ---- batching, properties, registry --------------------------------------------------------
 
 
