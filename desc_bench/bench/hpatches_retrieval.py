@@ -46,6 +46,7 @@ from .hpatches_common import (
     power_of_two_scale,
     progress_bar,
     resolve_split,
+    small_pages,
 )
 from .metrics import ap_from_ranks, pairwise_distances, rowwise_distances
 
@@ -100,6 +101,7 @@ def _ap(below: np.ndarray, pos: np.ndarray, kind: str) -> np.ndarray:
     return ap_from_ranks(np.moveaxis(ranks, 2, -1), N_POSITIVES, kind)
 
 
+@small_pages()
 def evaluate_retrieval(
     descs: Descs,
     tasks: TaskFiles,

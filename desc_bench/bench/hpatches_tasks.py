@@ -80,6 +80,7 @@ from .hpatches_common import (
     progress_bar,
     resolve_split,
     row_fields,
+    small_pages,
 )
 from .hpatches_matching import evaluate_matching
 from .hpatches_retrieval import evaluate_retrieval
@@ -170,6 +171,7 @@ def _verification_distances(
     return out
 
 
+@small_pages()
 def evaluate_verification(
     descs: Descs, tasks: TaskFiles, split, distance=Distance.L2, protocol: str = "python", progress: bool = False
 ) -> list[Score]:

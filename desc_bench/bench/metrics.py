@@ -306,7 +306,7 @@ def gathered_distances(
     distance=Distance.L2,
     squared: bool = False,
     order: np.ndarray | None = None,
-    chunk: int = 2048,
+    chunk: int = 256,
     workers: int | None = None,
 ) -> list[np.ndarray]:
     """Distances between rows ``table[left[i]]`` and ``table[right[i]]``, for each array in ``rights``.
@@ -314,8 +314,10 @@ def gathered_distances(
     table (T, D); left and each right (M,) row indices; returns one (M,) float64 array per right,
     equal to :func:`rowwise_distances` of the gathered rows. ``order`` (a permutation of 0..M-1)
     is the visiting order, e.g. by left row so that those reads are sequential; a chunk's left rows
-    are gathered once for all the rights. Chunks are shared among ``workers`` threads (numpy
-    releases the GIL), each with its own buffers; the values do not depend on the split.
+    are gathered once for all the rights. A chunk's rows and float64 differences stay in the core's
+    cache (256 rows of 128 values: 0.5 MiB; 2048 rows took 1.5x as long). Chunks are shared among
+    ``workers`` threads (numpy releases the GIL), each with its own buffers; the values do not depend
+    on the split.
     """
     distance = _as_distance(distance)
     table = np.asarray(table)
