@@ -1,28 +1,34 @@
-"""Nearest neighbours by a bfloat16 screen with a proven error bound (hardware bfloat16 products, AMX).
+"""Screens by bfloat16 distance products with a proven error bound (hardware bfloat16, AMX tiles).
 
 Squared L2 distances ``|a|^2 + |b|^2 - 2 a.b`` between the rows of ``a`` (N, D) and ``b`` (M, D) as one
-bfloat16 matrix product with float32 accumulation (the CPU's AMX tiles run it several times faster
-than a float32 GEMM): ``[a, hi, lo, 1, 1] @ [-2 b, 1, 1, hi', lo']^T``, where ``hi + lo`` is
-``|a|^2 + c`` and ``hi' + lo'`` is ``|b|^2``, each split into two bfloat16 numbers. The inputs are
-copies scaled by a power of two (exact: the largest |value| in [0.5, 1), the ranking unchanged).
+bfloat16 matrix product with float32 accumulation (a core's AMX tiles run it 4-10x faster than a
+float32 GEMM): ``[a, hi, lo, 1, 1, 0..] @ [-2 b, 1, 1, hi', lo', 0..]^T``, where ``hi + lo`` is
+``|a|^2 + c`` and ``hi' + lo'`` is ``|b|^2``, each split into two bfloat16 numbers, padded with zero
+columns to a multiple of 32. The inputs are copies scaled by a power of two (exact: the largest
+|value| in [0.5, 1), the ranking unchanged).
 
 Error bound. With u = 2^-8 (bfloat16 rounding), every entry before its rounding to bfloat16 lies
-within ``E = 4.5 u |a| b_max + 5 u^2 (|a| + b_max)^2 + 2^-110`` of the exact ``d^2 + c``: rounding a
-and b to bfloat16 moves ``2 a.b`` by at most ``(4 u + 2 u^2) |a| |b|``, the two-part norms by ``u^2``
-of themselves, the float32 accumulation of the D + 4 exact products by ``(D + 4) 2^-24`` of their
-absolute sum, and flushed subnormals by less than ``2^-110`` (the constants leave room for
-conversions that round twice). The offset ``c = E`` of each row keeps every entry non-negative,
-so the bfloat16 bit patterns, read as int16, order the entries as their values do (an int16 argmin
-and min, half the bytes of float32, no conversion); a negative entry is detected and its row
-re-decided. The rounding of the output to bfloat16 adds at most u of its value. A row's screened
-nearest neighbour is certain when the runner-up, lowered by all of that, still exceeds the best
-raised by all of it; the other rows are reported as ambiguous for an exact decision (the float32
-screen and float64 differences of :mod:`~desc_bench.bench.hpatches_matching`). So the choice equals
-that of exact arithmetic, the first index on exact ties.
+within ``E = 4.5 u |a| b_max + 6 u^2 (|a| + b_max)^2 + 2^-110`` of the exact ``d^2 + c``: rounding a
+and b to bfloat16 moves ``2 a.b`` by at most ``(4 u + 2 u^2) |a| |b|``; the two-part norms are off by
+``u^2`` of themselves, and by ``(D + 1) 2^-24`` as float32 sums; the float32 accumulation of the
+exact products adds at most ``K 2^-24`` of their absolute sum; flushed subnormals less than
+``2^-110`` (the constants leave room for conversions that round twice). The offset ``c = E`` of each
+row keeps every entry non-negative, so the bfloat16 bit patterns, read as int16, order the entries
+as their values do: int16 argmin, min and comparisons on half the bytes of float32, without a
+conversion (a negative entry is detected, and its row decided exactly). The rounding of an output
+x to bfloat16 moves it by at most ``R |x|``, R = u / (1 - u).
+
+Nearest neighbours (:func:`screen`): a row's screened choice is certain when its runner-up, lowered
+by all of that, still exceeds the best raised by all of it; otherwise every column whose lowered
+value does not exceed the best's raised value is a candidate, and the caller decides among the
+candidates exactly (float64 differences: :mod:`~desc_bench.bench.hpatches_matching`). So the choice
+equals that of exact arithmetic, the first index on exact ties. Thresholds (retrieval): an entry
+whose exact d^2 is at most t has a value at most ``(t + 2 E) / (1 - R)``, compared as bits
+(:func:`floor_bits`).
 
 :func:`available` says whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles, through
 oneDNN) and whether torch's product passes a self-check of the bound (accumulation in float32);
-elsewhere the callers use the float32 screen alone.
+elsewhere ``screen="auto"`` means the float32 screens. Either screen gives the same numbers.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from ..errors import InputError
 
 U = 2.0**-8  # unit roundoff of bfloat16 (8 significant bits, round to nearest even)
 INF_BITS = 0x7F80  # +inf in bfloat16: above every finite non-negative entry as int16
@@ -144,6 +152,24 @@ def screen(
         else:
             joined.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
     return nns, joined
+
+
+SCREENS = ("auto", "bfloat16", "float32")
+
+
+def chosen(screen: str) -> bool:
+    """Whether ``screen`` ("auto", "bfloat16" or "float32") means the bfloat16 screen here."""
+    if screen not in SCREENS:
+        raise InputError(f"unknown screen {screen!r}; valid: {', '.join(SCREENS)}")
+    return screen == "bfloat16" or (screen == "auto" and available())
+
+
+def floor_bits(x: np.ndarray) -> np.ndarray:
+    """int16 bit patterns of the largest bfloat16 values <= x (x >= 0 float64; inf and overflow -> max finite)."""
+    x32 = np.minimum(x, float(np.finfo(np.float32).max)).astype(np.float32)
+    x32 = np.where(x32.astype(np.float64) > x, np.nextafter(x32, np.float32(0)), x32)
+    bits = (x32.view(np.uint32) >> 16).astype(np.int32)  # truncation: toward zero, so <= x
+    return np.minimum(bits, INF_BITS - 1).astype(np.int16)
 
 
 @functools.cache

@@ -6,11 +6,18 @@ descriptor's nearest neighbour in image i (the first one on exact ties, as numpy
 scipy's cdist in the official code); a match is right when it is the same patch; AP of the
 matches ranked by -distance with numpos = N.
 
-Implementation (L2): one float32 GEMM per sequence and noise level, ``[a, 1] @ [-2 b, |b|^2]^T``
+Implementation (L2): with hardware bfloat16 products (``screen="auto"`` where
+:func:`~desc_bench.bench.bf16_screen.available`), the bfloat16 screen of
+:mod:`~desc_bench.bench.bf16_screen`, one cache-sized product per chunk of ref rows and image; the
+rows it leaves uncertain are decided among their candidates by exact float64 differences (rows with
+more than :data:`CANDIDATES_PER_ROW` candidates by the float32 screen). Sequences are shared among
+worker threads, each running single-threaded products (no thread team waiting on a busy core).
+The float32 screen: one GEMM per sequence and noise level, ``[a, 1] @ [-2 b, |b|^2]^T``
 for the 5 images at once (|b|^2 - 2 a.b, the row's |a|^2 does not change its argmin), on copies
 scaled by a power of two (exact: no overflow or underflow, same ranking). Every row whose
 runner-up lies within the float32 error bound of its best is re-decided by exact float64
-differences, so the choice equals that of a difference-based computation.
+differences, so the choice equals that of a difference-based computation. Both screens give the
+same indices and so the same numbers.
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ import torch
 from ..adapters.base import Distance
 from ..datasets.base import NOISE_NAMES, NOISES
 from ..datasets.tasks import TaskFiles
-from ..errors import InputError
 from . import bf16_screen
 from .benchmarks.base import per_unit
 from .hpatches_common import (
@@ -44,7 +50,6 @@ from .hpatches_common import (
 from .metrics import average_precision, pairwise_distances, rowwise_distances, vlfeat_ap, worker_count
 
 EPS32 = float(np.finfo(np.float32).eps)
-SCREENS = ("auto", "bfloat16", "float32")
 CANDIDATES_PER_ROW = 64  # more candidates of the bfloat16 screen in one image: the row takes the float32 screen
 
 
@@ -82,11 +87,9 @@ def nearest(
             nn = pairwise_distances(a, b, distance).argmin(axis=1)
             out.append((nn, rowwise_distances(a, b[nn], distance)))
         return out
-    if screen not in SCREENS:
-        raise InputError(f"unknown screen {screen!r}; valid: {', '.join(SCREENS)}")
     scale = power_of_two_scale(a, *images)
     wide = needs_float64_scaling(a.dtype) or any(needs_float64_scaling(b.dtype) for b in images)
-    if screen == "bfloat16" or (screen == "auto" and bf16_screen.available()):
+    if bf16_screen.chosen(screen):
         nns = _bf16_nearest(a, images, scale, wide, scratch)
     else:
         nns = _float32_nearest(a, images, scratch or _Scratch())
@@ -181,7 +184,7 @@ def _exact_choice(a, b, block, nn, limit, ambiguous) -> np.ndarray:
     return cols[order][first]
 
 
-def _match_sequence(chk, seq: str, ap) -> dict[str, float]:
+def _match_sequence(chk, seq: str, ap, screen: str) -> dict[str, float]:
     """noise -> mean AP over images 1..5 of the sequence's nearest-neighbour matches ref -> image i."""
     ref = chk.descs[seq]["ref"]
     truth = np.arange(len(ref))
@@ -189,7 +192,7 @@ def _match_sequence(chk, seq: str, ap) -> dict[str, float]:
     out = {}
     for noise in NOISES:
         images = [chk.descs[seq][f"{noise}{i}"] for i in range(1, N_POSITIVES + 1)]
-        found = nearest(ref, images, chk.distance, scratch)
+        found = nearest(ref, images, chk.distance, scratch, screen)
         out[noise] = float(np.mean([ap(-dist, nn == truth, numpos=len(ref)) for nn, dist in found]))
     return out
 
@@ -202,6 +205,7 @@ def evaluate_matching(
     protocol: str = "python",
     progress: bool = False,
     tasks: TaskFiles | None = None,
+    screen: str = "auto",
 ) -> list[Score]:
     """Image matching: per sequence, noise and image i = 1..5, AP of nearest-neighbour matches ref -> image i."""
     check_protocol(protocol)
@@ -210,11 +214,11 @@ def evaluate_matching(
     ap = average_precision if protocol == "python" else vlfeat_ap
     # the bfloat16 screen runs one single-threaded product per worker, sequences shared among them
     # (no thread team to wait for); the float32 screen keeps BLAS's own threads
-    workers = worker_count() if chk.distance is Distance.L2 and bf16_screen.available() else 1
+    workers = worker_count() if chk.distance is Distance.L2 and bf16_screen.chosen(screen) else 1
     per_seq: dict[tuple[str, str], float] = {}  # (sequence, noise) -> mean AP over the 5 images
     pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) if workers > 1 else None
     try:
-        found = (pool.map if pool else map)(lambda seq: _match_sequence(chk, seq, ap), split.test)
+        found = (pool.map if pool else map)(lambda seq: _match_sequence(chk, seq, ap, screen), split.test)
         for seq, values in zip(split.test, progress_bar(found, progress, desc="matching", total=len(split.test))):
             per_seq.update({(seq, noise): v for noise, v in values.items()})
     finally:
