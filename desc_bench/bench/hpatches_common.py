@@ -203,7 +203,8 @@ def small_pages() -> Iterator[None]:
     such arrays (stacked tables, pair indices, distance products) and read them once or twice, so huge
     pages save them little. Nested and concurrent blocks share one setting; the last to leave restores it.
     """
-    toggle = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+    core = getattr(np, "_core", None) or getattr(np, "core", None)  # numpy 2 / numpy 1
+    toggle = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
     if toggle is None:
         yield
         return
