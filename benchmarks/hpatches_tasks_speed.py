@@ -27,6 +27,7 @@ import numpy as np
 
 from desc_bench.bench import bf16_screen
 from desc_bench.bench import hpatches_tasks as ht
+from desc_bench.bench.hpatches_common import type_name
 from desc_bench.bench.metrics import average_precision
 from desc_bench.datasets.base import PATCH_TYPES, Split
 from desc_bench.datasets.tasks import TaskFiles, generate_task_files
@@ -87,8 +88,8 @@ def peer_estimates(descs, tasks: TaskFiles, split: Split) -> dict[str, float]:
     t0 = time.perf_counter()
     for r in range(sample):  # one pair at a time, 3 noise levels, as get_verif_dists
         for noise in "eht":
-            a = descs[names[pos.s1[r]]][ht._type_name(noise, int(pos.t1[r]))][pos.idx1[r]]
-            b = descs[names[pos.s2[r]]][ht._type_name(noise, int(pos.t2[r]))][pos.idx2[r]]
+            a = descs[names[pos.s1[r]]][type_name(noise, int(pos.t1[r]))][pos.idx1[r]]
+            b = descs[names[pos.s2[r]]][type_name(noise, int(pos.t2[r]))][pos.idx2[r]]
             sd.euclidean(a, b)
     est["verification"] = (time.perf_counter() - t0) * 3 * len(pos) / sample
     seqs = split.test[:3]
