@@ -7,8 +7,10 @@ sequence's patch count, the same for its 16 types.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -190,6 +192,39 @@ def gather(chk: Checked, names, codes, images, idx, noise: str) -> np.ndarray:
         k = int(sk[s])
         out[rows] = chk.descs[names[k // IMAGES]][type_name(noise, k % IMAGES)][idx[rows]]
     return out
+
+
+# ---- memory -------------------------------------------------------------------------------------
+_PAGES = threading.Lock()
+_PAGES_STATE = {"depth": 0, "before": True}
+
+
+@contextlib.contextmanager
+def small_pages() -> Iterator[None]:
+    """Within the block, numpy does not ask for transparent huge pages for its arrays (restored after).
+
+    numpy advises huge pages for every array of 4 MiB or more; where the kernel then compacts memory on
+    each fault (``defrag=madvise``, the default), a busy machine pays for it: filling a fresh 482 MiB
+    table took 0.8-1.3 s of CPU that way and 0.17 s with ordinary pages. The HPatches tasks allocate
+    such arrays (stacked tables, pair indices, distance products) and read them once or twice, so huge
+    pages save them little. Nested and concurrent blocks share one setting; the last to leave restores it.
+    """
+    core = getattr(np, "_core", None) or getattr(np, "core", None)  # numpy 2 / numpy 1
+    toggle = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    if toggle is None:
+        yield
+        return
+    with _PAGES:
+        if _PAGES_STATE["depth"] == 0:
+            _PAGES_STATE["before"] = bool(toggle(False))
+        _PAGES_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _PAGES:
+            _PAGES_STATE["depth"] -= 1
+            if _PAGES_STATE["depth"] == 0:
+                toggle(_PAGES_STATE["before"])
 
 
 # ---- range --------------------------------------------------------------------------------------

@@ -6,22 +6,32 @@ descriptor's nearest neighbour in image i (the first one on exact ties, as numpy
 scipy's cdist in the official code); a match is right when it is the same patch; AP of the
 matches ranked by -distance with numpos = N.
 
-Implementation (L2): one float32 GEMM per sequence and noise level, ``[a, 1] @ [-2 b, |b|^2]^T``
+Implementation (L2): with hardware bfloat16 products (``screen="auto"`` where
+:func:`~desc_bench.bench.bf16_screen.available`), the bfloat16 screen of
+:mod:`~desc_bench.bench.bf16_screen`, one cache-sized product per chunk of ref rows and image; the
+rows it leaves uncertain are decided among their candidates by exact float64 differences (rows with
+more than :data:`CANDIDATES_PER_ROW` candidates by the float32 screen). Sequences are shared among
+worker threads, each running single-threaded products (no thread team waiting on a busy core).
+The float32 screen: one GEMM per sequence and noise level, ``[a, 1] @ [-2 b, |b|^2]^T``
 for the 5 images at once (|b|^2 - 2 a.b, the row's |a|^2 does not change its argmin), on copies
 scaled by a power of two (exact: no overflow or underflow, same ranking). Every row whose
 runner-up lies within the float32 error bound of its best is re-decided by exact float64
-differences, so the choice equals that of a difference-based computation.
+differences, so the choice equals that of a difference-based computation. Both screens give the
+same indices and so the same numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 
 from ..adapters.base import Distance
 from ..datasets.base import NOISE_NAMES, NOISES
 from ..datasets.tasks import TaskFiles
+from . import bf16_screen
 from .benchmarks.base import per_unit
 from .hpatches_common import (
     N_POSITIVES,
@@ -35,10 +45,12 @@ from .hpatches_common import (
     power_of_two_scale,
     progress_bar,
     resolve_split,
+    small_pages,
 )
-from .metrics import average_precision, pairwise_distances, rowwise_distances, vlfeat_ap
+from .metrics import average_precision, pairwise_distances, rowwise_distances, vlfeat_ap, worker_count
 
 EPS32 = float(np.finfo(np.float32).eps)
+CANDIDATES_PER_ROW = 64  # more candidates of the bfloat16 screen in one image: the row takes the float32 screen
 
 
 class _Scratch:
@@ -54,13 +66,20 @@ class _Scratch:
 
 
 def nearest(
-    a: np.ndarray, images: Sequence[np.ndarray], distance: Distance, scratch: _Scratch | None = None
+    a: np.ndarray,
+    images: Sequence[np.ndarray],
+    distance: Distance,
+    scratch: _Scratch | None = None,
+    screen: str = "auto",
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each ``b`` in ``images``: (index of the nearest row of b for each row of a, its distance).
 
-    a (N, D), each b (M_i, D). The first index wins on exact ties. L2 runs the scaled float32 GEMM
-    of the module docstring and re-decides near ties exactly; the distances are those of the
-    inputs (or of the scaled inputs for 64-bit inputs: the same ranking, no float64 overflow).
+    a (N, D), each b (M_i, D). The first index wins on exact ties. L2 screens with the bfloat16
+    product of :mod:`~desc_bench.bench.bf16_screen` (``screen="bfloat16"``; ``"auto"`` where the CPU
+    has it) and decides its ambiguous rows, or all rows (``"float32"``), by the scaled float32 GEMM of
+    the module docstring, re-deciding near ties exactly; both give the same indices. The distances
+    are those of the inputs (or of the scaled inputs for 64-bit inputs: the same ranking, no float64
+    overflow).
     """
     if distance is not Distance.L2:
         out = []
@@ -68,7 +87,49 @@ def nearest(
             nn = pairwise_distances(a, b, distance).argmin(axis=1)
             out.append((nn, rowwise_distances(a, b[nn], distance)))
         return out
-    scratch = scratch or _Scratch()
+    scale = power_of_two_scale(a, *images)
+    wide = needs_float64_scaling(a.dtype) or any(needs_float64_scaling(b.dtype) for b in images)
+    if bf16_screen.chosen(screen):
+        nns = _bf16_nearest(a, images, scale, wide, scratch)
+    else:
+        nns = _float32_nearest(a, images, scratch or _Scratch())
+    if wide:
+        a, images = a.astype(np.float64) * scale, [b.astype(np.float64) * scale for b in images]
+    return [(nn, rowwise_distances(a, b[nn], distance)) for nn, b in zip(nns, images)]
+
+
+def _bf16_nearest(a, images, scale: float, wide: bool, scratch: _Scratch | None) -> list[np.ndarray]:
+    """Exact L2 nearest neighbours (first on ties) by the bfloat16 screen, candidates decided in float64.
+
+    Rows with more than :data:`CANDIDATES_PER_ROW` candidates in an image (near-constant
+    descriptors) go through the float32 screen instead, which leaves far fewer.
+    """
+    offsets = np.cumsum([0] + [len(b) for b in images])
+    nns, candidates = bf16_screen.screen(*bf16_screen.tables(a, images, scale), offsets)
+    if wide:  # exact decisions on scaled float64 copies, as the distances
+        a, images = a.astype(np.float64) * scale, [b.astype(np.float64) * scale for b in images]
+    crowded = np.zeros(len(a), dtype=bool)
+    for nn, b, (rows, cols) in zip(nns, images, candidates):
+        if not len(rows):
+            continue
+        count = np.bincount(rows, minlength=len(a))
+        crowded |= count > CANDIDATES_PER_ROW
+        keep = ~crowded[rows]
+        rows, cols = rows[keep], cols[keep]
+        if len(rows):
+            d = rowwise_distances(a[rows], b[cols], Distance.L2, squared=True)
+            order = np.lexsort((cols, d, rows))  # by row, then distance, then column: first = the choice
+            first = np.flatnonzero(np.r_[True, rows[order][1:] != rows[order][:-1]])
+            nn[rows[order][first]] = cols[order][first]
+    if crowded.any():
+        sel = np.flatnonzero(crowded)
+        for nn, sure in zip(nns, _float32_nearest(a[sel], images, scratch or _Scratch())):
+            nn[sel] = sure
+    return nns
+
+
+def _float32_nearest(a: np.ndarray, images: Sequence[np.ndarray], scratch: _Scratch) -> list[np.ndarray]:
+    """Exact L2 nearest neighbours (first on ties) by the scaled float32 GEMM and float64 re-decisions."""
     n, dim = a.shape
     scale = power_of_two_scale(a, *images)
     a_aug = np.ones((n, dim + 1), dtype=np.float32)
@@ -84,7 +145,8 @@ def nearest(
     g = np.matmul(a_aug, b_aug.T, out=scratch.get(n, offsets[-1]))  # |b|^2 - 2 a.b
     if needs_float64_scaling(a.dtype) or any(needs_float64_scaling(b.dtype) for b in images):
         a, images = a.astype(np.float64) * scale, [b.astype(np.float64) * scale for b in images]
-    if len(set(offsets[1:] - offsets[:-1])) == 1:  # equal sizes: (N, images, M), contiguous reductions
+    equal = len(set(offsets[1:] - offsets[:-1])) == 1
+    if equal:  # equal sizes: (N, images, M), contiguous reductions
         g3 = g.reshape(n, len(images), -1)
         nn_all = g3.argmin(axis=2)
         best_all = np.take_along_axis(g3, nn_all[:, :, None], axis=2)[:, :, 0]
@@ -94,7 +156,7 @@ def nearest(
     out = []
     for k, (b, start, stop) in enumerate(zip(images, offsets[:-1], offsets[1:])):
         block = g[:, start:stop]
-        if len(set(offsets[1:] - offsets[:-1])) == 1:
+        if equal:
             nn, best, runner = nn_all[:, k], best_all[:, k], runner_all[:, k]
         else:
             nn = block.argmin(axis=1)
@@ -107,7 +169,7 @@ def nearest(
         ambiguous = np.flatnonzero(runner <= limit)
         if len(ambiguous):
             nn[ambiguous] = _exact_choice(a, b, block, nn, limit, ambiguous)
-        out.append((nn, rowwise_distances(a, b[nn], distance)))
+        out.append(nn)
     return out
 
 
@@ -122,6 +184,20 @@ def _exact_choice(a, b, block, nn, limit, ambiguous) -> np.ndarray:
     return cols[order][first]
 
 
+def _match_sequence(chk, seq: str, ap, screen: str) -> dict[str, float]:
+    """noise -> mean AP over images 1..5 of the sequence's nearest-neighbour matches ref -> image i."""
+    ref = chk.descs[seq]["ref"]
+    truth = np.arange(len(ref))
+    scratch = _Scratch()
+    out = {}
+    for noise in NOISES:
+        images = [chk.descs[seq][f"{noise}{i}"] for i in range(1, N_POSITIVES + 1)]
+        found = nearest(ref, images, chk.distance, scratch, screen)
+        out[noise] = float(np.mean([ap(-dist, nn == truth, numpos=len(ref)) for nn, dist in found]))
+    return out
+
+
+@small_pages()
 def evaluate_matching(
     descs: Descs,
     split,
@@ -129,21 +205,25 @@ def evaluate_matching(
     protocol: str = "python",
     progress: bool = False,
     tasks: TaskFiles | None = None,
+    screen: str = "auto",
 ) -> list[Score]:
     """Image matching: per sequence, noise and image i = 1..5, AP of nearest-neighbour matches ref -> image i."""
     check_protocol(protocol)
     split = resolve_split(split, tasks)
     chk = check_descs(descs, split.test, distance)
-    per_seq: dict[tuple[str, str], float] = {}  # (sequence, noise) -> mean AP over the 5 images
-    scratch = _Scratch()
     ap = average_precision if protocol == "python" else vlfeat_ap
-    for seq in progress_bar(split.test, progress, desc="matching"):
-        ref = chk.descs[seq]["ref"]
-        truth = np.arange(len(ref))
-        for noise in NOISES:
-            images = [chk.descs[seq][f"{noise}{i}"] for i in range(1, N_POSITIVES + 1)]
-            found = nearest(ref, images, chk.distance, scratch)
-            per_seq[seq, noise] = float(np.mean([ap(-dist, nn == truth, numpos=len(ref)) for nn, dist in found]))
+    # the bfloat16 screen runs one single-threaded product per worker, sequences shared among them
+    # (no thread team to wait for); the float32 screen keeps BLAS's own threads
+    workers = worker_count() if chk.distance is Distance.L2 and bf16_screen.chosen(screen) else 1
+    per_seq: dict[tuple[str, str], float] = {}  # (sequence, noise) -> mean AP over the 5 images
+    pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) if workers > 1 else None
+    try:
+        found = (pool.map if pool else map)(lambda seq: _match_sequence(chk, seq, ap, screen), split.test)
+        for seq, values in zip(split.test, progress_bar(found, progress, desc="matching", total=len(split.test))):
+            per_seq.update({(seq, noise): v for noise, v in values.items()})
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     subsets = {"all": list(split.test)}
     for prefix in ("i", "v"):
         members = [s for s in split.test if s.startswith(prefix + "_")]

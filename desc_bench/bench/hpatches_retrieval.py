@@ -9,11 +9,14 @@ Only the positions of the 5 positives matter: the j-th positive (by distance, ti
 sits at rank j + #(pool distractors strictly closer), so the work is to count, for each query and
 each of its 15 positive distances (3 noises x 5 images), the distractors below it in each pool.
 
-Implementation: all queries against all distractors by one float32 GEMM per chunk of queries
-(|d|^2 - 2 q.d on copies scaled by a power of two), which rules out every distractor farther than
-the query's farthest positive by more than the float32 error bound. The few left (typically well
-under 1 %) get their exact distance by float64 differences, computed exactly as the positives'
-distances (so equal vectors tie exactly), and are counted per pool with one bincount. Counting ties
+Implementation: all queries against all distractors by a screen, per chunk of queries: with
+hardware bfloat16 products (``screen="auto"`` where :func:`~desc_bench.bench.bf16_screen.available`)
+the bfloat16 screen of :mod:`~desc_bench.bench.bf16_screen` (cache-sized tiles, chunks shared among
+single-threaded workers), else one float32 GEMM per chunk (|d|^2 - 2 q.d on copies scaled by a power
+of two). Either rules out every distractor farther than the query's farthest positive by more than
+its proven error bound. The few left (typically well under 1 %) get their exact distance by float64
+differences, computed exactly as the positives' distances (so equal vectors tie exactly), and are
+counted per pool with one bincount; both screens give the same numbers. Counting ties
 the other way (``<=``) costs nothing more and measures how much exact ties decide the number.
 A chunk where too many distractors survive (a degenerate descriptor) is counted densely from the
 float64 distance matrix of each sequence's queries instead (same numbers, slower).
@@ -22,6 +25,7 @@ float64 distance matrix of each sequence's queries instead (same numbers, slower
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -30,6 +34,7 @@ from ..adapters.base import Distance
 from ..datasets.base import NOISE_NAMES, NOISES
 from ..datasets.tasks import PatchList, TaskFiles
 from ..errors import InputError
+from . import bf16_screen
 from .benchmarks.base import grouped_units
 from .hpatches_common import (
     N_POSITIVES,
@@ -46,9 +51,11 @@ from .hpatches_common import (
     power_of_two_scale,
     progress_bar,
     resolve_split,
+    small_pages,
 )
-from .metrics import ap_from_ranks, pairwise_distances, rowwise_distances
+from .metrics import ap_from_ranks, pairwise_distances, rowwise_distances, worker_count
 
+DISTRACTOR_TILE = 2048  # distractors per bfloat16 product tile (with 512 queries: 2 MiB of output)
 DENSE_SHARE = 8  # a chunk is counted densely when more than 1/DENSE_SHARE of its entries survive the screen
 
 
@@ -100,6 +107,7 @@ def _ap(below: np.ndarray, pos: np.ndarray, kind: str) -> np.ndarray:
     return ap_from_ranks(np.moveaxis(ranks, 2, -1), N_POSITIVES, kind)
 
 
+@small_pages()
 def evaluate_retrieval(
     descs: Descs,
     tasks: TaskFiles,
@@ -108,7 +116,8 @@ def evaluate_retrieval(
     pool_sizes: Sequence[int] = POOL_SIZES,
     protocol: str = "python",
     progress: bool = False,
-    chunk: int = 256,
+    chunk: int = 512,
+    screen: str = "auto",
 ) -> list[Score]:
     """Patch retrieval: AP of each query's 5 positives among distractors of other sequences, per pool size."""
     check_protocol(protocol)
@@ -158,7 +167,12 @@ def evaluate_retrieval(
         pools = np.array([len(distractors)], dtype=np.int64)  # every list is shorter: the whole list
     kind = "trapezoid" if protocol == "python" else "vlfeat"
 
-    if l2:  # the float32 screen: |d|^2 - 2 q.d, scaled by a power of two (exact, same ranking)
+    bf16 = l2 and bf16_screen.chosen(screen)
+    ratio2 = (scale / exact_scale) ** 2  # exact distances -> screen units
+    if bf16:  # d^2 + E, see bf16_screen: an entry can be a distractor below the threshold iff <= T
+        q_tab, d_tab, err = bf16_screen.tables(q_desc, [d_desc], scale / exact_scale)
+        d_t = d_tab.T
+    elif l2:  # the float32 screen: |d|^2 - 2 q.d, scaled by a power of two (exact, same ranking)
         q32 = np.multiply(q_desc, scale / exact_scale, dtype=np.float32)
         d32 = np.multiply(d_desc, scale / exact_scale, dtype=np.float32)
         d_norm = np.einsum("ij,ij->i", d32, d32, dtype=np.float64)
@@ -168,33 +182,58 @@ def evaluate_retrieval(
         eps = float(np.finfo(np.float32).eps)
         d_max = float(np.sqrt(d_norm.max())) if len(d_norm) else 0.0
         tol = 8 * (q_desc.shape[1] + 4) * eps * (np.sqrt(q_norm) + d_max) ** 2 + 1e-30
-        ratio2 = (scale / exact_scale) ** 2  # exact distances -> screen units
     ap = np.empty((2, len(queries), len(NOISES), len(pools)))  # (tie rule: protocol's, other) x ...
     order = np.argsort(q_seq, kind="stable")
-    with torch.inference_mode():
-        for s in progress_bar(range(0, len(order), chunk), progress, desc="retrieval"):
-            r = order[s : s + chunk]
-            thr = pos[r].reshape(len(r), -1)  # (R, 15)
+
+    def survivors(r: np.ndarray, thr: np.ndarray):
+        """(rows, cols, exact distances or None) of the entries that can rank above a positive (any order)."""
+        if bf16:
+            top = thr.max(axis=1) * ratio2
+            limit = bf16_screen.floor_bits((top * (1 + 2.0**-40) + 2 * err[r]) / (1 - bf16_screen.R))
+            found = []
+            for c in range(0, len(distractors), DISTRACTOR_TILE):  # tiles in the core's cache
+                g = torch.mm(q_tab[r], d_t[:, c : c + DISTRACTOR_TILE]).view(torch.int16).numpy()
+                rows, cols = np.divmod(np.flatnonzero(g <= limit[:, None]), g.shape[1])
+                found.append((rows, cols + c))
+            return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]), None
+        if l2:
+            g = q32[r] @ d_m2.T
+            g += d_norm32
+            limit = (thr.max(axis=1) * ratio2 - q_norm[r] + tol[r]).astype(np.float32)
+            rows, cols = np.divmod(np.flatnonzero(g <= limit[:, None]), g.shape[1])  # row-major, as nonzero
+            return rows, cols, None
+        dist = pairwise_distances(q_desc[r], d_desc, chk.distance)
+        rows, cols = np.nonzero(dist <= thr.max(axis=1)[:, None])
+        return rows, cols, dist[rows, cols]
+
+    def run(s: int) -> None:
+        r = order[s : s + chunk]
+        thr = pos[r].reshape(len(r), -1)  # (R, 15)
+        rows, cols, exact = survivors(r, thr)
+        other = d_seq[cols] != q_seq[r][rows]
+        rows, cols = rows[other], cols[other]
+        if len(rows) * DENSE_SHARE > len(r) * len(distractors):
+            below = _dense_chunk(r, q_desc, d_desc, q_seq, d_seq, thr, pools, chk.distance)
+        else:
             if l2:
-                g = q32[r] @ d_m2.T
-                g += d_norm32
-                limit = (thr.max(axis=1) * ratio2 - q_norm[r] + tol[r]).astype(np.float32)
-                rows, cols = np.nonzero(g <= limit[:, None])
-                del g
+                exact = rowwise_distances(q_desc[r][rows], d_desc[cols], chk.distance, squared=True)
             else:
-                dist = pairwise_distances(q_desc[r], d_desc, chk.distance)
-                rows, cols = np.nonzero(dist <= thr.max(axis=1)[:, None])
-            other = d_seq[cols] != q_seq[r][rows]
-            rows, cols = rows[other], cols[other]
-            if len(rows) * DENSE_SHARE > len(r) * len(distractors):
-                below = _dense_chunk(r, q_desc, d_desc, q_seq, d_seq, thr, pools, chk.distance)
-            else:
-                exact = rowwise_distances(q_desc[r][rows], d_desc[cols], chk.distance, squared=True) if l2 else None
-                exact = dist[rows, cols] if exact is None else exact
-                position = cols - same_before[q_seq[r][rows], cols]
-                below = _sparse_counts(rows, position, exact, thr, pools)  # a pool past the list's end = the list
-            for rule in (0, 1):
-                ap[rule, r] = _ap(below[rule], pos[r], kind)
+                exact = exact[other]
+            position = cols - same_before[q_seq[r][rows], cols]
+            below = _sparse_counts(rows, position, exact, thr, pools)  # a pool past the list's end = the list
+        for rule in (0, 1):
+            ap[rule, r] = _ap(below[rule], pos[r], kind)
+
+    starts = range(0, len(order), chunk)
+    workers = min(worker_count(), len(starts)) if bf16 else 1  # single-threaded products, chunks shared
+    with torch.inference_mode():
+        if workers > 1:
+            with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                for done in progress_bar(pool.map(run, starts), progress, desc="retrieval", total=len(starts)):
+                    del done
+        else:
+            for s in progress_bar(starts, progress, desc="retrieval"):
+                run(s)
     return _retrieval_scores(ap, pool_labels, protocol, constant_descriptor(chk), [sequences[c] for c in q_seq])
 
 

@@ -36,11 +36,14 @@ overflow nor underflow; non-finite descriptors are refused.
 
 Implementation (``benchmarks/hpatches_tasks_speed.py`` times it at the real size): verification
 gathers the pairs' rows from one stacked table per noise level, in the order of the first patch
-(shared by the three pair files of the official generator), and ranks each label block on its own
-(:func:`~desc_bench.bench.metrics.block_ap`) instead of sorting the whole list; matching runs one
-float32 GEMM per image with an exact float64 re-decision of near ties; retrieval screens the
-distractors with a float32 GEMM and counts the few that can rank above a positive exactly
-(:mod:`~desc_bench.bench.hpatches_retrieval`).
+(shared by the three pair files of the official generator), in cache-sized chunks shared by worker
+threads, and ranks each label block on its own (:func:`~desc_bench.bench.metrics.block_ap`) instead
+of sorting the whole list; matching and retrieval screen with bfloat16 products where the CPU has
+them in hardware (:mod:`~desc_bench.bench.bf16_screen`, proven error bound), else with float32 GEMMs,
+and decide what the screen leaves open by exact float64 differences (matching: near ties;
+retrieval: the few distractors that can rank above a positive; :mod:`~desc_bench.bench.hpatches_matching`,
+:mod:`~desc_bench.bench.hpatches_retrieval`). Both screens give the same numbers. numpy's huge-page
+advice is off while the tasks run (:func:`~desc_bench.bench.hpatches_common.small_pages`).
 
 Score rows:
     verification  metric "ap" (imbalanced) / "auc" (balanced); variant "intra" / "inter" / "mean";
@@ -81,6 +84,7 @@ from .hpatches_common import (
     progress_bar,
     resolve_split,
     row_fields,
+    small_pages,
 )
 from .hpatches_matching import evaluate_matching
 from .hpatches_retrieval import evaluate_retrieval
@@ -206,6 +210,7 @@ class _Pooled:
         return lambda key: pooled_interval(statistic, units, self.ci, key, "sequence", how, items, value=value)
 
 
+@small_pages()
 def evaluate_verification(
     descs: Descs,
     tasks: TaskFiles,
