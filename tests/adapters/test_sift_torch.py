@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import desc_bench
+from desc_bench.adapters import sift_torch
 from desc_bench.adapters.sift_torch import (
     SIFTConfig,
     SIFTNet,
@@ -234,6 +235,49 @@ def test_half_inputs_and_autocast_are_computed_in_float32(oracle):
         out = net(x)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
+# ---- the compiled CPU loop (numba) against the reference and the torch path ----------------------
+
+
+@pytest.mark.parametrize(
+    "size,sigma,circular,root", [(65, "hesamp", True, False), (32, "vlfeat", False, True), (16, "hesamp", True, True)]
+)
+def test_compiled_loop_equals_the_reference_and_the_torch_path(size, sigma, circular, root, monkeypatch):
+    config = SIFTConfig(patch_size=size, sigma_type=sigma, circular=circular, rootsift=root)
+    x = _random_patches(37, size, seed=7)  # 37: thread shares of unequal length
+    real, calls = sift_torch._kernel(), []
+    monkeypatch.setattr(sift_torch, "_kernel", lambda: lambda *a: calls.append(len(a[0])) or real(*a))
+    with torch.inference_mode():
+        compiled = SIFTNet(config)(x)
+        assert sum(calls) == 37 and len(calls) == 2  # float32 CPU inference runs the loop, on 2 threads
+        monkeypatch.setattr(sift_torch, "_kernel", lambda: None)  # as without numba: the torch path
+        ops = SIFTNet(config)(x)
+    reference = _reference(x.double(), config).float()
+    torch.testing.assert_close(compiled, reference, rtol=0, atol=2e-6)
+    torch.testing.assert_close(compiled, ops, rtol=0, atol=1e-5)  # the ramp differences: RootSIFT's sqrt of ~1e-8
+
+
+def test_compiled_loop_gives_exact_zeros_for_empty_bins_and_the_same_bits_on_any_threads():
+    config = SIFTConfig(patch_size=16, sigma_type="vlfeat", circular=False)
+    x = _ramps([0.3, 2.0, -math.pi + 1e-3, math.pi]).float()  # one orientation inside (others at borders)
+    with torch.inference_mode():
+        ours = SIFTNet(config)(x)
+    reference = _reference(x.double(), config)  # upstream-style masks: empty bins exactly 0
+    assert (reference == 0).sum() > 300
+    assert torch.equal(ours == 0, reference == 0)
+    x = _random_patches(70, 65, seed=8)
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            torch.set_num_threads(1)
+            one = SIFTNet()(x)
+            torch.set_num_threads(2)
+            two = SIFTNet()(x)
+            assert SIFTNet()(x[:0]).shape == (0, 128) and torch.equal(SIFTNet()(x[:1]), one[:1])
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
 
 
 # ---- batching, properties, registry --------------------------------------------------------
