@@ -219,6 +219,7 @@ def test_float64_input_is_computed_in_float64():
     out64 = net(x)
     assert out64.dtype == torch.float64
     torch.testing.assert_close(net(x.float()).double(), out64, rtol=0, atol=1e-5)
+    assert net(x[:0]).shape == (0, 128)  # an empty batch through the torch path
 
 
 def test_half_inputs_and_autocast_are_computed_in_float32(oracle):
