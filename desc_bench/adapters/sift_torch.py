@@ -268,9 +268,7 @@ class SIFTNet(nn.Module):
     def _pool(self, maps: torch.Tensor, k: _Constants) -> torch.Tensor:
         """Separable tent pooling (rows, then columns): ``(B, C, P, P)`` -> ``(B, C, S^2)``."""
         rows = torch.matmul(k.tent, maps)  # (B, C, S, P)
-        return (rows.reshape(-1, self.config.patch_size) @ k.tent_t).reshape(
-            *maps.shape[:2], self.config.num_spatial_bins**2
-        )
+        return (rows.reshape(-1, maps.shape[-1]) @ k.tent_t).reshape(*maps.shape[:2], len(k.tent) ** 2)
 
     def _finish(self, desc: torch.Tensor) -> torch.Tensor:
         """Normalise, clip, normalise (and RootSIFT)."""
