@@ -183,6 +183,7 @@ class Descriptor:
     summary: ClassVar[str] = ""  # one line for `desc-bench list`
     supports_fp16: ClassVar[bool] = False  # may run under float16 autocast (`desc-bench time --fp16`);
     # hand-written descriptors honour it through compute_dtype
+    code_modules: ClassVar[tuple[Any, ...]] = ()  # modules beyond the class's own whose code makes its numbers
 
     _registry: ClassVar[dict[str, type[Descriptor]]] = {}
 

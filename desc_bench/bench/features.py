@@ -71,10 +71,10 @@ def source_fingerprint(paths: Iterable[Path | str]) -> str:
 
 
 def class_sources(cls: type) -> list[Path]:
-    """The source files of a class and of its bases (builtins have none)."""
+    """The source files of a class, of its bases (builtins have none) and of its ``code_modules``."""
     files = []
-    for klass in cls.__mro__:
-        module = sys.modules.get(klass.__module__)
+    modules = [sys.modules.get(klass.__module__) for klass in cls.__mro__]
+    for module in [*modules, *getattr(cls, "code_modules", ())]:
         try:
             path = inspect.getsourcefile(module) if module is not None else None
         except TypeError:

@@ -7,6 +7,7 @@ Oracle: ../shared/oracles/pytorch-sift/oracle_pytorch_sift_fox.npz, the outputs 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import desc_bench
-from desc_bench.adapters import sift_torch
+from desc_bench.adapters import sift_kernel
 from desc_bench.adapters.sift_torch import (
     SIFTConfig,
     SIFTNet,
@@ -23,6 +24,7 @@ from desc_bench.adapters.sift_torch import (
     tent_pooling_matrix,
     weighting_window,
 )
+from desc_bench.bench.features import class_sources
 from desc_bench.errors import InputError, UnknownNameError
 
 ORACLE = "oracles/pytorch-sift/oracle_pytorch_sift_fox.npz"
@@ -247,12 +249,12 @@ def test_half_inputs_and_autocast_are_computed_in_float32(oracle):
 def test_compiled_loop_equals_the_reference_and_the_torch_path(size, sigma, circular, root, monkeypatch):
     config = SIFTConfig(patch_size=size, sigma_type=sigma, circular=circular, rootsift=root)
     x = _random_patches(37, size, seed=7)  # 37: thread shares of unequal length
-    real, calls = sift_torch._kernel(), []
-    monkeypatch.setattr(sift_torch, "_kernel", lambda: lambda *a: calls.append(len(a[0])) or real(*a))
+    real, calls = sift_kernel._compiled(), []
+    monkeypatch.setattr(sift_kernel, "_compiled", lambda: lambda *a: calls.append((len(a[0]), a[-1])) or real(*a))
     with torch.inference_mode():
         compiled = SIFTNet(config)(x)
-        assert sum(calls) == 37 and len(calls) == 2  # float32 CPU inference runs the loop, on 2 threads
-        monkeypatch.setattr(sift_torch, "_kernel", lambda: None)  # as without numba: the torch path
+        assert calls == [(37, 2)]  # float32 CPU inference runs the loop, in 2 shares (2 threads)
+        monkeypatch.setattr(sift_kernel, "_compiled", lambda: None)  # as without numba: the torch path
         ops = SIFTNet(config)(x)
     reference = _reference(x.double(), config).float()
     torch.testing.assert_close(compiled, reference, rtol=0, atol=2e-6)
@@ -279,6 +281,35 @@ def test_compiled_loop_gives_exact_zeros_for_empty_bins_and_the_same_bits_on_any
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, two)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_after_the_loop_ran_uses_the_torch_ops():
+    # GNU OpenMP aborts in a forked child once it ran in the parent (numba's OpenMP layer); the child
+    # runs torch on one thread, as DataLoader workers do (torch's own OpenMP hangs there otherwise)
+    x = _random_patches(40, 65, seed=9)
+    with torch.inference_mode():
+        parent = SIFTNet()(x)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: describe, report, exit without running pytest's teardown
+        try:
+            torch.set_num_threads(1)
+            with torch.inference_mode():
+                child = SIFTNet()(x)
+            os.write(write, b"%d %.3g" % (not sift_kernel.available(), (child - parent).abs().max()))
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    fallback, difference = os.read(read, 64).split()
+    assert status == 0 and fallback == b"1" and float(difference) < 1e-5
+
+
+def test_the_feature_key_covers_the_compiled_loop():
+    sources = [p.name for p in class_sources(type(desc_bench.descriptor("sift-torch-vlfeat")))]
+    assert "sift_kernel.py" in sources and "sift_torch.py" in sources
+    assert desc_bench.descriptor("sift-torch-mp").backend_versions()[0].startswith("numba ")
 
 
 # ---- batching, properties, registry --------------------------------------------------------
