@@ -38,6 +38,7 @@ import torch
 from ..errors import DescriptorOutputError
 from ..imaging import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
 from .base import Descriptor, Distance, Frames, InputSpec
+from .prepare import uint8_patches
 
 SIFT_SCALE_FACTOR = 6.75
 # Enum values of cv::xfeatures2d (the Python bindings do not export them): VGG::VGG_120 and
@@ -131,7 +132,7 @@ class _OpenCVLearned(Descriptor):
         return self._compute(patch, centre, np.array([size / MAGNIFICATION]), np.zeros(1))
 
     def describe_patches(self, prepared: torch.Tensor) -> torch.Tensor:
-        patches = prepared[:, 0].round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        patches = uint8_patches(prepared)
         if len(patches) < 2 * _CHUNK or self._threads == 1:
             rows = [self._one_patch(p) for p in patches]
         else:  # OpenCV releases the GIL: describe chunks of patches in parallel (a task per chunk:
