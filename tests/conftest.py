@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 
@@ -20,10 +21,24 @@ def shared() -> Path:
     return SHARED
 
 
+THREADS = min(2, os.cpu_count() or 1)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(THREADS)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """Torch's and OpenCV's thread counts are process-wide: a test that changes them (an in-process
+    TaskWorker sets them as a Ray worker does) must not leave the rest of the session on one core."""
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    yield
+    if (torch.get_num_threads(), cv2.getNumThreads()) != before:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
 
 
 @pytest.fixture()

@@ -27,6 +27,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 EXTRACT_CHUNK = 512  # keypoints per grid_sample call in extract_patches
+UINT8_ROWS = 256  # patches per block in uint8_patches
 
 
 def as_patch_tensor(patches: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
@@ -43,6 +44,19 @@ def as_patch_tensor(patches: torch.Tensor | np.ndarray, name: str) -> torch.Tens
     if patches.shape[2] < 8:
         raise InputError(f"{name}: patch size {patches.shape[2]} is too small (at least 8 px)")
     return patches.float()
+
+
+def uint8_patches(prepared: torch.Tensor) -> np.ndarray:
+    """``(B, 1, P, P)`` 0..255 float -> ``(B, P, P)`` uint8 numpy (rounded half to even, clamped), for
+    descriptors that hand patches to OpenCV. On the CPU in blocks of :data:`UINT8_ROWS` patches: each
+    patch's values as one pass over the batch would give them, without three batch-sized temporaries
+    (a 4800-patch batch: 10 ms instead of 70 ms)."""
+    if prepared.device.type != "cpu":
+        return prepared[:, 0].round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    out = torch.empty((prepared.shape[0], *prepared.shape[2:]), dtype=torch.uint8)
+    for start in range(0, prepared.shape[0], UINT8_ROWS):
+        out[start : start + UINT8_ROWS] = prepared[start : start + UINT8_ROWS, 0].round().clamp_(0, 255)
+    return out.numpy()
 
 
 def resize(batch: torch.Tensor, size: int, method: Resize) -> torch.Tensor:
@@ -116,7 +130,7 @@ def _keypoints_at_centre(desc: Descriptor, chunk: torch.Tensor) -> torch.Tensor:
     """Describe each patch with a keypoint-based descriptor at the patch centre."""
     size = chunk.shape[-1]
     frames = Frames(np.array([[(size - 1) / 2.0, (size - 1) / 2.0]]))
-    images = chunk[:, 0].round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    images = uint8_patches(chunk)
     return torch.cat([desc.describe_keypoints(image, frames) for image in images])
 
 

@@ -26,6 +26,7 @@ import torch
 from ..imaging import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
 from ..io.memo import BoundedCache
 from .base import Descriptor, Frames, InputSpec, reuse_allowed
+from .prepare import uint8_patches
 
 _CHUNK = 128  # patches per thread task
 
@@ -71,7 +72,7 @@ class SiftOpenCV(Descriptor):
         return desc[0]
 
     def describe_patches(self, prepared: torch.Tensor) -> torch.Tensor:
-        patches = prepared[:, 0].round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+        patches = uint8_patches(prepared)
         if not reuse_allowed():
             return self._finish(self._raw_patches(patches))
         key = _batch_key(self.raw_method, patches)

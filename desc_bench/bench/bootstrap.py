@@ -25,6 +25,7 @@ difference between the exact value and the binned one on the original sample.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ DEFAULT_SEED = 0
 MIN_UNITS = 2  # fewer units: no interval (a bootstrap of one value says nothing)
 MAX_BINS = 1024  # ranked lists longer than this are resampled in this many rank bins
 BLOCK = 1 << 22  # elements of the largest (resamples x items) array built at once
+CACHE_BLOCK = 1 << 17  # (resamples x bins) cells of a ranked list's curves computed at once
 SMALL = 1e-10  # the HPatches code's guard against 0/0
 
 
@@ -158,28 +160,54 @@ class RankedList:
         neg = np.bincount(cell[~y], minlength=bins * units).reshape(bins, units).astype(np.float32)
         return cls(pos, neg)
 
-    def curves(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @functools.cached_property
+    def _cumulative(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-unit counts of the items ranked up to each bin end, ``(K, U)`` positives and negatives."""
+        return np.cumsum(self.pos, axis=0), np.cumsum(self.neg, axis=0)
+
+    def curves(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cumulative weighted true and false positives at the bin ends ``(B, K)`` (float32: exact
-        integers below 2**24), and the steps of the true positives."""
-        tp_step = counts @ self.pos.T
-        return np.cumsum(tp_step, axis=1), np.cumsum(counts @ self.neg.T, axis=1), tp_step
+        integers below 2**24), and the steps of the true positives.
+
+        The cumulative sums are products with the per-unit cumulative counts (made once per list):
+        every term and partial sum is an integer below 2**24, so this equals the cumulative sum of
+        the steps exactly, at the cost of one matrix product instead of a slow pass along the rows."""
+        cum_pos, cum_neg = self._cumulative
+        return counts @ cum_pos.T, counts @ cum_neg.T, counts @ self.pos.T
 
     def ap(self, counts: np.ndarray, kind: str = "trapezoid") -> np.ndarray:
         """``(B,)`` AP of each resample: trapezoid over (recall, precision) with precision(0) = 1
         (the python protocol) or ``"vlfeat"``: the precision at each positive, weighted."""
-        tp, fp, step = self.curves(counts)
-        precision = np.maximum(tp, SMALL) / np.maximum(tp + fp, SMALL)
-        if kind != "vlfeat":  # the mean of the precisions at both ends of each step
-            precision = (precision + np.hstack((np.ones((len(tp), 1), np.float32), precision[:, :-1]))) / 2
-        return np.einsum("bk,bk->b", step, precision, dtype=np.float64) / np.maximum(tp[:, -1], SMALL)
+
+        def ap(counts: np.ndarray) -> np.ndarray:
+            tp, fp, step = self.curves(counts)
+            precision = np.maximum(tp, SMALL) / np.maximum(tp + fp, SMALL)
+            if kind != "vlfeat":  # the mean of the precisions at both ends of each step
+                precision = (precision + np.hstack((np.ones((len(tp), 1), np.float32), precision[:, :-1]))) / 2
+            return np.einsum("bk,bk->b", step, precision, dtype=np.float64) / np.maximum(tp[:, -1], SMALL)
+
+        return self._by_rows(ap, counts)
 
     def auc(self, counts: np.ndarray) -> np.ndarray:
         """``(B,)`` ROC AUC of each resample (trapezoid over (fpr, tpr)): over the negatives' steps, the
         true positives above them (and half of those tied in their bin)."""
-        tp, fp, step = self.curves(counts)
-        fp_step = np.diff(fp, axis=1, prepend=0)
-        area = np.einsum("bk,bk->b", fp_step, tp - step / 2, dtype=np.float64)
-        return area / np.maximum(tp[:, -1], SMALL) / np.maximum(fp[:, -1], SMALL)
+
+        def auc(counts: np.ndarray) -> np.ndarray:
+            tp, fp, step = self.curves(counts)
+            fp_step = counts @ self.neg.T  # exactly np.diff(fp, prepend=0): integers below 2**24
+            area = np.einsum("bk,bk->b", fp_step, tp - step / 2, dtype=np.float64)
+            return area / np.maximum(tp[:, -1], SMALL) / np.maximum(fp[:, -1], SMALL)
+
+        return self._by_rows(auc, counts)
+
+    def _by_rows(self, statistic: Callable[[np.ndarray], np.ndarray], counts: np.ndarray) -> np.ndarray:
+        """``statistic`` of blocks of resamples of about :data:`CACHE_BLOCK` (resample, bin) cells: each
+        resample's value is computed from its own row alone, and blocks that fit in the CPU cache are
+        several times faster than one pass over all (B, K) arrays (each op a trip to main memory)."""
+        rows = max(1, CACHE_BLOCK // max(1, self.items))
+        if len(counts) <= rows:
+            return statistic(counts)
+        return np.concatenate([statistic(counts[s : s + rows]) for s in range(0, len(counts), rows)])
 
     @property
     def items(self) -> int:
