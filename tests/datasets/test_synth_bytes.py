@@ -10,8 +10,9 @@ the OpenCV and scikit-image versions, so with other versions the test skips and 
 With the same library versions, a few pixels of the colour-sourced sequences still differ between
 CPU families (OpenCV's and numpy's vector kernels round a few values differently: 249 of the 288
 hpatches-synth files differ between the CI machine and an AMD EPYC with AVX-512, 250 between it and
-an Intel Xeon; an AMD EPYC of CPU family 26 differs from the first EPYC in 4 homography files). Such a machine's digests are kept as a named alternative: only the files that
-differ, applied over the main set. A machine that matches no set fails; to add one, run this file with
+an Intel Xeon; an AMD EPYC of CPU family 26 differs from the first EPYC in 4 homography files).
+Such a machine's digests are kept as a named alternative: only the files that differ, applied over
+the main set. A machine that matches no set fails; to add one, run this file with
 ``SYNTH_DIGESTS_OUT=found.json`` and add the differing entries under ``alternatives``.
 """
 
