@@ -3,12 +3,14 @@
 Per patch, the gradients, magnitude and orientation ``q`` in bin units (0..K) of each pixel and its
 two linear bin weights ``relu(1 - |q - k|)`` (exact zeros for empty bins, as upstream's masks give),
 the tent row pooling into the cell rows each pixel row reaches, then the column pooling over each
-cell's span: 2.45x less CPU time per patch than the torch ops, which are bound by the memory
+cell's span: 3x less CPU time per patch than the torch ops, which are bound by the memory
 traffic between ops. ``atan2`` is Cephes' float32 ``atanf`` polynomial (about 1e-7 rad) with the
 quadrant rules of C's ``atan2``. Patches are split into contiguous shares run in parallel on numba's
 OpenMP layer where it loads: its workers wait spinning, as torch's do, so that a call right after
 other work does not wait for sleeping threads (a Python thread pool was 2.5x slower there). GNU
 OpenMP aborts in a process forked after it ran, so a forked child uses the torch ops instead.
+numba's OpenMP layer needs the system's GNU OpenMP (Debian: libgomp1); without it numba falls back
+to its workqueue layer, about half as fast and one caller at a time (calls are then serialised).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -119,22 +122,33 @@ def _histograms(patches, window, row_cell, row_weight, col_start, col_weight, ou
 
 @functools.cache
 def _compiled():
-    """:func:`_histograms` compiled (cached on disk by numba) with the number of threads set, or None
-    without numba."""
+    """:func:`_histograms` compiled (cached on disk by numba where it can write) with the number of
+    threads set, or None without numba."""
     global _prange
     try:
         import numba
     except ImportError:
         return None
     if "NUMBA_THREADING_LAYER" not in os.environ and "NUMBA_THREADING_LAYER_PRIORITY" not in os.environ:
+        # process-wide, before numba's first parallel launch: OpenMP first (tbb is numba's default first)
         numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
     _prange = numba.prange
-    options = {"nogil": True, "cache": True, "error_model": "numpy", "fastmath": {"contract", "reassoc", "nsz"}}
-    compiled = numba.njit(parallel=True, **options)(_histograms)
+    options = {"nogil": True, "error_model": "numpy", "fastmath": {"contract", "reassoc", "nsz"}}
+    try:
+        compiled = numba.njit(parallel=True, cache=True, **options)(_histograms)
+    except RuntimeError:  # no writable cache folder ("no locator available"): compile in memory
+        compiled = numba.njit(parallel=True, **options)(_histograms)
+    lock = threading.Lock()
+    serial = []  # holds True once the layer is known to be numba's workqueue, which takes one caller at a time
 
     def run(patches, window, row_cell, row_weight, col_start, col_weight, out, parts):
         numba.set_num_threads(min(parts, numba.config.NUMBA_NUM_THREADS))  # this thread's setting
-        compiled(patches, window, row_cell, row_weight, col_start, col_weight, out, parts)
+        if serial == [False]:
+            compiled(patches, window, row_cell, row_weight, col_start, col_weight, out, parts)
+            return
+        with lock:  # the first call (the layer starts), and every call on the workqueue layer
+            compiled(patches, window, row_cell, row_weight, col_start, col_weight, out, parts)
+            serial[:] = [numba.threading_layer() == "workqueue"]
 
     return run
 

@@ -21,16 +21,24 @@ The computation (equal to ``ducha-aiki/pytorch-sift`` ``SIFTNet`` to float preci
 
 Output layout is angle-major: index ``angle_bin * 16 + row * 4 + col``.
 
-Two implementations, equal to float precision (tests/adapters/test_sift_torch.py):
+On the CPU without autograd, float32 patches go through one fused loop compiled by numba
+(:mod:`.sift_kernel`, 3x less CPU time than the torch ops below), in shares on
+``torch.get_num_threads()`` threads. Everything else (autograd, float64, accelerators, a process
+without numba) runs the torch ops, equal to float precision (tests/adapters/test_sift_torch.py).
 
-- On the CPU without autograd, float32 patches go through one fused loop compiled by numba
-  (:mod:`.sift_kernel`, 2.45x less CPU time), in shares on ``torch.get_num_threads()`` threads.
-- Otherwise (autograd, float64, accelerators, or no numba) torch ops, differentiable: the split of
-  step 3 is written with *ramps* ``R_k = m clamp(q - k, 0, 1)``, k = 0..7: the bin centred at ``c``
-  (1..7) is ``R_{c-1} - R_c`` and the bin centred at 0 (the wrap from +pi to -pi) ``m - R_0 + R_7``.
-  The ramps and ``m`` are pooled (separable tent, ``tent @ map @ tent.T``) and the bins formed by one
-  small ``(9*16, 8*16)`` matrix (``ramp_unmixing``), in the angle-major output order. float64 inputs
-  are computed in float64, float16 and bfloat16 ones in float32, the matrix products outside autocast.
+Implementation of the torch ops (no loop over bins, no per-bin masks). With ``q`` the orientation in bin units
+(0..8, ``q = k`` at the centre of upstream's output bin ``(k + 4) mod 8``) and ``m`` the windowed
+magnitude, the linear split of step 3 is written with *ramps* ``R_k = m clamp(q - k, 0, 1)``,
+k = 0..7: the bin centred at ``c`` (1..7) is ``R_{c-1} - R_c`` and the bin centred at 0 (the wrap
+from +pi to -pi) is ``m - R_0 + R_7``. Pooling is linear, so the ramps and ``m`` are pooled and the
+bins formed afterwards by one small ``(9*16, 8*16)`` matrix (``ramp_unmixing``), already in the
+angle-major output order. Each ramp map is one broadcast ``addcmul`` (``q m - k m``) and one
+in-place ``clamp(0, m)``; the tent pooling is separable, ``tent @ map @ tent.T`` (two small matrix
+products, 4x fewer operations than one ``(P*P, 16)`` matrix). Without autograd the maps are built
+in place: the per-pixel maps 64 patches (of 65 px) at a time, the 8 ramp maps 8 patches per torch
+thread at a time through one workspace that stays in the core's cache. Everything is
+differentiable with respect to the input; float64 inputs are computed in float64, float16 and
+bfloat16 ones in float32 (the ramp differences need it), the matrix products outside autocast.
 """
 
 from __future__ import annotations
@@ -53,7 +61,8 @@ from .base import Descriptor, InputSpec
 from .sift_kernel import GRADIENT_EPS, KernelTables
 
 ROOTSIFT_EPS = 1e-10
-CPU_CHUNK_PIXELS = 64 * 65 * 65  # CPU sub-batch of the torch path: 64 patches of 65 px
+CPU_CHUNK_PIXELS = 64 * 65 * 65  # CPU sub-batch of the per-pixel maps: 64 patches of 65 px
+RAMP_CHUNK_PIXELS = 8 * 65 * 65  # CPU sub-batch of the ramp maps, per torch thread: 8 patches (1.1 MB, in L2)
 
 
 class SigmaType(str, enum.Enum):
@@ -156,8 +165,21 @@ def ramp_unmixing(num_ang_bins: int, cells: int) -> torch.Tensor:
 
 def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Central differences with replicated borders: ``(B, P, P)`` -> gx, gy ``(B, P, P)``."""
-    padded = F.pad(x[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-    return padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2], padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
+    if torch.is_grad_enabled() and x.requires_grad:
+        padded = F.pad(x[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+        return padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2], padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]
+    # Without autograd: differences of the flattened patches (contiguous), then the borders.
+    count, size = x.shape[0], x.shape[-1]
+    flat = x.reshape(count, size * size)
+    gx, gy = torch.empty_like(flat), torch.empty_like(flat)
+    torch.sub(flat[:, 2:], flat[:, :-2], out=gx[:, 1:-1])
+    torch.sub(flat[:, 2 * size :], flat[:, : -2 * size], out=gy[:, size:-size])
+    torch.sub(flat[:, size : 2 * size], flat[:, :size], out=gy[:, :size])
+    torch.sub(flat[:, -size:], flat[:, -2 * size : -size], out=gy[:, -size:])
+    gx, gy, x = gx.view(count, size, size), gy.view(count, size, size), x.view(count, size, size)
+    torch.sub(x[:, :, 1], x[:, :, 0], out=gx[:, :, 0])
+    torch.sub(x[:, :, -1], x[:, :, -2], out=gx[:, :, -1])
+    return gx, gy
 
 
 @dataclass(frozen=True)
@@ -190,9 +212,9 @@ class SIFTNet(nn.Module):
     def __init__(self, config: SIFTConfig | None = None, chunk_size: int | None = None, **overrides):
         super().__init__()
         self.config = dataclasses.replace(config or SIFTConfig(), **overrides)
-        self.chunk_size = chunk_size  # patches per sub-batch of the torch path; None = chosen by device
-        self._tables: KernelTables | None = None  # of the compiled CPU loop, built on first use
+        self.chunk_size = chunk_size  # patches per internal sub-batch; None = chosen by device
         self._constants: dict[tuple[torch.device, torch.dtype], _Constants] = {}
+        self._tables: KernelTables | None = None  # of the compiled CPU loop, built on first use
 
     def extra_repr(self) -> str:
         c = self.config
@@ -219,12 +241,15 @@ class SIFTNet(nn.Module):
             patches = patches.float()
         if self._compiled_path(patches):
             return self._finish(torch.from_numpy(self._kernel_histograms(patches[:, 0])).flatten(1))
-        device = patches.device.type
-        step = self.chunk_size or (max(1, CPU_CHUNK_PIXELS // size**2) if device == "cpu" else len(patches))
+        step = self.chunk_size if self.chunk_size is not None else _default_chunk(patches, CPU_CHUNK_PIXELS)
         k = self.constants(patches)
+        device = patches.device.type
         autocast = torch.is_autocast_enabled(device)  # the matrix products stay in float32
         with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
-            pooled = torch.cat([self._pooled_maps(part[:, 0], k) for part in patches.split(max(1, step))])
+            if torch.is_grad_enabled() and patches.requires_grad:
+                pooled = torch.cat([self._pooled_maps(part[:, 0], k) for part in patches.split(step)])
+            else:
+                pooled = self._pooled_maps_inplace(patches[:, 0], k, step)
             return self._finish(pooled.flatten(1) @ k.unmixing)
 
     def _compiled_path(self, patches: torch.Tensor) -> bool:
@@ -245,15 +270,44 @@ class SIFTNet(nn.Module):
         """Differentiable: ``(B, P, P)`` -> the pooled magnitude and ramps ``(B, K+1, S^2)``."""
         gx, gy = gradients(patches)
         magnitude = (torch.sqrt(gx * gx + gy * gy + GRADIENT_EPS) * k.window).unsqueeze(1)
-        unit = self.config.num_ang_bins / (2.0 * math.pi)  # radians -> bin units
-        scaled = torch.atan2(gy, gx + GRADIENT_EPS).unsqueeze(1) * magnitude * unit  # (q - K/2) m
+        scaled = torch.atan2(gy, gx + GRADIENT_EPS).unsqueeze(1) * magnitude * self._unit  # (q - K/2) m
         ramps = torch.clamp(torch.addcmul(scaled, magnitude, k.offsets), min=torch.zeros_like(k.offsets), max=magnitude)
         return torch.cat([self._pool(magnitude, k), self._pool(ramps, k)], dim=1)
+
+    def _pooled_maps_inplace(self, patches: torch.Tensor, k: _Constants, step: int) -> torch.Tensor:
+        """The values of :meth:`_pooled_maps` without autograd, with few buffers.
+
+        The per-pixel maps (magnitude, orientation) are made ``step`` patches at a time; the K ramp
+        maps (K times larger) in sub-batches of ``RAMP_CHUNK_PIXELS`` per thread through one workspace, so
+        that they stay in cache between being written, clamped and pooled.
+        """
+        count, bins = patches.shape[0], self.config.num_ang_bins
+        pooled = patches.new_empty(count, bins + 1, self.config.num_spatial_bins**2)
+        inner = min(step, _default_chunk(patches, RAMP_CHUNK_PIXELS * torch.get_num_threads()))
+        work = patches.new_empty(min(inner, count), bins, *patches.shape[1:])
+        zero = patches.new_zeros(())
+        for start in range(0, count, step):
+            gx, gy = gradients(patches[start : start + step])
+            magnitude = torch.addcmul(gx.new_tensor(GRADIENT_EPS), gx, gx).addcmul_(gy, gy).sqrt_().mul_(k.window)
+            scaled = torch.atan2(gy, gx.add_(GRADIENT_EPS), out=gy)
+            torch.addcmul(zero, scaled, magnitude, value=self._unit, out=scaled)  # (q - K/2) m
+            magnitude, scaled = magnitude.unsqueeze(1), scaled.unsqueeze(1)
+            pooled[start : start + len(magnitude), :1] = self._pool(magnitude, k)
+            for sub in range(0, len(magnitude), inner):
+                m = magnitude[sub : sub + inner]
+                ramps = work[: len(m)]
+                torch.addcmul(scaled[sub : sub + inner], m, k.offsets, out=ramps).clamp_(min=zero, max=m)
+                pooled[start + sub : start + sub + len(m), 1:] = self._pool(ramps, k)
+        return pooled
+
+    @property
+    def _unit(self) -> float:
+        return self.config.num_ang_bins / (2.0 * math.pi)  # radians -> bin units
 
     def _pool(self, maps: torch.Tensor, k: _Constants) -> torch.Tensor:
         """Separable tent pooling (rows, then columns): ``(B, C, P, P)`` -> ``(B, C, S^2)``."""
         rows = torch.matmul(k.tent, maps)  # (B, C, S, P)
-        return (rows.reshape(-1, maps.shape[-1]) @ k.tent_t).reshape(*maps.shape[:2], len(k.tent) ** 2)
+        return (rows.reshape(-1, self.config.patch_size) @ k.tent_t).reshape(*maps.shape[:2], len(k.tent) ** 2)
 
     def _finish(self, desc: torch.Tensor) -> torch.Tensor:
         """Normalise, clip, normalise (and RootSIFT)."""
@@ -263,6 +317,13 @@ class SIFTNet(nn.Module):
         if self.config.rootsift:
             desc = torch.sqrt(F.normalize(desc, p=1.0, dim=1) + ROOTSIFT_EPS)
         return desc
+
+
+def _default_chunk(patches: torch.Tensor, pixels: int) -> int:
+    """Patches per sub-batch: ``pixels`` on CPU (cache-resident maps), whole batches on accelerators."""
+    if patches.device.type == "cpu":
+        return max(1, pixels // patches.shape[-1] ** 2)
+    return 1 << 62
 
 
 # ---- adapters ---------------------------------------------------------------------------------
@@ -301,7 +362,8 @@ class _SIFTTorch(Descriptor):
         return self.net(prepared)
 
     def backend_versions(self) -> tuple[str, ...]:
-        return (sift_kernel.version(),)
+        """numba's, where the compiled CPU loop may run (its last bits differ from the torch ops')."""
+        return (sift_kernel.version(),) if torch.device(self.device).type == "cpu" else ()
 
 
 class SIFTTorchMP(_SIFTTorch):
