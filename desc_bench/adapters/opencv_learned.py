@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -38,7 +37,7 @@ import torch
 from ..errors import DescriptorOutputError
 from ..imaging import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
 from .base import Descriptor, Distance, Frames, InputSpec
-from .prepare import uint8_patches
+from .prepare import describe_each, uint8_patches
 
 SIFT_SCALE_FACTOR = 6.75
 # Enum values of cv::xfeatures2d (the Python bindings do not export them): VGG::VGG_120 and
@@ -132,18 +131,8 @@ class _OpenCVLearned(Descriptor):
         return self._compute(patch, centre, np.array([size / MAGNIFICATION]), np.zeros(1))
 
     def describe_patches(self, prepared: torch.Tensor) -> torch.Tensor:
-        patches = uint8_patches(prepared)
-        if len(patches) < 2 * _CHUNK or self._threads == 1:
-            rows = [self._one_patch(p) for p in patches]
-        else:  # OpenCV releases the GIL: describe chunks of patches in parallel (a task per chunk:
-            # ThreadPoolExecutor.map ignores chunksize, and a future per patch costs as much as the patch)
-            chunks = [patches[i : i + _CHUNK] for i in range(0, len(patches), _CHUNK)]
-            with ThreadPoolExecutor(self._threads) as pool:
-                rows = [row for part in pool.map(self._chunk, chunks) for row in part]
+        rows = describe_each(self._one_patch, uint8_patches(prepared), self._threads, _CHUNK)
         return self._tensor(np.concatenate(rows))
-
-    def _chunk(self, patches: np.ndarray) -> list[np.ndarray]:
-        return [self._one_patch(p) for p in patches]
 
     def describe_keypoints(self, image: np.ndarray, frames: Frames) -> torch.Tensor:
         if len(frames) == 0:

@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 import torch
@@ -57,6 +60,17 @@ def uint8_patches(prepared: torch.Tensor) -> np.ndarray:
     for start in range(0, prepared.shape[0], UINT8_ROWS):
         out[start : start + UINT8_ROWS] = prepared[start : start + UINT8_ROWS, 0].round().clamp_(0, 255)
     return out.numpy()
+
+
+def describe_each(describe: Callable[[np.ndarray], np.ndarray], patches: np.ndarray, threads: int, chunk: int):
+    """``[describe(p) for p in patches]``, for OpenCV calls (they release the GIL): on ``threads``
+    threads in tasks of ``chunk`` patches when there are at least two chunks (ThreadPoolExecutor.map
+    ignores chunksize for threads, and a future per patch costs as much as describing the patch)."""
+    if len(patches) < 2 * chunk or threads <= 1:
+        return [describe(p) for p in patches]
+    chunks = [patches[i : i + chunk] for i in range(0, len(patches), chunk)]
+    with ThreadPoolExecutor(threads) as pool:
+        return [row for part in pool.map(lambda c: [describe(p) for p in c], chunks) for row in part]
 
 
 def resize(batch: torch.Tensor, size: int, method: Resize) -> torch.Tensor:

@@ -17,7 +17,6 @@ RootSIFT: L1-normalise, then element-wise square root (so the result has unit L2
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -26,7 +25,7 @@ import torch
 from ..imaging import DEFAULT_KEYPOINT_SIZE, MAGNIFICATION
 from ..io.memo import BoundedCache
 from .base import Descriptor, Frames, InputSpec, reuse_allowed
-from .prepare import uint8_patches
+from .prepare import describe_each, uint8_patches
 
 _CHUNK = 128  # patches per thread task
 
@@ -84,17 +83,7 @@ class SiftOpenCV(Descriptor):
 
     def _raw_patches(self, patches: np.ndarray) -> np.ndarray:
         keypoint = _centre_keypoint(patches.shape[-1])
-
-        def describe(chunk: np.ndarray) -> list[np.ndarray]:
-            return [self._one_patch(p, keypoint) for p in chunk]
-
-        if len(patches) < 2 * _CHUNK or self._threads == 1:
-            rows = describe(patches)
-        else:  # OpenCV releases the GIL: describe chunks of patches in parallel (a task per chunk:
-            # ThreadPoolExecutor.map ignores chunksize, and a future per patch costs a quarter)
-            chunks = [patches[i : i + _CHUNK] for i in range(0, len(patches), _CHUNK)]
-            with ThreadPoolExecutor(self._threads) as pool:
-                rows = [row for part in pool.map(describe, chunks) for row in part]
+        rows = describe_each(lambda p: self._one_patch(p, keypoint), patches, self._threads, _CHUNK)
         return np.stack(rows)
 
     def describe_keypoints(self, image: np.ndarray, frames: Frames) -> torch.Tensor:
