@@ -44,15 +44,16 @@ def sample_patches(levels: list[np.ndarray], matrices: np.ndarray) -> np.ndarray
     jac = np.stack([mapped[:, 1] - mapped[:, 0], mapped[:, 2] - mapped[:, 0]], -1)
     pixels_per_patch_pixel = np.sqrt(np.abs(np.linalg.det(jac)))
     chosen = np.clip(np.round(np.log2(np.maximum(pixels_per_patch_pixel, 1.0))), 0, len(levels) - 1).astype(int)
-    out = np.empty((len(matrices), PATCH_SIZE, PATCH_SIZE), dtype=np.uint8)
-    for index, (matrix, level) in enumerate(zip(matrices, chosen)):
-        to_level = np.diag([0.5**level, 0.5**level, 1.0]) @ matrix
-        patch = cv2.warpPerspective(
+    # Scaling rows by powers of two is exact, so these equal diag(2^-l, 2^-l, 1) @ matrix.
+    to_level = matrices * np.stack([0.5**chosen, 0.5**chosen, np.ones(len(chosen))], -1)[:, :, None]
+    sampled = np.empty((len(matrices), PATCH_SIZE, PATCH_SIZE), dtype=np.float32)
+    for index, level in enumerate(chosen):  # one OpenCV call per patch (it releases the GIL)
+        cv2.warpPerspective(
             levels[level],
-            to_level,
+            to_level[index],
             (PATCH_SIZE, PATCH_SIZE),
+            dst=sampled[index],
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
             borderMode=cv2.BORDER_REPLICATE,
         )
-        out[index] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
-    return out
+    return np.clip(np.rint(sampled), 0, 255).astype(np.uint8)
