@@ -6,6 +6,8 @@ HardNet is checked against kornia's HardNet loaded with the same state dict.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -37,16 +39,34 @@ def image() -> np.ndarray:
     return cv2.GaussianBlur(rng.integers(0, 256, size=(72, 96), dtype=np.uint8), (5, 5), 1.0)
 
 
-def build(name: str, tmp_path) -> desc_bench.adapters.base.Descriptor:
-    if name in OPENCV:
-        return desc_bench.descriptor(name)
-    path = write_upstream(name, tmp_path / f"{name}.pth")
-    return desc_bench.descriptor(name, weights=str(path))
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """``checkpoint(name)``: the upstream-format checkpoint of ``name`` (seed 0), written once per module
+    (the tests only read it)."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    made: dict[str, Path] = {}
+
+    def checkpoint(name: str) -> Path:
+        if name not in made:
+            made[name] = write_upstream(name, folder / f"{name}.pth")
+        return made[name]
+
+    return checkpoint
+
+
+@pytest.fixture()
+def build(checkpoints):
+    def make(name: str) -> desc_bench.adapters.base.Descriptor:
+        if name in OPENCV:
+            return desc_bench.descriptor(name)
+        return desc_bench.descriptor(name, weights=str(checkpoints(name)))
+
+    return make
 
 
 @pytest.mark.parametrize("name", NETWORKS + OPENCV)
-def test_contract(name, tmp_path, patches, image):
-    desc = build(name, tmp_path)
+def test_contract(name, build, patches, image):
+    desc = build(name)
     if name == "gift":  # 25 warped copies per input: keep it small (any patch size is allowed)
         patches, image = patches[:4, :, 20:45, 20:45], image[:40, :56]
     out = desc.compute_patches(patches)
@@ -97,8 +117,8 @@ def test_hardnet_ps_fused_equals_unfused(tmp_path):
     assert (ours.compute_patches(patches) - expected).abs().max() < 1e-4
 
 
-def test_superpoint_dense_map_geometry(tmp_path):
-    desc = build("superpoint", tmp_path)
+def test_superpoint_dense_map_geometry(build):
+    desc = build("superpoint")
     maps = desc.dense_map(torch.rand(1, 1, 64, 80))
     assert maps.shape == (1, 256, 8, 10)
     assert torch.allclose(maps.norm(dim=1), torch.ones(1, 8, 10), atol=1e-4)
@@ -119,8 +139,8 @@ def test_nms_keeps_the_strongest_and_suppresses_neighbours():
     assert SP.nms(xy, conf, 30, 30, 0).tolist() == [1, 0, 4, 2, 3]
 
 
-def test_superpoint_detect_follows_the_settings(tmp_path):
-    desc = build("superpoint", tmp_path)
+def test_superpoint_detect_follows_the_settings(build):
+    desc = build("superpoint")
     image = cv2.GaussianBlur((np.random.default_rng(8).random((96, 128)) * 255).astype(np.uint8), (3, 3), 0)
     frames = desc.detect(image)
     assert isinstance(frames, Frames) and len(frames) > 0
@@ -134,8 +154,8 @@ def test_superpoint_detect_follows_the_settings(tmp_path):
     assert np.array_equal(few.xy, xy[:5])
 
 
-def test_gift_patch_and_keypoint_paths_agree(tmp_path, patches):
-    desc = build("gift", tmp_path)
+def test_gift_patch_and_keypoint_paths_agree(build, patches):
+    desc = build("gift")
     small = patches[2:3, :, 20:45, 20:45]
     image = small[0, 0].to(torch.uint8).numpy()
     centre = (25 - 1) / 2.0
@@ -144,8 +164,8 @@ def test_gift_patch_and_keypoint_paths_agree(tmp_path, patches):
     assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_msnet_map_stride(tmp_path):
-    desc = build("msnet-v0", tmp_path)
+def test_msnet_map_stride(build):
+    desc = build("msnet-v0")
     maps = desc.dense_map(torch.rand(2, 3, 64, 96))
     assert maps.shape == (2, 128, 16, 24) and desc.dense_stride == 4
 
@@ -194,19 +214,20 @@ def test_opencv_learned_match_real_patches(name, shared):
 
 @pytest.fixture(scope="module")
 def micro_hpatches(tiny_hpatches_factory):
-    """A very small set in the real HPatches layout (2 sequences x 4 patches), for the slow networks."""
-    return tiny_hpatches_factory(sequences=2, patches=4)
+    """The smallest set the generator makes in the real HPatches layout (2 sequences, one i_ and one v_, x 2
+    patches: verification pairs need 2 a sequence): what a run through the CLI proves does not depend on size."""
+    return tiny_hpatches_factory(sequences=2, patches=2)
 
 
 @pytest.mark.parametrize("name", ["hardnet", "hardnet++", "hardnet-ps", "superpoint", "gift", "msnet-v0"])
-def test_desc_bench_run_with_an_upstream_format_checkpoint(name, micro_hpatches, tmp_path, monkeypatch):
+def test_desc_bench_run_with_an_upstream_format_checkpoint(name, micro_hpatches, checkpoints, tmp_path, monkeypatch):
     """`desc-bench run --weights FILE` end to end, with a checkpoint built by the test in the upstream format."""
     from click.testing import CliRunner
 
     from desc_bench.cli import main
 
     monkeypatch.setenv("DESC_BENCH_CACHE", str(tmp_path / "cache"))
-    checkpoint = write_upstream(name, tmp_path / f"{name}.pth")
+    checkpoint = checkpoints(name)
     result = CliRunner().invoke(
         main,
         [
@@ -252,9 +273,9 @@ def test_opencv_batch_equals_one_by_one(name):
     assert torch.equal(desc.compute_patches(many.flip(0)), batched.flip(0))  # order does not matter
 
 
-def test_superpoint_small_images(tmp_path):
+def test_superpoint_small_images(build):
     """Zero keypoints give an empty result (no forward pass); images under 8 px a clear InputError."""
-    desc = build("superpoint", tmp_path)
+    desc = build("superpoint")
     tiny = np.full((5, 5), 128, np.uint8)
     out = desc.compute_dense(tiny, np.zeros((0, 2)))
     assert out.shape == (0, 256) and out.dtype == torch.float32
