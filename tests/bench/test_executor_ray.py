@@ -19,17 +19,17 @@ ray = pytest.importorskip("ray", reason="needs Ray (pip install 'desc-bench[ray]
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    from desc_bench.bench.executors.ray_executor import LOCAL, python_path
+    from desc_bench.bench.executors.ray_executor import LOCAL, worker_environment
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # CI has no internet: no usage report
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=100 * 1024**2,
-        _system_config={**LOCAL, "enable_worker_prestart": False},  # actors start their own workers: less start-up
-        logging_level=logging.WARNING,
-        runtime_env={"env_vars": {"PYTHONPATH": python_path()}},
-    )
+    with worker_environment():  # the workers Ray starts ahead (one per CPU) can then serve the actors
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=100 * 1024**2,
+            _system_config={**LOCAL, "enable_worker_prestart": False},  # no more workers started ahead for tasks
+            logging_level=logging.WARNING,
+        )
     yield
     ray.shutdown()
 
