@@ -4,6 +4,7 @@ killed mid-run are retried and change nothing; stored items are never computed a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -35,6 +36,8 @@ def cluster():
             logging_level=logging.WARNING,
         )
     yield
+    with contextlib.suppress(Exception):  # Ray's autoscaler monitor, stopped after the GCS, waits 1 s for it
+        ray._private.worker._global_node.kill_monitor(check_alive=False)
     ray.shutdown()
 
 
