@@ -4,6 +4,7 @@ killed mid-run are retried and change nothing; stored items are never computed a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -16,21 +17,27 @@ from desc_bench.bench.runner import RunConfig, run
 
 ray = pytest.importorskip("ray", reason="needs Ray (pip install 'desc-bench[ray]')")
 
+# The fewest resamples the intervals take: records are still compared with their intervals, and the
+# driver's evaluations (three of a run in the first test) cost a tenth of the default 1000's bootstrap.
+CI = 100
+
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    from desc_bench.bench.executors.ray_executor import LOCAL, python_path
+    from desc_bench.bench.executors.ray_executor import LOCAL, worker_environment
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # CI has no internet: no usage report
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=100 * 1024**2,
-        _system_config={**LOCAL, "enable_worker_prestart": False},  # actors start their own workers: less start-up
-        logging_level=logging.WARNING,
-        runtime_env={"env_vars": {"PYTHONPATH": python_path()}},
-    )
+    with worker_environment():  # the workers Ray starts ahead (one per CPU) can then serve the actors
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=100 * 1024**2,
+            _system_config={**LOCAL, "enable_worker_prestart": False},  # no more workers started ahead for tasks
+            logging_level=logging.WARNING,
+        )
     yield
+    with contextlib.suppress(Exception):  # Ray's autoscaler monitor, stopped after the GCS, waits 1 s for it
+        ray._private.worker._global_node.kill_monitor(check_alive=False)
     ray.shutdown()
 
 
@@ -78,12 +85,15 @@ def test_patch_dataset_same_record_despite_failures(tiny_hpatches_factory, tmp_p
     plugin = tmp_path / "flaky.py"
     plugin.write_text(textwrap.dedent(FLAKY.format(marks=str(tmp_path / "marks"))))
     load_plugins([str(plugin)])
-    options = dict(descriptors=("sift-opencv", "test-flaky"), dataset="hpatches", data_dir=tiny_hpatches_factory())
+    options = dict(
+        descriptors=("sift-opencv", "test-flaky"), dataset="hpatches", data_dir=tiny_hpatches_factory(), ci_resamples=CI
+    )
     serial, distributed = _both(monkeypatch, tmp_path, **options)
     assert (tmp_path / "marks" / "raised").exists() and (tmp_path / "marks" / "killed").exists()
     assert not serial.unmeasured and not distributed.unmeasured
     assert distributed.record.results == serial.record.results
     assert all(r.error is None for r in distributed.record.results)
+    assert any(r.interval for r in serial.record.results)  # compared with their intervals
     meta = distributed.record.metadata["executor"]
     assert meta["name"] == "ray" and meta["nodes"] == 1 and meta["cpus"] == 2 and meta["gpus"] == 0
     assert meta["tasks"] == meta["remote_items"] == 8 and meta["driver_items"] == 0  # 4 test sequences x 2
@@ -106,7 +116,7 @@ def test_image_pair_dataset_same_record(tmp_path, monkeypatch):
     data = tmp_path / "data"
     source = SYNTH_SOURCES[4]  # a viewpoint sequence: 6 images, 5 pairs
     write_image_sequence(data / "hpatches-sequences-release" / source.sequence, *generate_sequence(source))
-    options = dict(descriptors=("sift-opencv",), dataset="hpatches-seq", data_dir=data, budget=300)
+    options = dict(descriptors=("sift-opencv",), dataset="hpatches-seq", data_dir=data, budget=300, ci_resamples=CI)
     serial, distributed = _both(monkeypatch, tmp_path, protocol="mma,pck-gift", **options)
     assert distributed.record.results == serial.record.results
     assert any(r.value for r in serial.record.results if r.metric.startswith("mma"))

@@ -19,6 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,23 @@ def python_path() -> str:
     """PYTHONPATH for local workers: this desc_bench's folder first (a checkout run with ``python -m``)."""
     here = str(Path(__file__).resolve().parents[3])
     return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+
+
+@contextmanager
+def worker_environment() -> Iterator[None]:
+    """Around ``ray.init`` starting a local cluster: :func:`python_path` in this process's environment,
+    which the cluster, and so every worker, inherits. A job ``runtime_env`` would give it only to
+    workers started for that environment: the workers Ray starts ahead (one per CPU, while the driver
+    loads its data) would sit idle, and each actor would wait for a process of its own."""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = python_path()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
 
 
 class _Actor(TaskWorker):
@@ -86,7 +104,8 @@ class RayExecutor:
         try:
             if self.config.address is None:  # workers import the desc-bench this driver runs
                 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a local cluster phones no one home
-                ray.init(runtime_env={"env_vars": {"PYTHONPATH": python_path()}}, _system_config=LOCAL, **kwargs)
+                with worker_environment():
+                    ray.init(_system_config=LOCAL, **kwargs)
                 self.started = True
             else:
                 ray.init(address=self.config.address, **kwargs)
