@@ -80,19 +80,19 @@ def main() -> None:
     import ray
     import torch
 
-    from desc_bench.bench.executors.ray_executor import LOCAL, python_path
+    from desc_bench.bench.executors.ray_executor import LOCAL, shutdown_local, worker_environment
     from desc_bench.datasets.registry import dataset_sources
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     started = time.perf_counter()
-    ray.init(
-        num_cpus=args.workers,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        runtime_env={"env_vars": {"PYTHONPATH": python_path()}},
-        _system_config=LOCAL,  # workers at the driver's priority, as --executor ray starts them
-    )
+    with worker_environment():  # as --executor ray starts a local cluster
+        ray.init(
+            num_cpus=args.workers,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            _system_config=LOCAL,  # workers at the driver's priority, as --executor ray starts them
+        )
     print(f"ray start-up ({args.workers} CPUs, local): {time.perf_counter() - started:.1f} s (in neither run)")
     descriptors = tuple(d.strip() for d in args.descriptors.split(",") if d.strip())
     with tempfile.TemporaryDirectory(prefix="executor-speed-") as scratch:
@@ -101,7 +101,7 @@ def main() -> None:
             compare(args.also, descriptors, args.workers, Path(scratch))
         elif args.also:
             print(f"{args.also}: not registered here; skipped")
-    ray.shutdown()
+    shutdown_local(ray)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ killed mid-run are retried and change nothing; stored items are never computed a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -24,7 +23,7 @@ CI = 100
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster():
-    from desc_bench.bench.executors.ray_executor import LOCAL, worker_environment
+    from desc_bench.bench.executors.ray_executor import LOCAL, shutdown_local, worker_environment
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # CI has no internet: no usage report
     with worker_environment():  # the workers Ray starts ahead (one per CPU) can then serve the actors
@@ -36,9 +35,7 @@ def cluster():
             logging_level=logging.WARNING,
         )
     yield
-    with contextlib.suppress(Exception):  # Ray's autoscaler monitor, stopped after the GCS, waits 1 s for it
-        ray._private.worker._global_node.kill_monitor(check_alive=False)
-    ray.shutdown()
+    shutdown_local(ray)
 
 
 FLAKY = '''

@@ -14,6 +14,7 @@ error rows a serial run would).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -68,6 +69,15 @@ def worker_environment() -> Iterator[None]:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = before
+
+
+def shutdown_local(ray) -> None:
+    """``ray.shutdown()`` of a cluster this process started, its autoscaler monitor stopped first: stopped
+    after the GCS, the monitor tries to report to it and is killed only after a 1 s timeout. The monitor
+    is reached through a private attribute, so a Ray without it is shut down the plain way."""
+    with contextlib.suppress(Exception):
+        ray._private.worker._global_node.kill_monitor(check_alive=False)
+    ray.shutdown()
 
 
 class _Actor(TaskWorker):
@@ -201,7 +211,7 @@ class RayExecutor:
             self.probe.unlink(missing_ok=True)
             self.probe = None
         if self.started and self.ray.is_initialized():
-            self.ray.shutdown()
+            shutdown_local(self.ray)
             self.started = False
 
     def __enter__(self) -> RayExecutor:
