@@ -22,9 +22,12 @@ CHUNK_ELEMENTS = 1 << 23  # distance-matrix entries per chunk (32 MB in float32)
 BLOCK = 1024  # side of the blocks of the symmetric pass
 
 
-def _tolerance(hamming: bool, dim: int) -> float:
-    """Bound on the float32 error of a squared distance, relative to |a|^2 + max |x|^2."""
-    return 0.5 if hamming else 2e-6 * dim
+def _tolerance(hamming: bool, dim: int, norms_rows: np.ndarray, norm_max: float) -> np.ndarray:
+    """Per row, a bound on the float32 error of its squared distances: relative to |a|^2 + max |x|^2,
+    or 0.5 for Hamming counts on bits (exact integers in float32, so 0.5 keeps only exact ties)."""
+    if hamming:
+        return np.full(len(norms_rows), 0.5)
+    return 2e-6 * dim * (norms_rows + norm_max)
 
 
 def _exact_row(x: np.ndarray, a: int, labels: np.ndarray, hamming: bool, exact_mask: bool) -> np.ndarray:
@@ -70,7 +73,7 @@ def mine_rows(
     xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
     norms = (xt * xt).sum(1)
     norms_np = norms.numpy()
-    tol_scale = _tolerance(hamming, x.shape[1])
+    norm_max = float(norms_np.max()) if len(x) else 0.0
     pair_anchor, pair_positive = pairs
     out = np.empty(len(rows), np.int64)
     step = max(1, CHUNK_ELEMENTS // len(x))
@@ -90,7 +93,7 @@ def mine_rows(
         values = values.numpy()
         best, nearest = index[:, 0].numpy().copy(), values[:, 0] + norms_np[r]
         if k == 2:
-            tol = tol_scale * (norms_np[r] + norms_np.max())
+            tol = _tolerance(hamming, x.shape[1], norms_np[r], norm_max)
             several = np.flatnonzero((values[:, 1] <= values[:, 0] + tol) & np.isfinite(nearest))
             if len(several):  # near or exact ties: recompute the candidates exactly
                 bound = torch.from_numpy(values[several, 0] + tol[several])[:, None]
