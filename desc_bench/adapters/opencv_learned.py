@@ -102,10 +102,14 @@ class _OpenCVLearned(Descriptor):
             extractor = self._local.extractor = self.make(_xfeatures(self.factory))
         return extractor
 
+    def _padding(self, size: float) -> int:
+        """Reflected border (px) that keeps a keypoint of ``size`` anywhere in the image described."""
+        return int(math.ceil(self.options.scale_factor * size * 0.75)) + 8
+
     def _compute(self, gray: np.ndarray, xy: np.ndarray, sizes: np.ndarray, angles: np.ndarray) -> np.ndarray:
         """Descriptors ``(N, dim)`` in the order of the keypoints; the image is padded so none is dropped."""
         count = len(xy)
-        pad = int(math.ceil(self.options.scale_factor * float(sizes.max()) * 0.75)) + 8
+        pad = self._padding(float(sizes.max()))
         padded = cv2.copyMakeBorder(np.ascontiguousarray(gray), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
         keypoints = [
             cv2.KeyPoint(float(x + pad), float(y + pad), float(s), float(a), 0.0, 0, i)
@@ -124,15 +128,23 @@ class _OpenCVLearned(Descriptor):
         dtype = np.uint8 if self.distance is Distance.HAMMING else np.float32
         return torch.from_numpy(np.ascontiguousarray(desc.astype(dtype, copy=False)))
 
-    def _one_patch(self, patch: np.ndarray) -> np.ndarray:
-        """The patch described as a whole, alone in its own padded image: ``(1, dim)``."""
-        size = patch.shape[-1]
-        centre = np.array([[size / 2.0, size / 2.0]])
-        return self._compute(patch, centre, np.array([size / MAGNIFICATION]), np.zeros(1))
-
     def describe_patches(self, prepared: torch.Tensor) -> torch.Tensor:
-        rows = describe_each(self._one_patch, uint8_patches(prepared), self._threads, _CHUNK)
-        return self._tensor(np.concatenate(rows))
+        """Each patch described as a whole, alone in its own padded image: what :meth:`_compute` does
+        for its centre keypoint, with the keypoint and the border made once per batch."""
+        patches = uint8_patches(prepared)
+        size = patches.shape[-1]
+        pad = self._padding(size / MAGNIFICATION)
+        centre = size / 2.0 + pad
+        keypoints = [cv2.KeyPoint(centre, centre, size / MAGNIFICATION, 0.0, 0.0, 0, 0)]
+
+        def one_patch(patch: np.ndarray) -> np.ndarray:
+            padded = cv2.copyMakeBorder(patch, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+            kept, desc = self._thread_extractor().compute(padded, keypoints)
+            if desc is None or len(kept) != 1:
+                raise DescriptorOutputError(f"{self.name}: OpenCV did not describe a {size} px patch")
+            return desc
+
+        return self._tensor(np.concatenate(describe_each(one_patch, patches, self._threads, _CHUNK)))
 
     def describe_keypoints(self, image: np.ndarray, frames: Frames) -> torch.Tensor:
         if len(frames) == 0:
