@@ -66,6 +66,18 @@ class InputSpec:
     normalization: Normalization = Normalization.NONE
     resize: Resize = Resize.BILINEAR
     eps: float = 1e-7  # for PER_PATCH normalisation: (x - mean) / (std + eps), unbiased std
+    # The hooks take 0..255 patches as uint8 (OpenCV adapters): uint8 input reaches describe_patches
+    # as it is, without a float copy (others get float32); only with the identity preparation.
+    uint8: bool = False
+
+    def __post_init__(self):
+        if self.uint8 and (self.channels, self.patch_size, self.value_range, self.normalization) != (
+            1,
+            None,
+            255.0,
+            Normalization.NONE,
+        ):
+            raise ValueError("InputSpec(uint8=True) needs 1 channel, any size, 0..255 and no normalisation")
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def _xfeatures(name: str):
 class _OpenCVLearned(Descriptor):
     """Shared keypoint handling; subclasses set ``factory`` and ``make``."""
 
-    input = InputSpec(channels=1, patch_size=None)
+    input = InputSpec(channels=1, patch_size=None, uint8=True)
     Options = ScaleOptions
     batch_size = 4096
     factory: ClassVar[str] = ""

@@ -48,7 +48,7 @@ class SiftOpenCV(Descriptor):
 
     name = "sift-opencv"
     dim = 128
-    input = InputSpec(channels=1, patch_size=None)
+    input = InputSpec(channels=1, patch_size=None, uint8=True)
     batch_size = 4096
     summary = "OpenCV SIFT, patch described as a whole (official HPatches OpenCV convention)"
     root = False
