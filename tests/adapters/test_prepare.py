@@ -119,6 +119,26 @@ def test_compute_patches_makes_no_inference_tensors():
     assert not dense.is_inference()
 
 
+@pytest.mark.parametrize("name", ["sift-opencv", "beblid-opencv"])
+def test_uint8_patches_reach_opencv_as_they_are(name, monkeypatch):
+    """InputSpec.uint8: uint8 input is handed over without a float copy; float input (values off the
+    integers included) is rounded as before, so every form of the same patches gives the same output."""
+    desc = desc_bench.descriptor(name)
+    assert desc.input.uint8
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (6, 1, 65, 65)).astype(np.uint8)
+    seen = []
+    hook = type(desc).describe_patches
+    monkeypatch.setattr(type(desc), "describe_patches", lambda self, p: seen.append(p.dtype) or hook(self, p))
+    ref = desc.compute_patches(patches)
+    off = torch.from_numpy(patches).float() + torch.from_numpy(rng.uniform(-0.4, 0.4, patches.shape)).float()
+    for same in (patches[:, 0], torch.from_numpy(patches).float(), off):
+        assert torch.equal(desc.compute_patches(same), ref)
+    assert seen == [torch.uint8, torch.uint8, torch.float32, torch.float32]
+    with pytest.raises(ValueError, match="uint8"):
+        InputSpec(channels=3, uint8=True)
+
+
 def test_scaling_divides_as_upstream_codes_do():
     """0..255 -> 0..1 is x / 255 bit for bit (x * (1/255) differs in 126 of the 256 values, and a one
     ulp difference flips SIFT Flow's channel ties)."""
