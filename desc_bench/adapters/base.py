@@ -5,7 +5,7 @@ fixed public methods of :class:`Descriptor` do the rest (validation, resizing, n
 batching, device placement, output checks) once, in :mod:`desc_bench.adapters.prepare`.
 
 Shapes:
-    compute_patches(patches)           patches (B, 1, P, P) float32 0..255  ->  (B, dim)
+    compute_patches(patches)           patches (B, 1, P, P) float or uint8 0..255  ->  (B, dim)
     compute_dense(image, keypoints)    image (H, W) or (H, W, 3) uint8,
                                        keypoints (N, 2) float xy pixels     ->  (N, dim)
     compute_dense_map(image)           the same image -> DenseMap: values (dim, H', W') and its
@@ -67,16 +67,13 @@ class InputSpec:
     resize: Resize = Resize.BILINEAR
     eps: float = 1e-7  # for PER_PATCH normalisation: (x - mean) / (std + eps), unbiased std
     # The hooks take 0..255 patches as uint8 (OpenCV adapters): uint8 input reaches describe_patches
-    # as it is, without a float copy (others get float32); only with the identity preparation.
+    # as it is, without a float copy (other input as float32); only with the identity preparation.
+    # The hook then reads the caller's memory and must not write into it.
     uint8: bool = False
 
     def __post_init__(self):
-        if self.uint8 and (self.channels, self.patch_size, self.value_range, self.normalization) != (
-            1,
-            None,
-            255.0,
-            Normalization.NONE,
-        ):
+        identity = self.channels == 1 and self.patch_size is None and self.value_range == 255.0
+        if self.uint8 and not (identity and self.normalization is Normalization.NONE):
             raise ValueError("InputSpec(uint8=True) needs 1 channel, any size, 0..255 and no normalisation")
 
 

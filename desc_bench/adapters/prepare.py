@@ -51,10 +51,11 @@ def as_patch_tensor(patches: torch.Tensor | np.ndarray, name: str, keep_uint8: b
 
 
 def uint8_patches(prepared: torch.Tensor) -> np.ndarray:
-    """``(B, 1, P, P)`` 0..255 float -> ``(B, P, P)`` uint8 numpy (rounded half to even, clamped), for
-    descriptors that hand patches to OpenCV. On the CPU in blocks of :data:`UINT8_ROWS` patches: each
-    patch's values as one pass over the batch would give them, without three batch-sized temporaries
-    (a 4800-patch batch: 10 ms instead of 70 ms). uint8 patches (``InputSpec.uint8``) are returned as they are."""
+    """``(B, 1, P, P)`` 0..255 float or uint8 -> ``(B, P, P)`` uint8 numpy, for descriptors that hand
+    patches to OpenCV: uint8 patches (``InputSpec.uint8``) as they are (a view), float ones rounded half
+    to even and clamped. On the CPU in blocks of :data:`UINT8_ROWS` patches: each patch's values as one
+    pass over the batch would give them, without three batch-sized temporaries (a 4800-patch batch:
+    10 ms instead of 70 ms)."""
     if prepared.dtype == torch.uint8:
         return prepared[:, 0].cpu().numpy()
     if prepared.device.type != "cpu":

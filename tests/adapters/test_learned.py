@@ -21,6 +21,7 @@ from desc_bench.adapters import opencv_learned as CV
 from desc_bench.adapters import superpoint as SP
 from desc_bench.adapters.base import Distance, Frames
 from desc_bench.errors import InputError
+from desc_bench.imaging import MAGNIFICATION
 
 NETWORKS = ("hardnet", "hardnet++", "hardnet-ps", "superpoint", "gift", "msnet-v0")
 OPENCV = ("vgg-opencv", "boostdesc-opencv", "beblid-opencv", "teblid-opencv")
@@ -271,6 +272,19 @@ def test_opencv_batch_equals_one_by_one(name):
     single = torch.cat([desc.compute_patches(many[i : i + 1]) for i in range(len(many))])
     assert torch.equal(batched, single)
     assert torch.equal(desc.compute_patches(many.flip(0)), batched.flip(0))  # order does not matter
+
+
+@pytest.mark.parametrize("name", OPENCV)
+def test_opencv_patches_equal_the_image_path_at_the_centre(name):
+    """describe_patches (keypoint and border made once per batch) gives what the image path gives
+    for each patch alone at its centre keypoint (P/2, P/2), size P / 5.303, angle 0."""
+    rng = np.random.default_rng(5)
+    for size, scale in ((65, None), (32, 5.0)):
+        desc = desc_bench.descriptor(name) if scale is None else desc_bench.descriptor(name, scale_factor=scale)
+        patches = rng.integers(0, 256, (3, size, size)).astype(np.uint8)
+        centre, frame = np.array([[size / 2.0, size / 2.0]]), np.array([size / MAGNIFICATION])
+        alone = np.concatenate([desc._compute(p, centre, frame, np.zeros(1)) for p in patches])
+        assert torch.equal(desc.compute_patches(patches), desc._tensor(alone)), (size, scale)
 
 
 def test_superpoint_small_images(build):

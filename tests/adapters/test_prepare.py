@@ -135,8 +135,12 @@ def test_uint8_patches_reach_opencv_as_they_are(name, monkeypatch):
     for same in (patches[:, 0], torch.from_numpy(patches).float(), off):
         assert torch.equal(desc.compute_patches(same), ref)
     assert seen == [torch.uint8, torch.uint8, torch.float32, torch.float32]
+
+
+@pytest.mark.parametrize("spec", [dict(channels=3), dict(patch_size=32), dict(value_range=1.0)])
+def test_uint8_input_needs_the_identity_preparation(spec):
     with pytest.raises(ValueError, match="uint8"):
-        InputSpec(channels=3, uint8=True)
+        InputSpec(uint8=True, **spec)
 
 
 def test_scaling_divides_as_upstream_codes_do():
