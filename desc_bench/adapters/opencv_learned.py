@@ -106,19 +106,24 @@ class _OpenCVLearned(Descriptor):
         """Reflected border (px) that keeps a keypoint of ``size`` anywhere in the image described."""
         return int(math.ceil(self.options.scale_factor * size * 0.75)) + 8
 
+    def _padded_compute(self, gray: np.ndarray, pad: int, keypoints: list) -> tuple[list, np.ndarray]:
+        """OpenCV's ``compute`` on ``gray`` reflected by ``pad`` px (``keypoints`` in padded pixels);
+        DescriptorOutputError unless every keypoint is described."""
+        padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+        kept, desc = self._thread_extractor().compute(padded, keypoints)
+        if desc is None or len(kept) != len(keypoints):
+            found = 0 if desc is None else len(kept)
+            raise DescriptorOutputError(f"{self.name}: OpenCV described {found} of {len(keypoints)} keypoints")
+        return kept, desc
+
     def _compute(self, gray: np.ndarray, xy: np.ndarray, sizes: np.ndarray, angles: np.ndarray) -> np.ndarray:
         """Descriptors ``(N, dim)`` in the order of the keypoints; the image is padded so none is dropped."""
-        count = len(xy)
         pad = self._padding(float(sizes.max()))
-        padded = cv2.copyMakeBorder(np.ascontiguousarray(gray), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
         keypoints = [
             cv2.KeyPoint(float(x + pad), float(y + pad), float(s), float(a), 0.0, 0, i)
             for i, ((x, y), s, a) in enumerate(zip(xy, sizes, angles))
         ]
-        kept, desc = self._thread_extractor().compute(padded, keypoints)
-        if desc is None or len(kept) != count:
-            found = 0 if desc is None else len(kept)
-            raise DescriptorOutputError(f"{self.name}: OpenCV described {found} of {count} keypoints")
+        kept, desc = self._padded_compute(np.ascontiguousarray(gray), pad, keypoints)
         order = np.array([kp.class_id for kp in kept])
         out = np.empty_like(desc)
         out[order] = desc
@@ -136,15 +141,8 @@ class _OpenCVLearned(Descriptor):
         pad = self._padding(size / MAGNIFICATION)
         centre = size / 2.0 + pad
         keypoints = [cv2.KeyPoint(centre, centre, size / MAGNIFICATION, 0.0, 0.0, 0, 0)]
-
-        def one_patch(patch: np.ndarray) -> np.ndarray:
-            padded = cv2.copyMakeBorder(patch, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
-            kept, desc = self._thread_extractor().compute(padded, keypoints)
-            if desc is None or len(kept) != 1:
-                raise DescriptorOutputError(f"{self.name}: OpenCV did not describe a {size} px patch")
-            return desc
-
-        return self._tensor(np.concatenate(describe_each(one_patch, patches, self._threads, _CHUNK)))
+        rows = describe_each(lambda p: self._padded_compute(p, pad, keypoints)[1], patches, self._threads, _CHUNK)
+        return self._tensor(np.concatenate(rows))
 
     def describe_keypoints(self, image: np.ndarray, frames: Frames) -> torch.Tensor:
         if len(frames) == 0:
